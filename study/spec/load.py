@@ -1,0 +1,256 @@
+"""Load a YAML spec, validate it, expand its grid, and explain errors (path, line, allowed values)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from study.spec.study import StudySpec
+
+
+class SpecError(Exception):
+    """A spec that cannot run; ``problems`` are human-readable lines naming the field and allowed values."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trained model of a study: the spec with one value per grid axis substituted."""
+
+    index: int
+    name: str
+    axes: dict[str, str]
+    spec: StudySpec
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def _plain(node: Any) -> Any:
+    """ruamel round-trip nodes -> plain python (so pydantic and json see ordinary types)."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], Any]:
+    """Parse YAML 1.2 (so ``1e-4`` is a float); returns (plain dict, round-trip tree for line numbers)."""
+    try:
+        tree = YAML(typ="rt").load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(str(path), ["file not found"]) from None
+    except YAMLError as e:
+        raise SpecError(str(path), [f"not valid YAML: {e}"]) from None
+    if not isinstance(tree, dict):
+        raise SpecError(str(path), ["the spec must be a YAML mapping with keys like name, dynamics, network, ..."])
+    return _plain(tree), tree
+
+
+def _schema_node(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].split("/")[-1]]
+    return node
+
+
+def _walk_schema(schema: dict[str, Any], loc: tuple[Any, ...]) -> dict[str, Any] | None:
+    """Follow a pydantic error location through the JSON schema (discriminator tags included in loc)."""
+    node = _schema_node(schema, schema)
+    for seg in loc:
+        node = _schema_node(schema, node)
+        if "discriminator" in node and isinstance(seg, str):
+            ref = node["discriminator"]["mapping"].get(seg)
+            if ref is None:
+                return None
+            node = _schema_node(schema, {"$ref": ref})
+            continue
+        if "anyOf" in node:  # Optional[X]: take the non-null branch
+            branches = [b for b in node["anyOf"] if b.get("type") != "null"]
+            node = _schema_node(schema, branches[0]) if branches else node
+        if isinstance(seg, int):
+            node = node.get("items", node.get("prefixItems", [{}])[0] if "prefixItems" in node else {})
+        elif "properties" in node:
+            if seg not in node["properties"]:
+                return None
+            node = node["properties"][seg]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return None
+    return _schema_node(schema, node)
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> list[Any]:
+    """Drop discriminator-tag segments from a pydantic loc so that it addresses the YAML data."""
+    path: list[Any] = []
+    node = data
+    for seg in loc:
+        if isinstance(node, dict) and seg not in node and node.get("kind") == seg:
+            continue
+        path.append(seg)
+        try:
+            node = node[seg]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return path
+
+
+def _line_of(tree: Any, path: list[Any]) -> int | None:
+    node, line = tree, None
+    for seg in path:
+        try:
+            if isinstance(node, dict) and seg in node:
+                line = node.lc.key(seg)[0] + 1
+            elif isinstance(node, list) and isinstance(seg, int) and seg < len(node):
+                line = node.lc.item(seg)[0] + 1
+            else:
+                break
+            node = node[seg]
+        except AttributeError:
+            break
+    return line
+
+
+def describe_errors(err: ValidationError, data: dict[str, Any], tree: Any = None, prefix: str = "") -> list[str]:
+    """One line per pydantic error: ``[line N] path: message (allowed: ...)``."""
+    schema = StudySpec.model_json_schema()
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        path = _data_path(data, loc)
+        dotted = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+        msg = e["msg"]
+        ctx = e.get("ctx") or {}
+        if e["type"] == "extra_forbidden":
+            parent = _walk_schema(schema, loc[:-1])
+            keys = sorted((parent or {}).get("properties", {}))
+            msg = f"unknown key {path[-1]!r}" + (f"; allowed keys: {', '.join(keys)}" if keys else "")
+        elif e["type"] == "union_tag_invalid":
+            msg = f"unknown kind {ctx.get('tag')!r}; allowed kinds: {ctx.get('expected_tags')}"
+            dotted = f"{dotted}.kind" if dotted else "kind"
+        elif e["type"] == "literal_error":
+            msg = f"got {e.get('input')!r}; allowed values: {ctx.get('expected')}"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        line = _line_of(tree, path) if tree is not None else None
+        where = f"[line {line}] " if line else ""
+        lines.append(f"{prefix}{where}{dotted or '<spec>'}: {msg}")
+    return lines
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
+def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        d = d.setdefault(part, {})
+        if not isinstance(d, dict):
+            raise KeyError(dotted)
+    d[parts[-1]] = copy.deepcopy(value)
+
+
+def value_label(value: Any) -> str:
+    """Short human label of a grid value: ``cosine``, ``linear(scale=0.5)``, ``0.001``."""
+    if isinstance(value, dict):
+        kind = value.get("kind")
+        rest = ",".join(f"{k}={value_label(v)}" for k, v in value.items() if k != "kind")
+        return f"{kind}({rest})" if kind and rest else str(kind) if kind else f"({rest})"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(value_label(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def axis_names(paths: list[str]) -> dict[str, str]:
+    """Axis name = last path component, or the full dotted path where the last components clash."""
+    last = [p.split(".")[-1] for p in paths]
+    return {p: (n if last.count(n) == 1 else p) for p, n in zip(paths, last, strict=True)}
+
+
+def _trial_name(index: int, axes: dict[str, str]) -> str:
+    label = "_".join(f"{k}={v}" for k, v in axes.items()) or "base"
+    return re.sub(r"[^A-Za-z0-9_.=,()+-]", "-", f"t{index}_{label}")[:120]
+
+
+def expand(raw: dict[str, Any], tree: Any = None, source: str = "<spec>") -> tuple[StudySpec, list[Trial]]:
+    """Validate a raw spec and expand ``grid`` into trials (cross product, in the order written)."""
+    raw = copy.deepcopy(raw)
+    grid = raw.get("grid") or {}
+    if isinstance(grid, dict):
+        # A gridded field may be left out of the base: its first grid value stands in for validation.
+        for path, values in grid.items():
+            if isinstance(values, list) and values:
+                try:
+                    _get(raw, path)
+                except (KeyError, TypeError):
+                    try:
+                        _set(raw, path, values[0])
+                    except KeyError:
+                        pass
+    try:
+        base = StudySpec.model_validate(raw)
+    except ValidationError as e:
+        raise SpecError(source, describe_errors(e, raw, tree)) from None
+    paths = list(base.grid)
+    names = axis_names(paths)
+    problems: list[str] = []
+    trials: list[Trial] = []
+    for index, combo in enumerate(itertools.product(*(base.grid[p] for p in paths))):
+        data = base.model_dump(mode="json", exclude={"grid"})
+        for path, value in zip(paths, combo, strict=True):
+            try:
+                _set(data, path, value)
+            except (KeyError, TypeError):
+                problems.append(f"grid.{path}: no such field in the spec")
+        axes = {names[p]: value_label(v) for p, v in zip(paths, combo, strict=True)}
+        try:
+            spec = StudySpec.model_validate(data)
+        except ValidationError as e:
+            label = ", ".join(f"{k}={v}" for k, v in axes.items())
+            problems += describe_errors(e, data, None, prefix=f"grid combination {index} ({label}): ")
+            continue
+        values = dict(zip(paths, combo, strict=True))
+        trials.append(Trial(index=index, name=_trial_name(index, axes), axes=axes, spec=spec, values=values))
+    if problems:
+        raise SpecError(source, sorted(set(problems), key=problems.index))
+    return base, trials
+
+
+def load_study(path: str | Path) -> tuple[StudySpec, list[Trial]]:
+    """Read, validate and expand a spec file into (base spec with its grid, trials). Raises SpecError."""
+    path = Path(path)
+    raw, tree = read_yaml(path)
+    return expand(raw, tree, source=str(path))
+
+
+def spec_fingerprint(trials: list[Trial]) -> str:
+    """Stable hash of the expanded trials: a resumed study must have the same trials."""
+    blob = json.dumps(
+        [[t.name, t.spec.model_dump(mode="json", exclude={"tracking", "resources"})] for t in trials],
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

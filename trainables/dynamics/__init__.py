@@ -1,0 +1,1 @@
+"""Training objectives and noise processes, one module per family."""

@@ -1,0 +1,67 @@
+"""What every sampler shares: the result type, the discrete epsilon-model wrapper, timestep spacings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """Final samples and the number of network evaluations per sample (NFE)."""
+
+    x: Tensor
+    nfe: int
+
+
+@dataclass(frozen=True)
+class EpsModel:
+    """A discrete epsilon-prediction model: ``net(x_t, t, class_labels)`` with t the ORIGINAL index 0..T-1.
+
+    ``alphas_cumprod`` (float64) is the schedule the model was trained with; respaced samplers pick a
+    subsequence of it but always hand the model the original timestep (guided-diffusion's _WrappedModel).
+    """
+
+    net: Callable[..., Tensor]
+    alphas_cumprod: Tensor
+    class_labels: Tensor | None = None
+
+    @property
+    def T(self) -> int:
+        return self.alphas_cumprod.shape[0]
+
+    def __call__(self, x: Tensor, t: int) -> Tensor:
+        t_batch = torch.full((x.shape[0],), float(t), device=x.device, dtype=x.dtype)
+        return self.net(x, t_batch, self.class_labels)
+
+
+def timestep_sequence(T: int, steps: int, spacing: str) -> list[int]:
+    """Ascending timestep indices visited by a sampler with ``steps`` steps (REFERENCE B.3).
+
+    leading:   k*(T//S) (ermongroup/ddim 'uniform', diffusers default; never visits T-1 unless S = T)
+    linspace:  round(linspace(0, T-1, S)) (both ends)
+    trailing:  round(arange(T, 0, -T/S)) - 1 (always starts at T-1)
+    quadratic: int(linspace(0, sqrt(0.8 T), S)^2) (DDIM paper's CIFAR10 choice; tops out at 0.8 T)
+    """
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in [1, {T}], got {steps}")
+    if spacing == "leading":
+        seq = [k * (T // steps) for k in range(steps)]
+    elif spacing == "linspace":
+        seq = [round(x) for x in torch.linspace(0, T - 1, steps, dtype=torch.float64).tolist()]
+    elif spacing == "trailing":
+        seq = [round(T - k * T / steps) - 1 for k in range(steps)]
+    elif spacing == "quadratic":
+        seq = [int(x) for x in (torch.linspace(0, math.sqrt(0.8 * T), steps, dtype=torch.float64) ** 2).tolist()]
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}; allowed: leading, linspace, trailing, quadratic")
+    return sorted(set(seq))
+
+
+def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
