@@ -7,13 +7,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from study.spec.base import Strict
+from study.spec.compat import compatibility_problems
 from study.spec.datasets import DatasetSpec, DigitsData
 from study.spec.dynamics import DynamicsSpec
 from study.spec.networks import NetworkSpec
 from study.spec.samplers import SamplerSpec
 
 StudyName = str
-TRAINING_SECTIONS = ("dataset", "dynamics", "network", "training")
+TRAINING_SECTIONS = ("dataset", "dynamics", "network", "class_conditional", "training")
 
 
 class TrainingSpec(Strict):
@@ -89,6 +90,7 @@ class StudySpec(Strict):
     dataset: DatasetSpec = Field(default_factory=DigitsData)
     dynamics: DynamicsSpec
     network: NetworkSpec
+    class_conditional: bool = Field(False, description="train with a class-label embedding; sample uniform labels")
     training: TrainingSpec
     evaluation: EvaluationSpec
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
@@ -110,3 +112,10 @@ class StudySpec(Strict):
             if not values:
                 raise ValueError(f"grid key {path!r} has no values")
         return grid
+
+    @model_validator(mode="after")
+    def _compatible(self) -> StudySpec:
+        problems = compatibility_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

@@ -1,1 +1,56 @@
-"""Training objectives and noise processes, one module per family."""
+"""Diffusion dynamics: the noise process, the training loss, and what samplers are handed.
+
+Each family implements the ``Dynamics`` protocol and is registered under the ``kind`` its spec names.
+The trainable only talks to this protocol, so adding a family touches no training code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+class Dynamics(Protocol):
+    """What a trial needs from a diffusion family."""
+
+    def loss(
+        self, net: nn.Module, x0: Tensor, generator: torch.Generator, class_labels: Tensor | None = None
+    ) -> Tensor:
+        """Scalar training loss on a batch of data x0 (in [-1, 1])."""
+        ...
+
+    def sampling_model(self, net: nn.Module, class_labels: Tensor | None = None) -> Any:
+        """The object samplers receive: an ``EpsModel`` (discrete) or a denoiser D(x, sigma) (continuous)."""
+        ...
+
+    def to_data(self, x: Tensor) -> Tensor:
+        """Map a sampler's output back to data space [-1, 1] (e.g. NCSN works on [0, 1])."""
+        ...
+
+    def summary(self) -> dict[str, float]:
+        """Numbers a researcher should see before launching (terminal alpha-bar, log-SNR, sigma range)."""
+        ...
+
+
+def _ddpm(spec: Any) -> Dynamics:
+    from trainables.dynamics.ddpm import DDPM
+
+    return DDPM.from_spec(spec)
+
+
+DYNAMICS: dict[str, Callable[[Any], Dynamics]] = {
+    "ddpm": _ddpm,
+}
+
+
+def build_dynamics(spec: Any) -> Dynamics:
+    """The dynamics registered under ``spec.kind``."""
+    return DYNAMICS[spec.kind](spec)
+
+
+__all__ = ["DYNAMICS", "Dynamics", "build_dynamics"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
+from torch import nn
 
-from trainables.schedules import DiscreteSchedule
+from trainables.samplers.base import EpsModel
+from trainables.schedules import DiscreteSchedule, make_schedule
 
 Tensor = torch.Tensor
 
@@ -31,3 +34,28 @@ def ddpm_loss(
     x_t = q_sample(ab, x0, t, noise)
     eps = net(x_t, t.to(x0.dtype), class_labels)
     return torch.mean((eps - noise) ** 2)
+
+
+class DDPM:
+    """Discrete DDPM dynamics: epsilon loss for training, an ``EpsModel`` for the discrete samplers."""
+
+    def __init__(self, schedule: DiscreteSchedule):
+        self.schedule = schedule
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> DDPM:
+        return cls(make_schedule(spec.schedule, spec.timesteps))
+
+    def loss(
+        self, net: nn.Module, x0: Tensor, generator: torch.Generator, class_labels: Tensor | None = None
+    ) -> Tensor:
+        return ddpm_loss(net, self.schedule, x0, generator, class_labels)
+
+    def sampling_model(self, net: nn.Module, class_labels: Tensor | None = None) -> EpsModel:
+        return EpsModel(net=net, alphas_cumprod=self.schedule.alphas_cumprod, class_labels=class_labels)
+
+    def to_data(self, x: Tensor) -> Tensor:
+        return x
+
+    def summary(self) -> dict[str, float]:
+        return self.schedule.summary()

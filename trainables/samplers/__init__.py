@@ -18,6 +18,15 @@ SAMPLERS: dict[str, Callable[..., SampleResult]] = {
 }
 
 
+def expected_nfe(spec: Any, timesteps: int) -> int:
+    """Network evaluations per sample that ``spec`` will cost on a T-step model, known before sampling."""
+    if spec.kind == "ancestral":
+        return timesteps if spec.steps is None else len(timestep_sequence(timesteps, spec.steps, spec.spacing))
+    if spec.kind == "ddim":
+        return len(timestep_sequence(timesteps, spec.steps, spec.spacing))
+    raise KeyError(spec.kind)
+
+
 def sampler_from_spec(spec: Any) -> tuple[Callable[..., SampleResult], dict[str, Any]]:
     """The registered function for ``spec.kind`` and its keyword parameters."""
     return SAMPLERS[spec.kind], spec.model_dump(exclude={"kind", "name"})
