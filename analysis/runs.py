@@ -1,0 +1,266 @@
+"""Read one study back from MLflow into tidy pandas tables.
+
+Contract (written by the trials, see DESIGN.md "Tracking, concretely"):
+
+* experiment name = study name; parent runs carry ``study.role=parent``, trial runs
+  ``study.role=trial``, ``study.trial=<name>``, ``study.axes=<JSON list>``, ``axis.<name>=<label>``
+  and ``study.status``;
+* trial metrics use ``step = epoch``: ``train/loss``, ``train/seconds``, ``train/epoch_seconds``,
+  ``is/<extractor>/n<N>/<evaluation>/(mean|std)``, ``sample/<evaluation>/(seconds|nfe)``.
+  Other keys are ignored.
+
+Full histories are read with ``MlflowClient.get_metric_history`` (never only the last value). When a
+step was logged several times in one run (a trial restored from an older checkpoint re-logs epochs),
+the value with the latest timestamp wins.
+
+Several runs with the same ``study.trial`` tag (a trial that was restarted as a new run) are
+**merged**: runs are ordered by start time and the newest run's history is kept in full; an older
+run contributes only the epochs *before* the first epoch logged by any newer run (the newer run was
+restored from a checkpoint at that point, so the older run's later epochs are a discarded future).
+The trial's ``status`` and axis labels come from its newest run; each row keeps the ``run_id`` it
+came from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Run, ViewType
+
+__all__ = ["StudyRuns", "load_study", "SCORE_COLUMNS", "LOSS_COLUMNS", "TRIAL_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+_ID = r"[A-Za-z0-9_.+-]+"
+IS_KEY = re.compile(rf"^is/(?P<extractor>{_ID})/n(?P<n>\d+)/(?P<evaluation>{_ID})/(?P<stat>mean|std)$")
+SAMPLE_KEY = re.compile(rf"^sample/(?P<evaluation>{_ID})/(?P<stat>seconds|nfe)$")
+TRAIN_KEYS = {"train/loss": "loss", "train/seconds": "train_seconds", "train/epoch_seconds": "epoch_seconds"}
+
+TAG_ROLE = "study.role"
+TAG_TRIAL = "study.trial"
+TAG_AXES = "study.axes"
+TAG_STATUS = "study.status"
+TAG_NAME = "study.name"
+AXIS_PREFIX = "axis."
+
+# Fixed columns; the axis columns go after ``status`` (scores, trials) or ``trial`` (losses).
+SCORE_COLUMNS = [
+    "run_id", "trial", "status", "evaluation", "extractor", "n_samples", "epoch",
+    "is_mean", "is_std", "sampling_seconds", "nfe", "train_seconds",
+]
+LOSS_COLUMNS = ["trial", "epoch", "loss", "train_seconds", "epoch_seconds"]
+TRIAL_COLUMNS = ["trial", "run_id", "status", "start_time", "n_runs"]
+
+
+@dataclass(frozen=True)
+class StudyRuns:
+    """One study read back from MLflow.
+
+    * ``scores``: one row per (trial, evaluation, extractor, n_samples, epoch) with columns
+      ``run_id, trial, status, <axes...>, evaluation, extractor, n_samples, epoch, is_mean, is_std,
+      sampling_seconds, nfe, train_seconds``; sorted, epochs ascending.
+    * ``losses``: ``trial, <axes...>, epoch, loss, train_seconds, epoch_seconds``.
+    * ``trials``: one row per trial (also those without any metric yet):
+      ``trial, run_id (newest run), status, <axes...>, start_time (ms), n_runs``.
+    * ``axes``: the axis column names in spec order; ``parent_run_id``: the latest started parent run
+      (``None`` if there is none); ``description``: the parent's ``study.description`` tag, if any.
+    """
+
+    study_name: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str | None
+    axes: list[str]
+    scores: pd.DataFrame
+    losses: pd.DataFrame
+    trials: pd.DataFrame
+    description: str | None = None
+
+
+def _search_all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
+    runs: list[Run] = []
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _existing_experiments(client: MlflowClient) -> list[str]:
+    names: list[str] = []
+    token = None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        names.extend(e.name for e in page)
+        token = page.token
+        if not token:
+            return names
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
+    """Full history of one metric as {epoch: value}; for a re-logged step the latest timestamp wins."""
+    out: dict[int, tuple[int, float]] = {}
+    for m in client.get_metric_history(run_id, key):
+        step = int(m.step)
+        if step not in out or m.timestamp >= out[step][0]:
+            out[step] = (m.timestamp, float(m.value))
+    return {s: v for s, (_, v) in out.items()}
+
+
+def _axes_of(run: Run) -> list[str]:
+    raw = run.data.tags.get(TAG_AXES)
+    if raw:
+        try:
+            axes = json.loads(raw)
+            if isinstance(axes, list) and all(isinstance(a, str) for a in axes):
+                return axes
+        except json.JSONDecodeError:
+            pass
+        log.warning("run %s: cannot parse %s=%r; using its axis.* tags", run.info.run_id, TAG_AXES, raw)
+    return sorted(k[len(AXIS_PREFIX):] for k in run.data.tags if k.startswith(AXIS_PREFIX))
+
+
+def _union_ordered(lists: Iterable[list[str]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for lst in lists:
+        for a in lst:
+            seen.setdefault(a, None)
+    return list(seen)
+
+
+def _run_rows(client: MlflowClient, run: Run) -> tuple[list[dict], list[dict]]:
+    """Score rows and loss rows of one trial run (without trial/axes columns)."""
+    run_id = run.info.run_id
+    keys = list(run.data.metrics)
+    hist = {k: _history(client, run_id, k) for k in keys if k in TRAIN_KEYS}
+    train_seconds = hist.get("train/seconds", {})
+
+    loss_epochs = sorted(set().union(*hist.values())) if hist else []
+    losses = [
+        {"run_id": run_id, "epoch": e, **{col: hist.get(k, {}).get(e, math.nan) for k, col in TRAIN_KEYS.items()}}
+        for e in loss_epochs
+    ]
+
+    sample: dict[tuple[str, str], dict[int, float]] = {}
+    series: dict[tuple[str, int, str], dict[str, dict[int, float]]] = {}
+    for k in keys:
+        if (m := IS_KEY.match(k)) is not None:
+            ident = (m["extractor"], int(m["n"]), m["evaluation"])
+            series.setdefault(ident, {})[m["stat"]] = _history(client, run_id, k)
+        elif (m := SAMPLE_KEY.match(k)) is not None:
+            sample[(m["evaluation"], m["stat"])] = _history(client, run_id, k)
+        elif k not in TRAIN_KEYS:
+            log.debug("run %s: ignoring metric %s", run_id, k)
+
+    scores = []
+    for (extractor, n, evaluation), stats in series.items():
+        means, stds = stats.get("mean", {}), stats.get("std", {})
+        secs, nfe = sample.get((evaluation, "seconds"), {}), sample.get((evaluation, "nfe"), {})
+        for e in sorted(means):
+            scores.append({
+                "run_id": run_id, "evaluation": evaluation, "extractor": extractor, "n_samples": n,
+                "epoch": e, "is_mean": means[e], "is_std": stds.get(e, math.nan),
+                "sampling_seconds": secs.get(e, math.nan), "nfe": nfe.get(e, math.nan),
+                "train_seconds": train_seconds.get(e, math.nan),
+            })
+    return scores, losses
+
+
+def _first_epoch(rows: list[dict]) -> float:
+    return min((r["epoch"] for r in rows), default=math.inf)
+
+
+def load_study(tracking_uri: str, study_name: str) -> StudyRuns:
+    """Read all runs of ``study_name`` from the MLflow tracking server or database at ``tracking_uri``.
+
+    Raises ``ValueError`` (naming the study, the URI and the existing experiments) when the experiment
+    does not exist.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(study_name)
+    if exp is None:
+        existing = _existing_experiments(client)
+        raise ValueError(
+            f"no MLflow experiment named {study_name!r} at tracking URI {tracking_uri!r}; "
+            f"existing experiments: {', '.join(repr(n) for n in existing) or '(none)'}"
+        )
+    runs = _search_all_runs(client, exp.experiment_id)
+    log.info("study %s: %d run(s) in experiment %s", study_name, len(runs), exp.experiment_id)
+
+    parents, trials_runs = [], {}
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(TAG_NAME, study_name) != study_name:
+            log.warning("run %s has %s=%r, not %r; skipped", run.info.run_id, TAG_NAME, tags[TAG_NAME], study_name)
+            continue
+        role = tags.get(TAG_ROLE)
+        if role == "parent":
+            parents.append(run)
+        elif role == "trial":
+            trial = tags.get(TAG_TRIAL) or run.info.run_name or run.info.run_id
+            trials_runs.setdefault(trial, []).append(run)
+    parent = max(parents, key=lambda r: r.info.start_time or 0, default=None)
+
+    all_axes = _union_ordered(_axes_of(r) for rs in trials_runs.values() for r in rs)
+    reserved = set(SCORE_COLUMNS) | set(LOSS_COLUMNS) | set(TRIAL_COLUMNS)
+    axis_cols = {a: (f"axis.{a}" if a in reserved else a) for a in all_axes}
+
+    score_rows, loss_rows, trial_rows = [], [], []
+    for trial, trial_runs in sorted(trials_runs.items()):
+        trial_runs.sort(key=lambda r: r.info.start_time or 0)
+        newest = trial_runs[-1]
+        if len(trial_runs) > 1:
+            log.warning("trial %s has %d runs; merging histories (newest run wins)", trial, len(trial_runs))
+        per_run = [_run_rows(client, r) for r in trial_runs]
+        # one cutoff per run for both tables: the first epoch logged by any newer run
+        cuts = _cutoffs([_first_epoch(s + ls) for s, ls in per_run])
+        status = newest.data.tags.get(TAG_STATUS, "unknown")
+        labels = {axis_cols[a]: newest.data.tags.get(AXIS_PREFIX + a) for a in all_axes}
+        for (scores, losses), c in zip(per_run, cuts, strict=True):
+            score_rows += [{**row, "trial": trial, "status": status, **labels} for row in scores if row["epoch"] < c]
+            loss_rows += [{**row, "trial": trial, **labels} for row in losses if row["epoch"] < c]
+        trial_rows.append({
+            "trial": trial, "run_id": newest.info.run_id, "status": status, **labels,
+            "start_time": newest.info.start_time, "n_runs": len(trial_runs),
+        })
+
+    ax = list(axis_cols.values())
+    scores = _frame(score_rows, SCORE_COLUMNS[:3] + ax + SCORE_COLUMNS[3:],
+                    ["trial", "evaluation", "extractor", "n_samples", "epoch"],
+                    {"n_samples": "int64", "epoch": "int64"})
+    losses = _frame(loss_rows, ["trial", *ax, *LOSS_COLUMNS[1:]], ["trial", "epoch"], {"epoch": "int64"})
+    trials = _frame(trial_rows, TRIAL_COLUMNS[:3] + ax + TRIAL_COLUMNS[3:], ["trial"], {"n_runs": "int64"})
+    return StudyRuns(
+        study_name=study_name, tracking_uri=tracking_uri, experiment_id=exp.experiment_id,
+        parent_run_id=parent.info.run_id if parent else None, axes=ax,
+        scores=scores, losses=losses, trials=trials,
+        description=parent.data.tags.get("study.description") if parent else None,
+    )
+
+
+def _cutoffs(first_epochs: list[float]) -> list[float]:
+    """For runs sorted oldest first: run i keeps epochs < min(first epoch of runs i+1, i+2, ...)."""
+    cut = [math.inf] * len(first_epochs)
+    running = math.inf
+    for i in range(len(first_epochs) - 1, -1, -1):
+        cut[i] = running
+        running = min(running, first_epochs[i])
+    return cut
+
+
+def _frame(rows: list[dict], columns: list[str], sort: list[str], dtypes: dict[str, str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=columns)
+    for col, dt in dtypes.items():
+        df[col] = df[col].astype(dt)
+    return df.sort_values(sort, kind="stable").reset_index(drop=True)
