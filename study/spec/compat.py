@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 # sampler kind -> dynamics kinds it can sample
+# Discrete DDPM samplers need an eps model on the training schedule; annealed Langevin needs discrete sigma levels;
+# the sigma-space samplers take any denoiser D(x, sigma), NCSNv2's included (its levels span [sigma_L, sigma_1]).
+SIGMA_SPACE = ("vp_sde", "ve_sde", "ncsnv2")
 SAMPLER_DYNAMICS: dict[str, tuple[str, ...]] = {
     "ancestral": ("ddpm",),
     "ddim": ("ddpm",),
+    "annealed_langevin": ("ncsnv2",),
+    "euler_maruyama": SIGMA_SPACE,
+    "probability_flow_euler": SIGMA_SPACE,
+    "predictor_corrector": SIGMA_SPACE,
+    "karras": SIGMA_SPACE,
 }
 
 

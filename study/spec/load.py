@@ -74,16 +74,20 @@ def _schema_node(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]
     return node
 
 
+def _kind_of(schema: dict[str, Any], branch: dict[str, Any]) -> str | None:
+    kind = _schema_node(schema, branch).get("properties", {}).get("kind", {})
+    return kind.get("const") or (kind.get("enum") or [None])[0]
+
+
 def _walk_schema(schema: dict[str, Any], loc: tuple[Any, ...]) -> dict[str, Any] | None:
     """Follow a pydantic error location through the JSON schema (discriminator tags included in loc)."""
     node = _schema_node(schema, schema)
     for seg in loc:
         node = _schema_node(schema, node)
-        if "discriminator" in node and isinstance(seg, str):
-            ref = node["discriminator"]["mapping"].get(seg)
-            if ref is None:
-                return None
-            node = _schema_node(schema, {"$ref": ref})
+        branches = node.get("oneOf") or node.get("anyOf") or []
+        tagged = {_kind_of(schema, b): b for b in branches if _kind_of(schema, b)}
+        if isinstance(seg, str) and seg in tagged:  # a discriminator tag inside the error location
+            node = _schema_node(schema, tagged[seg])
             continue
         if "anyOf" in node:  # Optional[X]: take the non-null branch
             branches = [b for b in node["anyOf"] if b.get("type") != "null"]

@@ -37,14 +37,40 @@ class Dynamics(Protocol):
         ...
 
 
+# Optional hook, not part of the protocol: ``fit_data(train_x: Tensor) -> None``, called once by the trainable
+# with the whole training set in [-1, 1] before training, for families that derive a setting from the data
+# (NCSNv2's sigma_1 = largest pairwise distance). Call it as ``getattr(dynamics, "fit_data", None)``.
+
+
 def _ddpm(spec: Any) -> Dynamics:
     from trainables.dynamics.ddpm import DDPM
 
     return DDPM.from_spec(spec)
 
 
+def _ncsnv2(spec: Any) -> Dynamics:
+    from trainables.dynamics.ncsn import NCSNv2
+
+    return NCSNv2.from_spec(spec)
+
+
+def _vp_sde(spec: Any) -> Dynamics:
+    from trainables.dynamics.sde import VPSDEDynamics
+
+    return VPSDEDynamics.from_spec(spec)
+
+
+def _ve_sde(spec: Any) -> Dynamics:
+    from trainables.dynamics.sde import VESDEDynamics
+
+    return VESDEDynamics.from_spec(spec)
+
+
 DYNAMICS: dict[str, Callable[[Any], Dynamics]] = {
     "ddpm": _ddpm,
+    "ncsnv2": _ncsnv2,
+    "vp_sde": _vp_sde,
+    "ve_sde": _ve_sde,
 }
 
 

@@ -2,9 +2,12 @@
 
 CIFAR10: 128 channels, multipliers (1, 2, 2, 2), 2 residual blocks per level, self-attention at 16x16,
 dropout 0.1, GroupNorm(32), swish, sinusoidal time embedding -> 35.7M parameters.
+``resample="box"`` swaps the strided down-sampling conv for 2x2 average pooling + conv (Table A.3's "box" filter).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import nn
@@ -52,15 +55,26 @@ class AttnBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, c: int):
+    """Halve the resolution: Ho's strided 3x3 conv (``conv``), or a 2x2 box filter then a 3x3 conv (``box``).
+
+    ``box`` is the "box" resampling filter of the paper's Table A.3 (EDM's filter [1, 1]): average pooling removes
+    the aliasing of a strided conv; the conv after it keeps the parameter count (and capacity) unchanged.
+    """
+
+    def __init__(self, c: int, resample: Literal["conv", "box"] = "conv"):
         super().__init__()
-        self.conv = nn.Conv2d(c, c, 3, stride=2, padding=1)
+        if resample not in ("conv", "box"):
+            raise ValueError(f"resample must be 'conv' or 'box', not {resample!r}")
+        self.pool = nn.AvgPool2d(2) if resample == "box" else nn.Identity()
+        self.conv = nn.Conv2d(c, c, 3, stride=1 if resample == "box" else 2, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x)
+        return self.conv(self.pool(x))
 
 
 class Upsample(nn.Module):
+    """Nearest-neighbour 2x up-sampling (already the box filter) followed by a 3x3 conv, as in Ho et al."""
+
     def __init__(self, c: int):
         super().__init__()
         self.conv = nn.Conv2d(c, c, 3, padding=1)
@@ -82,11 +96,15 @@ class DDPMUNet(nn.Module):
         attention_resolutions: tuple[int, ...] = (16,),
         dropout: float = 0.1,
         norm_groups: int = 32,
+        resample: Literal["conv", "box"] = "conv",
         num_classes: int = 0,
     ):
         super().__init__()
         if resolution % 2 ** (len(channel_mult) - 1):
             raise ValueError(f"resolution {resolution} is not divisible by 2^{len(channel_mult) - 1}")
+        resolutions = [resolution // 2**i for i in range(len(channel_mult))]
+        if bad := sorted(set(attention_resolutions) - set(resolutions)):
+            raise ValueError(f"attention_resolutions: {bad} not among the U-Net's resolutions {resolutions}")
         self.channels = channels
         temb = 4 * channels
         self.temb = nn.Sequential(nn.Linear(channels, temb), nn.SiLU(), nn.Linear(temb, temb))
@@ -104,7 +122,7 @@ class DDPMUNet(nn.Module):
                 self.down.append(nn.ModuleList(blocks))
                 widths.append(c)
             if level != len(channel_mult) - 1:
-                self.down.append(nn.ModuleList([Downsample(c)]))
+                self.down.append(nn.ModuleList([Downsample(c, resample)]))
                 widths.append(c)
                 res //= 2
 

@@ -1,10 +1,22 @@
-"""What every sampler shares: the result type, the discrete epsilon-model wrapper, timestep spacings."""
+"""What every sampler shares: the result type, the two model interfaces, timestep spacings.
+
+Two kinds of model reach a sampler (``dynamics.sampling_model(net, labels)`` builds them; any callable with the
+same shape works too, which is how the tests drive samplers with exact denoisers):
+
+* an ``EpsModel`` ``eps(x_t, t_index)`` for the discrete DDPM samplers (ancestral, DDIM);
+* a ``Denoiser`` ``D(x, sigma) ~= E[x_0 | x_0 + sigma n = x]`` for the sigma-space samplers (EDM's interface):
+  ``x`` is (B, ...) and ``sigma`` a float64 tensor of shape (B,). Optional attributes refine its use:
+  ``sigma_min``/``sigma_max`` (the trained range: Karras samplers clamp to it), ``sde`` (a ``VPSDE``/``VESDE``,
+  the native process of the score-SDE samplers), ``sigmas`` (discrete levels, descending: annealed Langevin) and
+  ``round_sigma``.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -65,3 +77,23 @@ def timestep_sequence(T: int, steps: int, spacing: str) -> list[int]:
 
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+
+
+def rand_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+
+
+class Denoiser(Protocol):
+    """D(x, sigma): the posterior mean of clean data given x = x_0 + sigma n (sigma: float64 tensor (B,))."""
+
+    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor: ...
+
+
+def sigma_batch(x: Tensor, sigma: float | Tensor) -> Tensor:
+    """A float64 (B,) tensor of noise levels for a batch ``x`` (the shape a ``Denoiser`` receives)."""
+    return torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(x.shape[0]).clone()
+
+
+def bcast(v: Tensor, x: Tensor) -> Tensor:
+    """A (B,) tensor viewed to broadcast against x (B, ...), in x's dtype."""
+    return v.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))

@@ -1,0 +1,127 @@
+"""``python -m study {validate,schema,run,report}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from study.spec import SpecError, StudySpec, load_study
+
+log = logging.getLogger("study")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from study.describe import describe_study
+
+    base, trials = load_study(args.spec)
+    print(describe_study(base, trials))
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    schema = StudySpec.model_json_schema()
+    text = json.dumps(schema, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from study.runner import run_study
+
+    outcome = run_study(args.spec, address=args.address, storage=args.storage, fresh=args.fresh)
+    print()
+    print(f"finished: {len(outcome.finished)}  diverged: {len(outcome.diverged)}  errored: {len(outcome.errored)}")
+    for name in outcome.diverged:
+        print(f"  diverged (non-finite loss): {name}")
+    for name in outcome.errored:
+        print(f"  ERRORED: {name}  (error.txt in {outcome.study_dir / 'tune' / name}); run again to retry it")
+    if outcome.report:
+        print(f"report: {outcome.report.parent / 'index.html'}  ({outcome.report})")
+    state = json.loads((outcome.study_dir / "study.json").read_text())
+    uri = state["tracking_uri"]
+    ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
+    print(f"MLflow UI: {ui}   (experiment {state['experiment']!r})")
+    return outcome.exit_code
+
+
+def _report(args: argparse.Namespace) -> int:
+    from analysis import write_report
+    from study.runner import _reference_lines
+    from study.tracking import resolve_tracking
+
+    target = Path(args.study)
+    if target.suffix in (".yaml", ".yml") and target.is_file():
+        base, _ = load_study(target)
+        name, spec_uri = base.name, base.tracking.tracking_uri
+    else:
+        name, spec_uri = args.study, None
+    study_dir = Path(args.storage).resolve() / name
+    state_file = study_dir / "study.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        uri, experiment = state["tracking_uri"], state["experiment"]
+    else:
+        tracking = resolve_tracking(spec_uri)
+        uri, experiment = tracking.tracking_uri, tracking.experiment_prefix + name
+    refs = {}
+    if state_file.exists():
+        from mlflow import MlflowClient
+
+        refs = _reference_lines(MlflowClient(uri), state["parent_run_id"])
+    out = Path(args.output) if args.output else study_dir / "report"
+    path = write_report(uri, experiment, out, references=refs)
+    print(f"report: {path.parent / 'index.html'}  ({path})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="validate a spec and print its expanded trials")
+    p.add_argument("spec")
+    p.set_defaults(fn=_validate)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of study specs (for editor autocompletion)")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.set_defaults(fn=_schema)
+
+    p = sub.add_parser("run", help="run (or resume) a study on Ray Tune, logging to MLflow")
+    p.add_argument("spec")
+    p.add_argument("--address", help="Ray cluster address (e.g. auto); default: a local Ray started for this run")
+    p.add_argument("--storage", default="studies", help="study state directory (default: ./studies)")
+    p.add_argument("--fresh", action="store_true", help="discard this study's checkpoints and start over")
+    p.set_defaults(fn=_run)
+
+    p = sub.add_parser("report", help="(re)write a study's convergence report from MLflow")
+    p.add_argument("study", help="study name or spec file")
+    p.add_argument("--storage", default="studies")
+    p.add_argument("-o", "--output", help="report directory (default: <storage>/<study>/report)")
+    p.set_defaults(fn=_report)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("alembic", "mlflow", "ray", "urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.fn(args)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from study.runner import StudyError
+
+        if isinstance(e, StudyError | ValueError):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise

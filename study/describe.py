@@ -1,0 +1,52 @@
+"""What ``python -m study validate`` shows per trial: network size, schedule end points, sampler cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from study.spec import Trial
+from trainables.data import image_shape
+from trainables.dynamics import build_dynamics
+from trainables.networks import build_network, count_parameters
+from trainables.samplers import expected_nfe
+
+
+def network_parameters(spec: Any) -> int:
+    """Parameter count without allocating weights (meta device), so paper-size networks cost nothing."""
+    channels, resolution, _ = image_shape(spec.dataset)
+    num_classes = 10 if spec.class_conditional else 0
+    with torch.device("meta"):
+        net = build_network(spec.network, channels, resolution, num_classes)
+    return count_parameters(net)
+
+
+def describe_trial(trial: Trial) -> list[str]:
+    spec = trial.spec
+    axes = ", ".join(f"{k}={v}" for k, v in trial.axes.items()) or "(no grid)"
+    lines = [f"{trial.name}: {axes}"]
+    lines.append(f"    network   {spec.network.kind}: {network_parameters(spec) / 1e6:.2f}M parameters")
+    summary = build_dynamics(spec.dynamics).summary()
+    facts = "  ".join(f"{k}={v:.3g}" for k, v in summary.items())
+    lines.append(f"    dynamics  {spec.dynamics.kind}: {facts}")
+    tr = spec.training
+    lines.append(
+        f"    training  {tr.epochs} epochs, batch {tr.batch_size}, {tr.optimizer} lr {tr.lr:g}, "
+        f"EMA {tr.ema_decay:g}, seed {tr.seed}, IS every {tr.eval_every} epochs"
+    )
+    ev = spec.evaluation
+    for s in ev.samplers:
+        lines.append(f"    sampler   {s.id:<24} NFE {expected_nfe(s, spec.dynamics)}")
+    return lines
+
+
+def describe_study(base: Any, trials: list[Trial]) -> str:
+    ev = base.evaluation
+    head = [
+        f"study {base.name}: {len(trials)} trial(s) x {len(ev.samplers)} sampler(s)",
+        f"  IS: {ev.inception_score.extractor}, {ev.num_samples} samples, {ev.inception_score.splits} splits; "
+        f"resources per trial: {base.resources.cpus:g} CPU, {base.resources.gpus:g} GPU",
+    ]
+    body = [line for t in trials for line in describe_trial(t)]
+    return "\n".join(head + body)

@@ -1,0 +1,90 @@
+"""One evaluation: sample N images with a sampler on the EMA weights, time them, score them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torchvision.utils import make_grid
+
+from trainables.dynamics import Dynamics
+from trainables.metrics import inception_score, to_uint8
+from trainables.samplers import sampler_from_spec
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    sampler_id: str
+    is_mean: float
+    is_std: float
+    seconds: float
+    nfe: int
+    grid: Tensor | None  # uint8 HWC, the first ``grid_images`` samples
+    labels: Tensor | None  # class labels the samples were drawn for (class-conditional models)
+
+
+def generate(
+    net: torch.nn.Module,
+    dynamics: Dynamics,
+    sampler_spec: Any,
+    shape: tuple[int, int, int],
+    num_samples: int,
+    batch_size: int,
+    seed: int,
+    num_classes: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, int, Tensor | None, float]:
+    """(samples in [-1, 1] on CPU, NFE per sample, labels, wall seconds).
+
+    The noise (and the labels) depend only on ``seed``, so every evaluation of every trial starts
+    from the same latents: differences between curves come from the models and samplers alone.
+    """
+    fn, params = sampler_from_spec(sampler_spec)
+    gen = torch.Generator(device).manual_seed(seed)
+    out, labels_out, nfe = [], [], 0
+    if torch.cuda.is_available() and str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for lo in range(0, num_samples, batch_size):
+        n = min(batch_size, num_samples - lo)
+        noise = torch.randn((n, *shape), generator=gen, device=device)
+        labels = torch.randint(0, num_classes, (n,), generator=gen, device=device) if num_classes else None
+        with torch.no_grad():
+            result = fn(dynamics.sampling_model(net, labels), noise, generator=gen, **params)
+        out.append(dynamics.to_data(result.x).clamp(-1, 1).float().cpu())
+        labels_out.append(labels.cpu() if labels is not None else None)
+        nfe = result.nfe
+    if torch.cuda.is_available() and str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    labels = torch.cat(labels_out) if num_classes else None
+    return torch.cat(out), nfe, labels, seconds
+
+
+def evaluate(
+    net: torch.nn.Module,
+    dynamics: Dynamics,
+    sampler_spec: Any,
+    eval_spec: Any,
+    shape: tuple[int, int, int],
+    extractor_weights: str | None,
+    num_classes: int = 0,
+    device: torch.device | str = "cpu",
+) -> EvalResult:
+    """Sample ``eval_spec.num_samples`` images and compute their Inception Score."""
+    samples, nfe, labels, seconds = generate(
+        net, dynamics, sampler_spec, shape, eval_spec.num_samples, eval_spec.batch_size, eval_spec.seed,
+        num_classes, device,
+    )  # fmt: skip
+    images = to_uint8(samples)
+    isc = eval_spec.inception_score
+    score = inception_score(images, isc.extractor, extractor_weights, isc.splits, isc.shuffle)
+    grid = None
+    if eval_spec.grid_images:
+        k = min(eval_spec.grid_images, images.shape[0])
+        grid = make_grid(images[:k], nrow=int(k**0.5) or 1, padding=1).permute(1, 2, 0).contiguous()
+    return EvalResult(sampler_spec.id, score.mean, score.std, seconds, nfe, grid, labels)
