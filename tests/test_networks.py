@@ -177,7 +177,7 @@ def _overfit(kind: str, steps: int = 150) -> tuple[float, float]:
     gen = torch.Generator().manual_seed(0)
     x0 = torch.rand(4, 1, 16, 16, generator=gen) * 2 - 1
     z = torch.randn(4, 1, 16, 16, generator=gen)
-    fields = {**TINY[kind], "dropout": 0.0} if kind != "ncsnv2" else TINY[kind]
+    fields = {**TINY[kind], "dropout": 0.0} if kind != "ncsnv2" else {**TINY[kind], "preconditioning": "internal"}
     net = build(kind, 1, 16, **fields)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     t = noise_input(kind, 4)
@@ -275,10 +275,21 @@ def test_fir_resampling() -> None:
     torch.testing.assert_close(FIRResample((1, 3, 3, 1), "down")(ones)[..., 1:-1, 1:-1], torch.ones(1, 1, 2, 2))
 
 
-def test_ncsnv2_divides_by_sigma() -> None:
-    net = build("ncsnv2", 1, 16, **TINY["ncsnv2"]).eval()
+def test_ncsnv2_internal_preconditioning_divides_by_sigma() -> None:
+    net = build("ncsnv2", 1, 16, **TINY["ncsnv2"], preconditioning="internal").eval()
     x = torch.rand(2, 1, 16, 16)
     with torch.no_grad():
         a = net(x, torch.tensor([1.0, 1.0]))
         b = net(x, torch.tensor([0.1, 2.0]))
     torch.testing.assert_close(b, a / torch.tensor([0.1, 2.0])[:, None, None, None])
+
+
+def test_ncsnv2_external_preconditioning_matches_internal() -> None:
+    """Under the dynamics' NCSNv2Precond (input 2x - 1, output times sigma) the default net is the original model."""
+    external = build("ncsnv2", 1, 16, **TINY["ncsnv2"]).eval()
+    internal = build("ncsnv2", 1, 16, **TINY["ncsnv2"], preconditioning="internal").eval()
+    x, sigma = torch.rand(2, 1, 16, 16), torch.tensor([0.3, 2.0])
+    with torch.no_grad():
+        raw = external(2 * x - 1, torch.log(sigma))
+        score = internal(x, sigma)
+    torch.testing.assert_close(raw, score * sigma[:, None, None, None])

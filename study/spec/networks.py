@@ -54,6 +54,11 @@ class NCSNv2(Strict):
 
     kind: Literal["ncsnv2"] = "ncsnv2"
     channels: int = Field(128, ge=1, description="ngf: width of the first stage (deeper stages use 2x)")
+    preconditioning: Literal["external", "internal"] = Field(
+        "external",
+        description="external: the dynamics' NCSNv2Precond feeds 2x-1 and scales by sigma (net returns sigma*score); "
+        "internal: ncsnv2's own call, x in [0,1], t = sigma, returns score = output/sigma",
+    )
 
 
 class _ScoreUNet(Strict):

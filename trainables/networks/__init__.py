@@ -1,8 +1,10 @@
 """Networks by the ``kind`` a spec names: ``build_network(spec, channels, resolution, num_classes)``.
 
 Every denoiser is called as ``net(x, t, class_labels=None) -> tensor shaped like x``; what ``t`` means is stated in
-each module (DDPM U-Net / DDPM++: the timestep on the 0..999 scale; NCSN++: c_noise, e.g. ln sigma; NCSNv2: sigma,
-and it returns s(x)/sigma). The noisy classifier is called as ``net(x_t, t) -> logits [B, num_classes]``.
+each module (DDPM U-Net / DDPM++: the timestep on the 0..999 scale; NCSN++: c_noise, e.g. ln sigma or ln(sigma/2);
+NCSNv2: ignored by default, the raw output sigma * score under the dynamics' NCSNv2Precond, or with
+``preconditioning="internal"`` sigma itself, returning s(x)/sigma). The noisy classifier is called as
+``net(x_t, t) -> logits [B, num_classes]``.
 
 Parameter counts of the CIFAR10 configurations (32x32x3, unconditional; classifier with 10 classes):
 

@@ -8,13 +8,20 @@ residual max-pooling). The network is unconditional; noise conditioning is s(x, 
 CIFAR10 (ngf = 128): 29.69M parameters. Stages at 32x32 input: 32 (ngf) -> 16 (2 ngf) -> 16 dilated 2 -> 16
 dilated 4; the "down" blocks of the dilated stages keep the resolution (dilation replaces striding).
 
-What the network expects: ``x`` in [0, 1] (NCSN data are not centred; the net maps x -> 2x - 1 itself, as
-ncsnv2 does with ``rescaled: false``), ``sigma`` the noise level per sample (float [B], relative to [0, 1] data).
-It returns the score estimate s(x)/sigma, same shape as ``x``. ``class_labels`` is accepted for the common
-signature and ignored (NCSNv2 has no class conditioning).
+What the network expects depends on ``preconditioning`` (``class_labels`` is accepted and ignored either way:
+NCSNv2 has no class conditioning):
+
+- ``"internal"`` (ermongroup/ncsnv2's own call): ``x`` in [0, 1] (NCSN data are not centred; the net maps
+  x -> 2x - 1 itself, as ncsnv2 does with ``rescaled: false``), ``t`` = sigma per sample (float [B], relative to
+  [0, 1] data); returns the score estimate s(x)/sigma.
+- ``"external"`` (default; what ``trainables/dynamics/precond.py::NCSNv2Precond`` drives): the wrapper already
+  feeds 2x - 1 and multiplies by c_out = sigma, so the net returns the raw RefineNet output F = sigma * score and
+  ignores ``t`` (the wrapper passes ln sigma). Both modes have the same parameters and the same function.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import nn
@@ -144,10 +151,20 @@ class RefineBlock(nn.Module):
 
 
 class NCSNv2(nn.Module):
-    """NCSNv2 for 32x32-class images: s_theta(x, sigma) = RefineNet(2x - 1) / sigma."""
+    """NCSNv2 for 32x32-class images: s_theta(x, sigma) = RefineNet(2x - 1) / sigma (see ``preconditioning``)."""
 
-    def __init__(self, in_channels: int, resolution: int, channels: int = 128, num_classes: int = 0):
+    def __init__(
+        self,
+        in_channels: int,
+        resolution: int,
+        channels: int = 128,
+        preconditioning: Literal["external", "internal"] = "external",
+        num_classes: int = 0,
+    ):
         super().__init__()
+        if preconditioning not in ("external", "internal"):
+            raise ValueError(f"preconditioning must be 'external' or 'internal', not {preconditioning!r}")
+        self.internal = preconditioning == "internal"
         if resolution % 2:
             raise ValueError(f"resolution {resolution} must be even (one 2x down-sampling stage)")
         c, c2 = channels, 2 * channels
@@ -163,8 +180,8 @@ class NCSNv2(nn.Module):
         self.norm_out = InstanceNormPlus(c)
         self.conv_out = nn.Conv2d(c, in_channels, 3, padding=1)
 
-    def forward(self, x: Tensor, sigma: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        h = self.conv_in(2 * x - 1)
+    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        h = self.conv_in(2 * x - 1 if self.internal else x)
         l1 = self.stage1(h)
         l2 = self.stage2(l1)
         l3 = self.stage3(l2)
@@ -174,4 +191,5 @@ class NCSNv2(nn.Module):
         r = self.refine3([l2, r], l2.shape[2:])
         r = self.refine4([l1, r], l1.shape[2:])
         out = self.conv_out(nn.functional.elu(self.norm_out(r)))
-        return out / sigma.to(out.dtype).reshape(-1, 1, 1, 1)
+        # s(x, sigma) = s(x) / sigma: the unconditional net learns sigma * score, whose scale is sigma-independent.
+        return out / t.to(out.dtype).reshape(-1, 1, 1, 1) if self.internal else out
