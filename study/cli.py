@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -15,9 +16,14 @@ log = logging.getLogger("study")
 
 def _validate(args: argparse.Namespace) -> int:
     from study.describe import describe_study
+    from study.preflight import default_dirs, preflight
 
     base, trials = load_study(args.spec)
     print(describe_study(base, trials))
+    # Missing data or weights are warnings here (the spec is valid; another machine may have the files);
+    # `study run` stops with exit code 2 on the same problems.
+    for problem in preflight(base, *default_dirs()):
+        print(f"warning: {problem}", file=sys.stderr)
     return 0
 
 
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_report)
 
     args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # keeps MLflow's DB-migration chatter off stdout
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

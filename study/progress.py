@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
 from ray.tune import Callback
 
@@ -12,12 +12,12 @@ from ray.tune import Callback
 class CompactProgress(Callback):
     """``[12:03:04] t0_schedule=linear  epoch  4/30  loss 0.1035  IS ancestral-50 3.72  ddim-20 3.86``."""
 
-    def __init__(self, stream: TextIO | None = None):
-        self.stream = stream or sys.stdout
+    def __init__(self) -> None:
+        # No stream is stored: Tune pickles its callbacks with the experiment state (tuner.pkl).
         self.latest_is: dict[str, dict[str, float]] = {}
 
     def _print(self, text: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=self.stream, flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stdout, flush=True)
 
     @staticmethod
     def _name(trial: Any) -> str:

@@ -60,8 +60,13 @@ def resolve_tracking(spec_uri: str | None = None, cwd: Path | None = None) -> Tr
     uri = os.environ.get("MLFLOW_TRACKING_URI") or spec_uri or cfg.get("tracking_uri") or "sqlite:///mlflow.db"
     uri = _absolute_sqlite(uri, cwd)
     artifacts = cfg.get("artifact_location", "mlartifacts")
-    if uri.startswith(("http://", "https://")) and "artifact_location" not in cfg:
-        artifacts = None
+    if (
+        uri.startswith(("http://", "https://"))
+        and artifacts
+        and "://" not in artifacts
+        and not Path(artifacts).is_absolute()
+    ):
+        artifacts = None  # a tracking server stores artifacts under its own root unless told otherwise
     if artifacts and "://" not in artifacts:
         artifacts = str((cwd / artifacts).resolve())
     return TrackingConfig(uri, artifacts, cfg.get("experiment_prefix") or "", dict(cfg.get("tags") or {}))

@@ -1,0 +1,70 @@
+"""Shared fixtures: quiet Ray defaults, a micro study spec, one cached digits classifier per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def micro_spec(name: str = "micro", **overrides: Any) -> dict[str, Any]:
+    """A study that trains in seconds: 8x8 digits, T=50, a 16-channel U-Net, 2 epochs, 40 samples."""
+    spec: dict[str, Any] = {
+        "name": name,
+        "dataset": {"kind": "digits", "resolution": 8},
+        "dynamics": {"kind": "ddpm", "timesteps": 50},
+        "network": {
+            "kind": "ddpm_unet", "channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
+            "attention_resolutions": [], "dropout": 0.0, "norm_groups": 8,
+        },
+        "training": {"epochs": 2, "batch_size": 256, "lr": 2e-3, "eval_every": 1},
+        "evaluation": {
+            "num_samples": 40, "batch_size": 40, "grid_images": 16,
+            "samplers": [{"kind": "ancestral", "steps": 5}, {"kind": "ddim", "steps": 3}],
+        },
+        "grid": {"dynamics.schedule": [{"kind": "linear"}, {"kind": "cosine"}]},
+    }  # fmt: skip
+    for dotted, value in overrides.items():
+        node = spec
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return spec
+
+
+def write_spec(path: Path, spec: dict[str, Any]) -> Path:
+    import json
+
+    path.write_text(json.dumps(spec))  # JSON is YAML 1.2
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One digits classifier per test session (training it takes a few seconds)."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["STUDY_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def classifier_r8(cache_dir: Path) -> tuple[Path, float]:
+    from trainables.digits_classifier import ensure_digits_classifier
+
+    return ensure_digits_classifier(cache_dir, resolution=8)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

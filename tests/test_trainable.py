@@ -1,0 +1,89 @@
+"""One trial without Ray (LocalSession) against a real SQLite MLflow store: logging, resume, divergence."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import micro_spec
+from mlflow import MlflowClient
+
+from study.spec.load import expand
+from trainables.trainable import CHECKPOINT_FILE, LocalSession, Runtime, run_trial
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(uri)
+    eid = client.create_experiment("trainable", artifact_location=str(root / "artifacts"))
+    parent = client.create_run(eid, tags={"study.role": "parent"}).info.run_id
+    return uri, eid, parent
+
+
+def _trial(**overrides: object) -> dict:
+    _, trials = expand(micro_spec(**overrides))
+    t = trials[1]
+    return {"name": t.name, "axes": t.axes, "spec": t.spec.model_dump(mode="json")}
+
+
+def _runtime(store: tuple[str, str, str], weights: Path, tmp_path: Path) -> Runtime:
+    uri, eid, parent = store
+    return Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "micro", str(tmp_path), str(weights), True)
+
+
+def test_logs_metrics_images_and_params(store, classifier_r8, tmp_path: Path) -> None:
+    runtime = _runtime(store, classifier_r8[0], tmp_path)
+    session = LocalSession(tmp_path / "ckpt")
+    assert run_trial(_trial(), runtime, session) == "finished"
+    assert [r["epoch"] for r in session.reports] == [1, 2]
+    client = MlflowClient(store[0])
+    (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
+    assert run.info.status == "FINISHED" and run.data.tags["study.status"] == "finished"
+    assert run.data.tags["mlflow.parentRunId"] == store[2] and run.data.tags["axis.schedule"] == "cosine"
+    assert run.data.params["training.lr"] == "0.002" and run.data.params["dynamics.schedule.kind"] == "cosine"
+    for key in ("is/digits-cnn/n40/ancestral-5/mean", "is/digits-cnn/n40/ddim-3/std", "train/loss"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2]
+    assert client.get_metric_history(run.info.run_id, "sample/ancestral-5/nfe")[0].value == 5
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert any("samples" in p and "ancestral-5" in p for p in images)
+
+
+def test_restored_trial_continues_the_same_run_with_the_same_results(store, classifier_r8, tmp_path: Path) -> None:
+    runtime = _runtime(store, classifier_r8[0], tmp_path)
+    straight = LocalSession(tmp_path / "a")
+    run_trial(_trial(**{"training.epochs": 3}), runtime, straight)
+
+    # Same trial, interrupted after epoch 2 (as if the process died), then restored from its checkpoint.
+    runtime2 = _runtime(store, classifier_r8[0], tmp_path)
+    first = LocalSession(tmp_path / "b")
+    run_trial(_trial(**{"training.epochs": 2}), runtime2, first)
+    ckpt = torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=False)
+    resumed = LocalSession(tmp_path / "b")
+    run_trial(_trial(**{"training.epochs": 3}), runtime2, resumed)
+    assert [r["epoch"] for r in resumed.reports] == [3]
+
+    final_a = torch.load(tmp_path / "a" / CHECKPOINT_FILE, weights_only=False)
+    final_b = torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=False)
+    for k, v in final_a["net"].items():
+        assert torch.equal(v, final_b["net"][k]), k
+    assert straight.reports[-1]["loss"] == resumed.reports[-1]["loss"]
+    assert straight.reports[-1]["is/ddim-3"] == resumed.reports[-1]["is/ddim-3"]
+    client = MlflowClient(store[0])
+    runs = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime2.instance}'")
+    assert [r.info.run_id for r in runs] == [ckpt["run_id"]]  # continued, not forked
+    assert [m.step for m in client.get_metric_history(ckpt["run_id"], "train/loss")] == [1, 2, 3]
+
+
+def test_non_finite_loss_marks_the_trial_diverged(store, classifier_r8, tmp_path: Path) -> None:
+    runtime = _runtime(store, classifier_r8[0], tmp_path)
+    session = LocalSession(tmp_path / "d")
+    # Adam moves each weight by ~lr per step whatever the gradient: lr=1e30 overflows float32 at once.
+    status = run_trial(_trial(**{"training.lr": 1e30, "training.grad_clip": None}), runtime, session)
+    assert status == "diverged" and session.reports[-1]["diverged"]
+    client = MlflowClient(store[0])
+    (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
+    assert run.data.tags["study.status"] == "diverged" and run.info.status == "FAILED"
