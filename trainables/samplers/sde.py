@@ -128,7 +128,9 @@ def _langevin_corrector(
     z = randn_like(x, generator)
     grad_norm = grad.reshape(x.shape[0], -1).norm(dim=-1).mean()
     noise_norm = z.reshape(x.shape[0], -1).norm(dim=-1).mean()
-    step = 2 * alpha * (snr * noise_norm / grad_norm) ** 2
+    # A zero score (e.g. an untrained net with a zero-initialised output layer) would give an infinite step in the
+    # reference; take no corrector step then.
+    step = 2 * alpha * (snr * noise_norm / grad_norm) ** 2 if grad_norm > 0 else torch.zeros((), dtype=x.dtype)
     x_mean = x + step * grad
     return x_mean + (2 * step) ** 0.5 * z, x_mean
 
@@ -151,6 +153,9 @@ def predictor_corrector(
     predictor (REFERENCE pitfall 8). Predictor: ``reverse_diffusion`` or ``euler_maruyama``; corrector: Langevin
     with signal-to-noise ratio ``snr`` (0 corrector steps = predictor only). NFE = N (corrector_steps + 1)."""
     process = resolve_sde(model, sde, beta_min, beta_max)
+    if process.kind == "vp" and process.beta_max / steps >= 1:
+        # beta_i = linspace(beta_min/N, beta_max/N, N) must stay below 1 for sqrt(1 - beta_i) to exist
+        raise ValueError(f"VP predictor-corrector needs steps > beta_max ({process.beta_max}), got {steps}")
     x = noise * process.prior_std()
     x_mean = x
     for t in _time_grid(process, steps, eps, noise.device):
