@@ -58,3 +58,27 @@ def test_value_label() -> None:
     assert value_label({"kind": "cosine"}) == "cosine"
     assert value_label({"kind": "linear", "scale": 0.25}) == "linear(scale=0.25)"
     assert value_label(0.001) == "0.001" and value_label([1, 2]) == "[1,2]"
+
+
+def test_zipped_axis_sets_several_fields_together() -> None:
+    spec = micro_spec(grid={
+        "schedule_and_T": [
+            {"dynamics.schedule": {"kind": "linear"}, "dynamics.timesteps": 50},
+            {"dynamics.schedule": {"kind": "cosine"}, "dynamics.timesteps": 100},
+        ],
+        "training.seed": [0, 1],
+    })  # fmt: skip
+    _, trials = expand(spec)
+    assert len(trials) == 4  # 2 zipped values x 2 seeds, not 2 x 2 x 2
+    assert trials[0].axes == {"schedule_and_T": "linear+50", "seed": "0"}
+    assert [(t.spec.dynamics.schedule.kind, t.spec.dynamics.timesteps) for t in trials[::2]] == [
+        ("linear", 50), ("cosine", 100)]  # fmt: skip
+
+
+def test_zipped_axis_values_must_name_training_fields() -> None:
+    import pytest
+
+    from study.spec import SpecError
+
+    with pytest.raises(SpecError, match="zipped axis"):
+        expand(micro_spec(grid={"pair": [{"evaluation.num_samples": 10}]}))

@@ -98,6 +98,9 @@ def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
     data = load_dataset(spec.dataset, Path(runtime.data_dir))
     num_classes = data.num_classes if spec.class_conditional else 0
     dynamics = build_dynamics(spec.dynamics)
+    fit_data = getattr(dynamics, "fit_data", None)
+    if fit_data is not None:  # e.g. NCSNv2's sigma_1 from the largest pairwise distance of the training set
+        fit_data(torch.stack([data.train[i][0] for i in range(len(data.train))]))
     torch.manual_seed(tr.seed)
     net = build_network(spec.network, data.channels, data.resolution, num_classes).to(device)
     ema = EMA(net, tr.ema_decay, tr.ema_warmup)
@@ -169,13 +172,15 @@ def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
             if epoch % tr.eval_every == 0 or epoch == tr.epochs:
                 for sampler in ev.samplers:
                     res = evaluate(
-                        ema.model, dynamics, sampler, ev, shape, runtime.extractor_weights, num_classes, device
-                    )
+                        ema.model, dynamics, sampler, ev, shape, runtime.extractor_weights, num_classes, device,
+                        reference=data, data_dir=runtime.data_dir,
+                    )  # fmt: skip
                     key = is_key(isc.extractor, ev.num_samples, res.sampler_id)
                     metrics |= {
                         f"{key}/mean": res.is_mean, f"{key}/std": res.is_std,
                         f"sample/{res.sampler_id}/seconds": res.seconds, f"sample/{res.sampler_id}/nfe": res.nfe,
                     }  # fmt: skip
+                    metrics |= res.extra_metrics(isc.extractor, ev.num_samples)  # fid/..., kid/... when asked
                     report[f"is/{res.sampler_id}"] = res.is_mean
                     if runtime.log_images and res.grid is not None:
                         run.log_image(res.grid.numpy(), key=f"samples/{res.sampler_id}", step=epoch)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from study.spec.study import StudySpec
+from study.spec.study import TRAINING_SECTIONS, StudySpec
 
 
 class SpecError(Exception):
@@ -178,6 +178,13 @@ def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
     d[parts[-1]] = copy.deepcopy(value)
 
 
+def _assignments(key: str, value: Any) -> list[tuple[str, Any]]:
+    """(field path, value) pairs one grid value sets: itself, or every entry of a zipped axis's mapping."""
+    if key.split(".")[0] in TRAINING_SECTIONS:
+        return [(key, value)]
+    return list(value.items())
+
+
 def value_label(value: Any) -> str:
     """Short human label of a grid value: ``cosine``, ``linear(scale=0.5)``, ``0.001``."""
     if isinstance(value, dict):
@@ -206,13 +213,20 @@ def expand(raw: dict[str, Any], tree: Any = None, source: str = "<spec>") -> tup
     grid = raw.get("grid") or {}
     if isinstance(grid, dict):
         # A gridded field may be left out of the base: its first grid value stands in for validation.
-        for path, values in grid.items():
-            if isinstance(values, list) and values:
+        for key, values in grid.items():
+            if not (isinstance(values, list) and values):
+                continue
+            pairs = (
+                [(key, values[0])]
+                if key.split(".")[0] in TRAINING_SECTIONS
+                else (list(values[0].items()) if isinstance(values[0], dict) else [])
+            )
+            for path, value in pairs:
                 try:
                     _get(raw, path)
                 except (KeyError, TypeError):
                     try:
-                        _set(raw, path, values[0])
+                        _set(raw, path, value)
                     except KeyError:
                         pass
     try:
@@ -226,11 +240,14 @@ def expand(raw: dict[str, Any], tree: Any = None, source: str = "<spec>") -> tup
     for index, combo in enumerate(itertools.product(*(base.grid[p] for p in paths))):
         data = base.model_dump(mode="json", exclude={"grid"})
         for path, value in zip(paths, combo, strict=True):
-            try:
-                _set(data, path, value)
-            except (KeyError, TypeError):
-                problems.append(f"grid.{path}: no such field in the spec")
-        axes = {names[p]: value_label(v) for p, v in zip(paths, combo, strict=True)}
+            for field_path, field_value in _assignments(path, value):
+                try:
+                    _set(data, field_path, field_value)
+                except (KeyError, TypeError):
+                    problems.append(f"grid.{path}: no such field {field_path!r} in the spec")
+        axes = {
+            names[p]: "+".join(value_label(v) for _, v in _assignments(p, c)) for p, c in zip(paths, combo, strict=True)
+        }
         try:
             spec = StudySpec.model_validate(data)
         except ValidationError as e:

@@ -17,6 +17,10 @@ StudyName = str
 TRAINING_SECTIONS = ("dataset", "dynamics", "network", "class_conditional", "training")
 
 
+def _is_training_path(path: str) -> bool:
+    return path.split(".")[0] in TRAINING_SECTIONS
+
+
 class TrainingSpec(Strict):
     """Training budget and optimiser; identical across a study's variants unless gridded."""
 
@@ -35,13 +39,37 @@ class TrainingSpec(Strict):
 
 
 class InceptionScoreSpec(Strict):
-    """Inception Score through torch-fidelity with a named feature extractor (REFERENCE B.8)."""
+    """Inception Score through torch-fidelity with a named feature extractor (REFERENCE B.8).
 
-    extractor: Literal["digits-cnn"] = "digits-cnn"
+    ``inception-v3-compat`` is the TF 2015-12-05 Inception port (weights
+    ``weights-inception-2015-12-05-6726825d.pth``); with 10 splits and ``shuffle: false`` it reproduces the
+    original IS code. FID and KID (``extra_metrics``) use the same extractor against the training set.
+    """
+
+    extractor: Literal["digits-cnn", "inception-v3-compat"] = "digits-cnn"
     splits: int = Field(10, ge=1)
     shuffle: bool = Field(
         True, description="torch-fidelity shuffles (seed 2020) before splitting; original IS does not"
     )
+    weights_path: str | None = Field(
+        None,
+        description="inception-v3-compat only: a local weights file (default: torch hub's checkpoints folder)",
+    )
+    extra_metrics: list[Literal["fid", "kid"]] = Field(
+        default_factory=list, description="also FID / KID against the training set, with the same extractor"
+    )
+    reference_samples: int | None = Field(
+        None, ge=2, description="training images in the FID/KID reference (default all); features cached on disk"
+    )
+    kid_subset_size: int = Field(1000, ge=2, description="KID subset size (capped at the sample counts)")
+
+    @model_validator(mode="after")
+    def _weights_for_inception_only(self) -> InceptionScoreSpec:
+        if self.weights_path is not None and self.extractor != "inception-v3-compat":
+            raise ValueError("weights_path is for inception-v3-compat; the digits-cnn weights are trained and cached")
+        if len(set(self.extra_metrics)) != len(self.extra_metrics):
+            raise ValueError("extra_metrics lists a metric twice")
+        return self
 
 
 class EvaluationSpec(Strict):
@@ -97,20 +125,28 @@ class StudySpec(Strict):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     grid: dict[str, list[Any]] = Field(
         default_factory=dict,
-        description="dotted path of a training field -> list of values; one trial per combination",
+        description="dotted path of a training field -> list of values, or an axis name -> list of "
+        "{dotted path: value} mappings (zipped); one trial per combination",
     )
 
     @field_validator("grid")
     @classmethod
     def _grid_paths(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for path, values in grid.items():
-            if path.split(".")[0] not in TRAINING_SECTIONS:
-                raise ValueError(
-                    f"grid key {path!r} must start with one of {list(TRAINING_SECTIONS)}: only training "
-                    "fields are gridded; samplers are sampling axes and go in evaluation.samplers"
-                )
+        for key, values in grid.items():
             if not values:
-                raise ValueError(f"grid key {path!r} has no values")
+                raise ValueError(f"grid key {key!r} has no values")
+            if _is_training_path(key):
+                continue
+            # A named (zipped) axis: each value sets several training fields together, e.g. a dynamics with its
+            # network (VP SDE + DDPM++, VE SDE + NCSN++), instead of crossing them.
+            for value in values:
+                if not isinstance(value, dict) or not value or not all(_is_training_path(p) for p in value):
+                    raise ValueError(
+                        f"grid key {key!r} must start with one of {list(TRAINING_SECTIONS)} (a field to vary), or "
+                        "name a zipped axis whose values are mappings of such fields, e.g. "
+                        "{dynamics: {kind: ve_sde}, network: {kind: ncsnpp}}; samplers are sampling axes and go in "
+                        "evaluation.samplers"
+                    )
         return grid
 
     @model_validator(mode="after")
