@@ -70,6 +70,13 @@ def prepare_extractor(spec: StudySpec, cache_dir: Path) -> tuple[str | None, dic
             cache_dir, spec.dataset.resolution, spec.dataset.held_out_fraction, spec.dataset.split_seed
         )
         return str(path), {"extractor/held_out_accuracy": accuracy}
+    if spec.evaluation.inception_score.extractor == "inception-v3-compat":
+        from trainables.metrics import WeightsUnavailable, ensure_inception_weights
+
+        try:  # an absolute, existing file for the trials, so torch-fidelity never downloads inside a trial
+            return str(ensure_inception_weights(spec.evaluation.inception_score.weights_path)), {}
+        except WeightsUnavailable as e:
+            raise StudyError(str(e)) from None
     return None, {}
 
 
@@ -152,6 +159,11 @@ def run_study(
     study_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(os.environ.get("STUDY_CACHE_DIR", study_dir.parent / ".cache")).resolve()
     data_dir = Path(os.environ.get("STUDY_DATA_DIR", study_dir.parent / ".data")).resolve()
+    from study.preflight import preflight
+
+    problems = preflight(base, data_dir, cache_dir, fetch=True)  # downloads/prepares once, before Ray starts
+    if problems:
+        raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
     weights, extractor_facts = prepare_extractor(base, cache_dir)
 
     experiment_id = ensure_experiment(client, experiment, tracking.artifact_location)

@@ -1,21 +1,60 @@
-"""Datasets by the ``kind`` a spec names; every loader returns images in [-1, 1] with integer labels."""
+"""Datasets by the ``kind`` a spec names; every loader returns images in [-1, 1] with integer labels.
+
+Real datasets are held in memory as uint8 (CIFAR10's 50k images are 150 MB that way, 600 MB as float32) and
+converted to [-1, 1] per item. Nothing here downloads unless a spec allows it and ``STUDY_OFFLINE`` is unset;
+a missing file raises ``DatasetUnavailable`` whose message says exactly which file to put where.
+
+CIFAR10 and integrity: the download (torchvision's ``download_url``) is checked against the official archive
+md5. Reading does not go through ``torchvision.datasets.CIFAR10(download=False)`` because its
+``_check_integrity`` compares the md5 of every batch file with the official ones and rejects any other archive
+of the same layout (a re-packed archive, a subset, the tiny archives the tests build). We read the same python
+pickles ourselves (straight from the ``.tar.gz`` or from the extracted ``cifar-10-batches-py/``) and only log a
+warning when the archive is not the official one, since IS against the literature needs the official images.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import logging
+import os
+import pickle
+import socket
+import tarfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 Tensor = torch.Tensor
+log = logging.getLogger(__name__)
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"  # torchvision.datasets.CIFAR10.tgz_md5
+CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST = "test_batch"
+CIFAR10_META = "batches.meta"
+DOWNLOAD_TIMEOUT_S = 60.0  # a firewall that drops packets must not hang the driver for the TCP timeout
+
+
+class DatasetUnavailable(FileNotFoundError):
+    """A dataset file is missing and cannot be fetched; the message says which file to place where."""
 
 
 @dataclass(frozen=True)
 class ImageData:
-    """A training set (and optionally a held-out set) of (image in [-1, 1], label) pairs."""
+    """A training set (and optionally a held-out set) of (image in [-1, 1], label) pairs.
+
+    ``key`` identifies the exact training images (kind, resolution, source files) for on-disk caches of
+    reference features; two loads of the same files give the same key.
+    """
 
     name: str
     train: Dataset
@@ -23,6 +62,82 @@ class ImageData:
     channels: int
     resolution: int
     num_classes: int
+    key: str = ""
+
+
+class Uint8Images(Dataset):
+    """uint8 images [N, C, H, W] and int64 labels [N] -> (float32 image in [-1, 1], int label) per item.
+
+    ``images`` stays accessible so metrics can score the exact pixels without a float round trip.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"expected uint8 [N, C, H, W] images, got {images.dtype} {tuple(images.shape)}")
+        if labels.shape[0] != images.shape[0]:
+            raise ValueError("images and labels differ in length")
+        self.images = images
+        self.labels = labels.long()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        # u / 127.5 - 1 is the inverse of metrics.to_uint8 (x * 127.5 + 128, truncated): real images round-trip.
+        return self.images[i].float().div(127.5).sub(1.0), int(self.labels[i])
+
+
+def resolve_data_dir(data_dir: Path | str | None) -> Path:
+    """The driver's data directory; without one (a bare ``run_trial``), ``STUDY_DATA_DIR`` or ``studies/.data``."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser().resolve()
+    return Path(os.environ.get("STUDY_DATA_DIR", "studies/.data")).expanduser().resolve()
+
+
+def prepared_dir(data_dir: Path | str | None) -> Path:
+    """Where derived data (decoded image tensors, reference features) is cached.
+
+    ``STUDY_CACHE_DIR`` when set (the driver and its local Ray workers share the environment), otherwise
+    ``<data dir>/.prepared``: trials only receive the data directory, and both must agree on one place.
+    """
+    env = os.environ.get("STUDY_CACHE_DIR")
+    return Path(env).expanduser().resolve() if env else resolve_data_dir(data_dir) / ".prepared"
+
+
+def dataset_root(spec: Any, data_dir: Path | str | None, default: str) -> Path:
+    """``spec.root`` (absolute, or relative to the data directory), else ``<data dir>/<default>``."""
+    base = resolve_data_dir(data_dir)
+    root = getattr(spec, "root", None)
+    if root is None:
+        return base / default
+    path = Path(root).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def offline() -> bool:
+    """``STUDY_OFFLINE=1`` forbids every download attempt (air-gapped machines, CI)."""
+    return os.environ.get("STUDY_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    # Concurrent trials may prepare the same cache: each writes a private temp file and renames it into place.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+# ---------------------------------------------------------------------------------------------------- digits
 
 
 def digits_tensors(resolution: int = 16, held_out_fraction: float = 0.25, split_seed: int = 0) -> tuple[Tensor, ...]:
@@ -48,11 +163,231 @@ def digits_tensors(resolution: int = 16, held_out_fraction: float = 0.25, split_
 def load_digits_data(spec: Any, data_dir: Path | None = None) -> ImageData:
     """The embedded default: ships with scikit-learn, so it works offline."""
     tx, ty, hx, hy = digits_tensors(spec.resolution, spec.held_out_fraction, spec.split_seed)
-    return ImageData("digits", TensorDataset(tx, ty), TensorDataset(hx, hy), 1, spec.resolution, 10)
+    key = f"digits-r{spec.resolution}-h{spec.held_out_fraction:g}-s{spec.split_seed}"
+    return ImageData("digits", TensorDataset(tx, ty), TensorDataset(hx, hy), 1, spec.resolution, 10, key)
+
+
+# --------------------------------------------------------------------------------------------------- CIFAR10
+
+
+def cifar10_missing_message(root: Path) -> str:
+    """The exact instruction for an offline user."""
+    return (
+        f"CIFAR10 not found: download {CIFAR10_URL} and place it at {root / CIFAR10_ARCHIVE} "
+        f"(or extract it there, so that {root / CIFAR10_FOLDER / CIFAR10_TRAIN[0]} exists)"
+    )
+
+
+def cifar10_source(root: Path) -> Path | None:
+    """The extracted folder when it holds every training batch, else the archive when present, else None."""
+    folder = root / CIFAR10_FOLDER
+    if all((folder / name).is_file() for name in CIFAR10_TRAIN):
+        return folder
+    archive = root / CIFAR10_ARCHIVE
+    return archive if archive.is_file() else None
+
+
+def fetch_cifar10(root: Path) -> Path:
+    """Download the official archive into ``root`` (md5-checked by torchvision); raises ``DatasetUnavailable``."""
+    if offline():
+        raise DatasetUnavailable(cifar10_missing_message(root) + " [STUDY_OFFLINE is set, no download attempted]")
+    from torchvision.datasets.utils import download_url
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp_name = f".{CIFAR10_ARCHIVE}.{os.getpid()}.part"
+    log.info("downloading %s to %s", CIFAR10_URL, root / CIFAR10_ARCHIVE)
+    try:
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            download_url(CIFAR10_URL, str(root), filename=tmp_name, md5=CIFAR10_TGZ_MD5)
+    except Exception as e:  # URLError, socket errors, md5 mismatch: all mean "not available here"
+        (root / tmp_name).unlink(missing_ok=True)
+        raise DatasetUnavailable(f"{cifar10_missing_message(root)} [download failed: {e}]") from e
+    os.replace(root / tmp_name, root / CIFAR10_ARCHIVE)
+    return root / CIFAR10_ARCHIVE
+
+
+def ensure_cifar10(spec: Any, data_dir: Path | str | None, allow_download: bool | None = None) -> Path:
+    """Path of the CIFAR10 archive or extracted folder, downloading it when allowed; else ``DatasetUnavailable``."""
+    root = dataset_root(spec, data_dir, "cifar10")
+    source = cifar10_source(root)
+    if source is not None:
+        return source
+    if allow_download if allow_download is not None else spec.download:
+        return fetch_cifar10(root)
+    raise DatasetUnavailable(cifar10_missing_message(root))
+
+
+def _unpickle(data: bytes) -> dict[str, Any]:
+    # The official batches were pickled by Python 2: latin1 keeps the byte strings of the numpy payload intact.
+    return pickle.loads(data, encoding="latin1")
+
+
+def _read_cifar_members(source: Path) -> dict[str, dict[str, Any]]:
+    """{member name: unpickled dict} for the batches and meta, from the archive or the extracted folder."""
+    wanted = {*CIFAR10_TRAIN, CIFAR10_TEST, CIFAR10_META}
+    out: dict[str, dict[str, Any]] = {}
+    if source.is_dir():
+        for name in wanted:
+            if (source / name).is_file():
+                out[name] = _unpickle((source / name).read_bytes())
+        return out
+    with tarfile.open(source, "r:gz") as tar:
+        for member in tar:  # sequential: a gzip stream cannot seek back cheaply
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) == 2 and parts[0] == CIFAR10_FOLDER and parts[1] in wanted:
+                f = tar.extractfile(member)
+                if f is not None:
+                    out[parts[1]] = _unpickle(f.read())
+    return out
+
+
+def _cifar_batches(members: dict[str, dict[str, Any]], names: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+    images, labels = [], []
+    for name in names:
+        entry = members[name]
+        data = np.asarray(entry["data"], dtype=np.uint8)
+        images.append(data.reshape(-1, 3, 32, 32))  # rows are 1024 R, then G, then B values, row-major
+        labels.extend(entry["labels"])
+    return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long)
+
+
+def _file_md5(path: Path) -> str:
+    h = hashlib.md5()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stat_key(*paths: Path) -> str:
+    h = hashlib.sha1()
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def load_cifar10_data(spec: Any, data_dir: Path | None = None) -> ImageData:
+    """CIFAR10 train split (labels kept) with the test split as held-out set, from the python archive."""
+    source = ensure_cifar10(spec, data_dir)
+    members = _read_cifar_members(source)
+    missing = [n for n in (*CIFAR10_TRAIN, CIFAR10_META) if n not in members]
+    if missing:
+        raise DatasetUnavailable(
+            f"{source} lacks {missing} inside {CIFAR10_FOLDER}/; {cifar10_missing_message(source.parent)}"
+        )
+    if source.is_file() and _file_md5(source) != CIFAR10_TGZ_MD5:
+        log.warning("%s is not the official CIFAR10 archive (md5 differs): IS is not comparable to papers", source)
+    train_x, train_y = _cifar_batches(members, CIFAR10_TRAIN)
+    held = Uint8Images(*_cifar_batches(members, (CIFAR10_TEST,))) if CIFAR10_TEST in members else None
+    classes = list(members[CIFAR10_META]["label_names"])
+    files = [source] if source.is_file() else [source / n for n in CIFAR10_TRAIN]
+    key = f"cifar10-train-r32-{_stat_key(*files)}"
+    log.info("CIFAR10: %d training images from %s", len(train_y), source)
+    return ImageData("cifar10", Uint8Images(train_x, train_y), held, 3, 32, len(classes), key)
+
+
+# ---------------------------------------------------------------------------------------------- image folder
+
+
+def _pil_filter(name: str) -> int:
+    from PIL import Image
+
+    return {
+        "lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
+        "bilinear": Image.Resampling.BILINEAR, "box": Image.Resampling.BOX, "nearest": Image.Resampling.NEAREST,
+    }[name]  # fmt: skip
+
+
+def list_image_folder(spec: Any, root: Path) -> tuple[list[Path], list[int], list[str]]:
+    """(files in sorted order, labels, class names); labels come from the first sub-folder level when present."""
+    if not root.is_dir():
+        raise DatasetUnavailable(f"image folder {root} does not exist: put the images there (flat or in class folders)")
+    exts = {"." + e.lower().lstrip(".") for e in spec.extensions}
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+    if spec.max_images is not None:
+        files = files[: spec.max_images]
+    if not files:
+        raise DatasetUnavailable(f"image folder {root} holds no {sorted(exts)} files")
+    rel = [p.relative_to(root) for p in files]
+    nested = [len(r.parts) > 1 for r in rel]
+    if spec.labels == "none" or not any(nested):
+        return files, [0] * len(files), []
+    if not all(nested):
+        raise ValueError(
+            f"{root} mixes images at the top level with images in sub-folders: with labels: auto every image "
+            "must sit in a class sub-folder (or set labels: none)"
+        )
+    classes = sorted({r.parts[0] for r in rel})
+    index = {c: i for i, c in enumerate(classes)}
+    return files, [index[r.parts[0]] for r in rel], classes
+
+
+def decode_image(path: Path, resolution: int, filter_name: str) -> np.ndarray:
+    """RGB uint8 [3, R, R]: resize so the short side is ``resolution``, then centre-crop (ADM/EDM style)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        w, h = img.size
+        scale = resolution / min(w, h)
+        size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+        if size != (w, h):
+            img = img.resize(size, resample=_pil_filter(filter_name))
+        left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+        img = img.crop((left, top, left + resolution, top + resolution))
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def image_folder_cache_path(spec: Any, root: Path, files: list[Path], cache_dir: Path) -> Path:
+    """Cache file keyed by the folder path, every file's (path, size, mtime), the resolution, filter and labels."""
+    h = hashlib.sha1(f"{root.resolve()}|r{spec.resolution}|{spec.filter}|{spec.labels}\n".encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return cache_dir / "image_folder" / f"{root.name}-r{spec.resolution}-{spec.filter}-{h.hexdigest()[:16]}.pt"
+
+
+def prepare_image_folder(spec: Any, data_dir: Path | str | None) -> tuple[dict[str, Any], Path]:
+    """Decode the folder once into a uint8 tensor file (reused while no file changes); returns (content, path)."""
+    root = dataset_root(spec, data_dir, "")
+    files, labels, classes = list_image_folder(spec, root)
+    path = image_folder_cache_path(spec, root, files, prepared_dir(data_dir))
+    if path.is_file():
+        log.info("image folder %s: %d prepared images from %s", root, len(files), path)
+        return torch.load(path, weights_only=True), path
+    log.info(
+        "image folder %s: decoding %d images at %dpx (once, cached at %s)", root, len(files), spec.resolution, path
+    )
+    images = torch.empty((len(files), 3, spec.resolution, spec.resolution), dtype=torch.uint8)
+
+    def one(i: int) -> None:
+        images[i] = torch.from_numpy(decode_image(files[i], spec.resolution, spec.filter))
+
+    # PIL releases the GIL while decoding and resizing, so threads scale with the cores for JPEG folders.
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        list(pool.map(one, range(len(files))))
+    content = {"images": images, "labels": torch.tensor(labels, dtype=torch.long), "classes": classes,
+               "root": str(root)}  # fmt: skip
+    _atomic_save(content, path)
+    return content, path
+
+
+def load_image_folder_data(spec: Any, data_dir: Path | None = None) -> ImageData:
+    """FFHQ / ImageNet-style folders: RGB at ``spec.resolution``, labels from class sub-folders (or all 0)."""
+    content, path = prepare_image_folder(spec, data_dir)
+    name = Path(content["root"]).name or "image_folder"
+    train = Uint8Images(content["images"], content["labels"])
+    return ImageData(name, train, None, 3, spec.resolution, len(content["classes"]), f"folder-{path.stem}")
+
+
+# ------------------------------------------------------------------------------------------------- registry
 
 
 DATASETS: dict[str, Callable[..., ImageData]] = {
     "digits": load_digits_data,
+    "cifar10": load_cifar10_data,
+    "image_folder": load_image_folder_data,
 }
 
 
@@ -63,4 +398,20 @@ def load_dataset(spec: Any, data_dir: Path | None = None) -> ImageData:
 
 def image_shape(spec: Any) -> tuple[int, int, int]:
     """(channels, height, width) of a dataset spec without loading it."""
-    return (1, spec.resolution, spec.resolution) if spec.kind == "digits" else (3, spec.resolution, spec.resolution)
+    channels = 1 if spec.kind == "digits" else 3
+    return (channels, spec.resolution, spec.resolution)
+
+
+def dataset_problems(spec: Any, data_dir: Path | str | None) -> list[str]:
+    """What keeps ``spec``'s dataset from loading on this machine (without downloading or decoding anything)."""
+    if spec.kind == "cifar10":
+        root = dataset_root(spec, data_dir, "cifar10")
+        if cifar10_source(root) is None:
+            hint = " (`study run` tries to download it first)" if spec.download and not offline() else ""
+            return [cifar10_missing_message(root) + hint]
+    elif spec.kind == "image_folder":
+        try:
+            list_image_folder(spec, dataset_root(spec, data_dir, ""))
+        except (DatasetUnavailable, ValueError) as e:
+            return [str(e)]
+    return []

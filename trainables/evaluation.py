@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torchvision.utils import make_grid
 
+from trainables.data import ImageData, prepared_dir
 from trainables.dynamics import Dynamics
-from trainables.metrics import inception_score, to_uint8
+from trainables.metrics import extractor_weights as resolve_weights
+from trainables.metrics import image_metrics, reference_features, to_uint8
 from trainables.samplers import sampler_from_spec
 
 Tensor = torch.Tensor
@@ -25,6 +28,17 @@ class EvalResult:
     nfe: int
     grid: Tensor | None  # uint8 HWC, the first ``grid_images`` samples
     labels: Tensor | None  # class labels the samples were drawn for (class-conditional models)
+    fid: float | None = None  # against the training set, when the spec asks for it
+    kid_mean: float | None = None
+    kid_std: float | None = None
+
+    def extra_metrics(self, extractor: str, num_samples: int) -> dict[str, float]:
+        """FID/KID under keys naming the extractor, sample count and sampler (DESIGN: comparability)."""
+        stem = f"{extractor}/n{num_samples}/{self.sampler_id}"
+        out = {} if self.fid is None else {f"fid/{stem}": self.fid}
+        if self.kid_mean is not None and self.kid_std is not None:
+            out |= {f"kid/{stem}/mean": self.kid_mean, f"kid/{stem}/std": self.kid_std}
+        return out
 
 
 def generate(
@@ -74,17 +88,36 @@ def evaluate(
     extractor_weights: str | None,
     num_classes: int = 0,
     device: torch.device | str = "cpu",
+    reference: ImageData | None = None,
+    data_dir: str | Path | None = None,
 ) -> EvalResult:
-    """Sample ``eval_spec.num_samples`` images and compute their Inception Score."""
+    """Sample ``eval_spec.num_samples`` images and compute their Inception Score (and FID / KID when asked).
+
+    ``reference`` is the training data FID/KID compare against; its features are cached under
+    ``prepared_dir(data_dir)``. ``extractor_weights`` (resolved by the driver) falls back to the spec's path.
+    """
     samples, nfe, labels, seconds = generate(
         net, dynamics, sampler_spec, shape, eval_spec.num_samples, eval_spec.batch_size, eval_spec.seed,
         num_classes, device,
     )  # fmt: skip
     images = to_uint8(samples)
     isc = eval_spec.inception_score
-    score = inception_score(images, isc.extractor, extractor_weights, isc.splits, isc.shuffle)
+    weights = extractor_weights or getattr(isc, "weights_path", None)
+    extra = set(getattr(isc, "extra_metrics", ()))
+    ref = None
+    if extra:
+        if reference is None:
+            raise ValueError("FID/KID need the training data: pass reference=ImageData to evaluate")
+        ref = reference_features(
+            reference.train, reference.key, isc.extractor, resolve_weights(isc.extractor, weights),
+            prepared_dir(data_dir), isc.reference_samples, eval_spec.batch_size,
+        )  # fmt: skip
+    m = image_metrics(
+        images, isc.extractor, weights, isc.splits, isc.shuffle, ref, "fid" in extra, "kid" in extra,
+        getattr(isc, "kid_subset_size", 1000), eval_spec.batch_size,
+    )  # fmt: skip
     grid = None
     if eval_spec.grid_images:
         k = min(eval_spec.grid_images, images.shape[0])
         grid = make_grid(images[:k], nrow=int(k**0.5) or 1, padding=1).permute(1, 2, 0).contiguous()
-    return EvalResult(sampler_spec.id, score.mean, score.std, seconds, nfe, grid, labels)
+    return EvalResult(sampler_spec.id, m.is_mean, m.is_std, seconds, nfe, grid, labels, m.fid, m.kid_mean, m.kid_std)

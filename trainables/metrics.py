@@ -1,24 +1,55 @@
-"""Inception Score through torch-fidelity, with the feature extractor a spec names (REFERENCE B.8).
+"""Inception Score, FID and KID through torch-fidelity, with the feature extractor a spec names (REFERENCE B.8).
 
 ``digits-cnn`` (the embedded default's classifier) is registered with torch-fidelity here, in every
 process that imports this module: torch-fidelity's registry is per process, so Ray trial workers
-register it themselves.
+register it themselves. ``inception-v3-compat`` is torch-fidelity's port of the TF 2015-12-05 graph.
+
+The numbers are torch-fidelity's own: features come from its ``get_featuresdict_from_dataset`` and the scores
+from its ``isc_/fid_/kid_`` functions, exactly the steps ``calculate_metrics`` chains (tests compare the two).
+We chain them ourselves for three reasons: the extractor (95 MB of Inception weights) is built once per
+process instead of once per evaluation; the training-set reference features are cached under a key naming
+the dataset, resolution, extractor and weights file; and the Inception weights file is located *before*
+torch-fidelity could start a download (inside a trial nothing is ever downloaded; ``study run`` fetches the
+file once in the driver, or says where to put it).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch_fidelity
+import torch_fidelity  # noqa: F401  (registers the built-in extractors)
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from trainables.digits_classifier import load_digits_classifier
 
 Tensor = torch.Tensor
+log = logging.getLogger(__name__)
+
+INCEPTION = "inception-v3-compat"
+INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
+class WeightsUnavailable(FileNotFoundError):
+    """A feature extractor's weights file is missing; the message names the file and where to put it."""
 
 
 def to_uint8(x: Tensor) -> Tensor:
@@ -67,6 +98,86 @@ if "digits-cnn" not in FEATURE_EXTRACTORS_REGISTRY:
     register_feature_extractor("digits-cnn", DigitsFeatureExtractor)
 
 
+# ------------------------------------------------------------------------------------------ Inception weights
+
+
+def hub_checkpoints_dir() -> Path:
+    """Where torch.hub (and so torch-fidelity) looks for downloaded weights: ``$TORCH_HOME/hub/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def inception_weights_missing_message(configured: str | Path | None = None) -> str:
+    """The exact instruction for an offline user."""
+    where = f"the configured weights_path {configured} does not exist; " if configured else ""
+    return (
+        f"Inception v3 weights not found ({where}inception-v3-compat needs {INCEPTION_WEIGHTS_FILE}): "
+        f"download {INCEPTION_WEIGHTS_URL} and place it at {hub_checkpoints_dir() / INCEPTION_WEIGHTS_FILE} "
+        f"($TORCH_HOME/hub/checkpoints/), or set evaluation.inception_score.weights_path to the file's path"
+    )
+
+
+def find_inception_weights(weights_path: str | Path | None = None) -> Path | None:
+    """The configured file, else torch hub's cached copy; None when neither exists (nothing is downloaded)."""
+    if weights_path:
+        path = Path(weights_path).expanduser()
+        return path.resolve() if path.is_file() else None
+    hub = hub_checkpoints_dir() / INCEPTION_WEIGHTS_FILE
+    return hub if hub.is_file() else None
+
+
+def resolve_inception_weights(weights_path: str | Path | None = None) -> Path:
+    """Absolute path of the Inception weights; ``WeightsUnavailable`` (never a download) when missing."""
+    found = find_inception_weights(weights_path)
+    if found is None:
+        raise WeightsUnavailable(inception_weights_missing_message(weights_path))
+    return found
+
+
+def fetch_inception_weights(weights_path: str | Path | None = None) -> Path:
+    """Download the weights (to ``weights_path`` or torch hub's folder) unless ``STUDY_OFFLINE`` is set."""
+    from trainables.data import offline
+
+    target = (
+        Path(weights_path).expanduser().resolve() if weights_path else hub_checkpoints_dir() / INCEPTION_WEIGHTS_FILE
+    )
+    if offline():
+        raise WeightsUnavailable(inception_weights_missing_message(weights_path) + " [STUDY_OFFLINE is set]")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    log.info("downloading %s to %s", INCEPTION_WEIGHTS_URL, target)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a firewall that drops packets must not hang the driver
+    try:
+        torch.hub.download_url_to_file(INCEPTION_WEIGHTS_URL, str(tmp), progress=False)
+    except Exception as e:  # URLError, socket errors: all mean "not available here"
+        tmp.unlink(missing_ok=True)
+        raise WeightsUnavailable(f"{inception_weights_missing_message(weights_path)} [download failed: {e}]") from e
+    finally:
+        socket.setdefaulttimeout(previous)
+    os.replace(tmp, target)
+    return target
+
+
+def ensure_inception_weights(weights_path: str | Path | None = None, allow_download: bool = True) -> Path:
+    """Resolve the weights, downloading them once when allowed (the driver does this before trials start)."""
+    found = find_inception_weights(weights_path)
+    if found is not None:
+        return found
+    if allow_download:
+        return fetch_inception_weights(weights_path)
+    raise WeightsUnavailable(inception_weights_missing_message(weights_path))
+
+
+def extractor_weights(extractor: str, weights_path: str | Path | None) -> str | None:
+    """The weights file to hand torch-fidelity: always an existing local file for Inception (so it never downloads)."""
+    if extractor == INCEPTION:
+        return str(resolve_inception_weights(weights_path))
+    return str(weights_path) if weights_path else None
+
+
+# ------------------------------------------------------------------------------------------------- features
+
+
 class _Uint8Images(Dataset):
     def __init__(self, images: Tensor):
         self.images = images
@@ -78,10 +189,185 @@ class _Uint8Images(Dataset):
         return self.images[i]
 
 
+_EXTRACTOR: dict[tuple[str, tuple[str, ...], str | None, bool], FeatureExtractorBase] = {}
+
+
+def _cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def feature_extractor(extractor: str, layers: tuple[str, ...], weights: str | None) -> FeatureExtractorBase:
+    """torch-fidelity's extractor, built once per process for the last (name, layers, weights) asked for."""
+    key = (extractor, layers, weights, _cuda())
+    if key not in _EXTRACTOR:
+        _EXTRACTOR.clear()  # one at a time: Inception holds 95 MB (and GPU memory)
+        _EXTRACTOR[key] = create_feature_extractor(
+            extractor, list(layers), cuda=_cuda(), feature_extractor_weights_path=weights, verbose=False
+        )
+    return _EXTRACTOR[key]
+
+
+def metric_layer(extractor: str, metric: str) -> str:
+    """The feature a metric uses with this extractor (torch-fidelity's default: IS logits_unbiased, FID 2048)."""
+    return FEATURE_EXTRACTORS_REGISTRY[extractor].get_default_feature_layer_for_metric(metric)
+
+
+def extract_features(
+    images: Tensor, extractor: str, weights: str | None, layers: tuple[str, ...], batch_size: int = 250
+) -> dict[str, Tensor]:
+    """{layer: [N, D] float32} for uint8 images [N, C, H, W] (grey images are repeated to RGB for Inception)."""
+    if images.dtype != torch.uint8:
+        raise TypeError("feature extraction expects uint8 images; convert with to_uint8")
+    if extractor.startswith("inception") and images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    fe = feature_extractor(extractor, tuple(sorted(set(layers))), weights)
+    return get_featuresdict_from_dataset(_Uint8Images(images.cpu()), fe, batch_size, _cuda(), True, False)
+
+
+# ---------------------------------------------------------------------------------------- reference features
+
+
+@dataclass
+class ReferenceFeatures:
+    """Features of the training set at the FID/KID layer, with FID statistics computed on first use."""
+
+    features: Tensor
+    path: Path
+    _stats: dict[str, np.ndarray] | None = None
+
+    def fid_statistics(self) -> dict[str, np.ndarray]:
+        if self._stats is None:
+            self._stats = fid_features_to_statistics(self.features)
+        return self._stats
+
+
+_REFERENCES: dict[Path, ReferenceFeatures] = {}
+
+
+def _file_tag(path: str | None) -> str:
+    if not path:
+        return "none"
+    st = Path(path).stat()
+    return hashlib.sha1(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:10]
+
+
+def reference_uint8(dataset: Dataset, max_samples: int | None = None) -> Tensor:
+    """uint8 training images; a fixed random subset (seed 0) when ``max_samples`` is below the set's size."""
+    n = len(dataset)
+    if max_samples is not None and max_samples < n:
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:max_samples].sort().values
+    else:
+        idx = torch.arange(n)
+    images = getattr(dataset, "images", None)
+    if isinstance(images, Tensor) and images.dtype == torch.uint8:
+        return images[idx]  # the exact stored pixels, no float round trip
+    return to_uint8(torch.stack([dataset[int(i)][0] for i in idx]))
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    # Trials sharing a reference wait for the first one to compute it instead of all computing it at once.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def reference_features(
+    dataset: Dataset,
+    dataset_key: str,
+    extractor: str,
+    weights: str | None,
+    cache_dir: Path,
+    max_samples: int | None = None,
+    batch_size: int = 250,
+) -> ReferenceFeatures:
+    """Training-set features for FID/KID, computed once per (dataset, resolution, extractor, weights) and cached.
+
+    ``dataset_key`` (``ImageData.key``) names the dataset's source files and resolution; the weights file's
+    path, size and mtime are part of the key too, so random test weights never pass for the real ones.
+    """
+    layer = metric_layer(extractor, "fid")
+    n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
+    if not dataset_key:
+        raise ValueError("reference features need a dataset key (ImageData.key) to cache them under")
+    name = f"{dataset_key}-n{n}-{extractor}-w{_file_tag(weights)}-{layer}.pt"
+    path = Path(cache_dir) / "reference" / name
+    if path in _REFERENCES:
+        return _REFERENCES[path]
+    with _file_lock(path.with_suffix(".lock")):
+        if path.is_file():
+            features = torch.load(path, weights_only=True)
+        else:
+            log.info("computing %s reference features of %d training images (once; cached at %s)", extractor, n, path)
+            images = reference_uint8(dataset, max_samples)
+            features = extract_features(images, extractor, weights, (layer,), batch_size)[layer]
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            torch.save(features, tmp)
+            os.replace(tmp, path)
+    _REFERENCES[path] = ReferenceFeatures(features, path)
+    return _REFERENCES[path]
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+
+
 @dataclass(frozen=True)
 class InceptionScore:
     mean: float
     std: float
+
+
+@dataclass(frozen=True)
+class ImageMetrics:
+    """IS always; FID and KID when a reference was given (``None`` otherwise)."""
+
+    is_mean: float
+    is_std: float
+    fid: float | None = None
+    kid_mean: float | None = None
+    kid_std: float | None = None
+
+
+def image_metrics(
+    images: Tensor,
+    extractor: str,
+    weights_path: str | Path | None = None,
+    splits: int = 10,
+    shuffle: bool = True,
+    reference: ReferenceFeatures | None = None,
+    fid: bool = False,
+    kid: bool = False,
+    kid_subset_size: int = 1000,
+    batch_size: int = 250,
+) -> ImageMetrics:
+    """IS (and FID / KID against ``reference``) of uint8 images [N, C, H, W], from one feature pass.
+
+    IS = exp(E_x KL(p(y|x) || p(y))), mean and std over ``splits`` (torch-fidelity's isc, float64 softmax,
+    shuffled with seed 2020 unless ``shuffle`` is off). KID's subset size is capped at both sample counts.
+    """
+    if (fid or kid) and reference is None:
+        raise ValueError("FID/KID need the training-set reference features")
+    weights = extractor_weights(extractor, weights_path)
+    isc_layer = metric_layer(extractor, "isc")
+    ref_layer = metric_layer(extractor, "fid")
+    layers = (isc_layer, ref_layer) if (fid or kid) else (isc_layer,)
+    feats = extract_features(images, extractor, weights, layers, batch_size)
+    isc = isc_featuresdict_to_metric(feats, isc_layer, isc_splits=splits, samples_shuffle=shuffle, verbose=False)
+    out = ImageMetrics(isc["inception_score_mean"], isc["inception_score_std"])
+    if fid:
+        stats = fid_features_to_statistics(feats[ref_layer])
+        value = fid_statistics_to_metric(stats, reference.fid_statistics(), False)["frechet_inception_distance"]
+        out = ImageMetrics(out.is_mean, out.is_std, value)
+    if kid:
+        subset = min(kid_subset_size, feats[ref_layer].shape[0], reference.features.shape[0])
+        k = kid_features_to_metric(feats[ref_layer], reference.features, kid_subset_size=subset, verbose=False)
+        out = ImageMetrics(out.is_mean, out.is_std, out.fid, k["kernel_inception_distance_mean"],
+                           k["kernel_inception_distance_std"])  # fmt: skip
+    return out
 
 
 def inception_score(
@@ -92,25 +378,6 @@ def inception_score(
     shuffle: bool = True,
     batch_size: int = 250,
 ) -> InceptionScore:
-    """IS = exp(E_x KL(p(y|x) || p(y))), mean and std over ``splits`` (torch-fidelity's isc, float64 softmax).
-
-    ``images``: uint8 [N, C, H, W]. The Inception extractor expects 3 channels, so grey images are repeated.
-    """
-    if images.dtype != torch.uint8:
-        raise TypeError("inception_score expects uint8 images; convert with to_uint8")
-    if extractor.startswith("inception") and images.shape[1] == 1:
-        images = images.repeat(1, 3, 1, 1)
-    metrics = torch_fidelity.calculate_metrics(
-        input1=_Uint8Images(images.cpu()),
-        isc=True,
-        isc_splits=splits,
-        samples_shuffle=shuffle,
-        feature_extractor=extractor,
-        feature_extractor_weights_path=str(weights_path) if weights_path else None,
-        batch_size=batch_size,
-        cuda=torch.cuda.is_available(),
-        save_cpu_ram=True,
-        cache=False,
-        verbose=False,
-    )
-    return InceptionScore(metrics["inception_score_mean"], metrics["inception_score_std"])
+    """IS of uint8 images [N, C, H, W] with ``extractor`` (see ``image_metrics``)."""
+    m = image_metrics(images, extractor, weights_path, splits, shuffle, batch_size=batch_size)
+    return InceptionScore(m.is_mean, m.is_std)
