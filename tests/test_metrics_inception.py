@@ -207,3 +207,12 @@ def test_micro_study_on_tiny_cifar_logs_inception_metrics(
     assert m[f"fid/{stem}"] > 0 and f"kid/{stem}/mean" in m and f"kid/{stem}/std" in m
     assert [x.step for x in client.get_metric_history(run.info.run_id, f"is/{stem}/mean")] == [1]
     assert len(list((tmp_path / "cache" / "reference").glob(f"cifar10-train-r32-*-n4-{INCEPTION}-*-2048.pt"))) == 1
+
+
+def test_reference_is_command(inception_weights: Path, tiny_cifar: Path, capsys: pytest.CaptureFixture) -> None:
+    """``python -m trainables.metrics``: the command that reproduces CIFAR10's 11.24 with the real weights."""
+    argv = ["--data-dir", str(tiny_cifar), "--weights", str(inception_weights), "--splits", "2", "--no-shuffle",
+            "--num-samples", "4"]  # fmt: skip
+    assert metrics.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"IS ({INCEPTION}, 4 cifar10 training images, 2 splits, shuffle=False):" in out
