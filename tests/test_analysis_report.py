@@ -66,8 +66,13 @@ class Store:
 
 def _trial_tags(trial: str, schedule: str, status: str, parent: str) -> dict[str, str]:
     return {
-        "mlflow.parentRunId": parent, "study.name": STUDY, "study.role": "trial", "study.trial": trial,
-        "study.axes": json.dumps(["schedule"]), "axis.schedule": schedule, "study.status": status,
+        "mlflow.parentRunId": parent,
+        "study.name": STUDY,
+        "study.role": "trial",
+        "study.trial": trial,
+        "study.axes": json.dumps(["schedule"]),
+        "axis.schedule": schedule,
+        "study.status": status,
     }
 
 
@@ -99,7 +104,7 @@ def _log(client: MlflowClient, run_id: str, series: dict[str, dict[int, float]],
     metrics = _metrics(series)
     np.random.default_rng(0).shuffle(metrics)  # logging order must not matter
     for i in range(0, len(metrics), 900):
-        client.log_batch(run_id, metrics=metrics[i:i + 900])
+        client.log_batch(run_id, metrics=metrics[i : i + 900])
     if status != "RUNNING":
         client.set_terminated(run_id, status)
 
@@ -114,13 +119,16 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     parent_tags = {"study.name": STUDY, "study.role": "parent"}
     p_old = client.create_run(exp, start_time=T0, tags=parent_tags, run_name="parent-1").info.run_id
     p_new = client.create_run(
-        exp, start_time=T0 + 50_000, run_name="parent-2",
+        exp,
+        start_time=T0 + 50_000,
+        run_name="parent-2",
         tags={**parent_tags, "study.description": "Linear vs cosine vs sigmoid noise schedule on digits."},
     ).info.run_id
 
     # t0: finished; n=500 for both evaluations plus a second sample count for ddim-50, and an unknown key
-    t0 = client.create_run(exp, start_time=T0 + 1000,
-                           tags=_trial_tags("t0_schedule=linear", "linear", "finished", p_old)).info.run_id
+    t0 = client.create_run(
+        exp, start_time=T0 + 1000, tags=_trial_tags("t0_schedule=linear", "linear", "finished", p_old)
+    ).info.run_id
     series = {**_train_series(range(1, 31)), **_is_series("t0_schedule=linear", IS_EPOCHS)}
     series[f"is/{EXTRACTOR}/n1000/ddim-50/mean"] = T0_N1000
     series[f"is/{EXTRACTOR}/n1000/ddim-50/std"] = {e: 0.25 for e in T0_N1000}
@@ -129,33 +137,45 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     _log(client, t0, series)
 
     # t1: crashed in run 1 after epoch 11, restored from the epoch-7 checkpoint as run 2
-    t1_old = client.create_run(exp, start_time=T0 + 2000,
-                               tags=_trial_tags("t1_schedule=cosine", "cosine", "running", p_old)).info.run_id
+    t1_old = client.create_run(
+        exp, start_time=T0 + 2000, tags=_trial_tags("t1_schedule=cosine", "cosine", "running", p_old)
+    ).info.run_id
     stale = _is_series("t1_schedule=cosine", [2, 4, 6, 8, 10])
     for key in stale:
         if key.endswith("/mean"):
             stale[key][8], stale[key][10] = 99.0, 99.0  # the discarded future, must not appear
     _log(client, t1_old, {**_train_series(range(1, 12)), **stale}, status="FAILED")
-    t1_new = client.create_run(exp, start_time=T0 + 60_000,
-                               tags=_trial_tags("t1_schedule=cosine", "cosine", "finished", p_new)).info.run_id
-    _log(client, t1_new, {**_train_series(range(RESTORE_EPOCH, 31)),
-                          **_is_series("t1_schedule=cosine", range(RESTORE_EPOCH, 31, 2))})
+    t1_new = client.create_run(
+        exp, start_time=T0 + 60_000, tags=_trial_tags("t1_schedule=cosine", "cosine", "finished", p_new)
+    ).info.run_id
+    _log(
+        client,
+        t1_new,
+        {**_train_series(range(RESTORE_EPOCH, 31)), **_is_series("t1_schedule=cosine", range(RESTORE_EPOCH, 31, 2))},
+    )
 
     # t2: diverged at epoch 5: NaN loss, NaN IS
-    t2 = client.create_run(exp, start_time=T0 + 3000,
-                           tags=_trial_tags("t2_schedule=sigmoid", "sigmoid", "diverged", p_old)).info.run_id
-    _log(client, t2, {
-        "train/loss": {1: 0.5, 2: 0.4, 3: 0.3, 4: 0.6, 5: math.nan},
-        "train/seconds": {e: 2.0 * e for e in range(1, 6)},
-        f"is/{EXTRACTOR}/n500/ancestral/mean": {2: 4.0, 4: 4.3, 6: math.nan},
-        f"is/{EXTRACTOR}/n500/ancestral/std": {2: 0.2, 4: 0.2},
-        "sample/ancestral/seconds": {2: 3.1, 4: 3.2, 6: 3.3},
-        "sample/ancestral/nfe": {2: 1000.0, 4: 1000.0, 6: 1000.0},
-    }, status="FAILED")
+    t2 = client.create_run(
+        exp, start_time=T0 + 3000, tags=_trial_tags("t2_schedule=sigmoid", "sigmoid", "diverged", p_old)
+    ).info.run_id
+    _log(
+        client,
+        t2,
+        {
+            "train/loss": {1: 0.5, 2: 0.4, 3: 0.3, 4: 0.6, 5: math.nan},
+            "train/seconds": {e: 2.0 * e for e in range(1, 6)},
+            f"is/{EXTRACTOR}/n500/ancestral/mean": {2: 4.0, 4: 4.3, 6: math.nan},
+            f"is/{EXTRACTOR}/n500/ancestral/std": {2: 0.2, 4: 0.2},
+            "sample/ancestral/seconds": {2: 3.1, 4: 3.2, 6: 3.3},
+            "sample/ancestral/nfe": {2: 1000.0, 4: 1000.0, 6: 1000.0},
+        },
+        status="FAILED",
+    )
 
     # t3: just started, no IS yet
-    t3 = client.create_run(exp, start_time=T0 + 70_000,
-                           tags=_trial_tags("t3_schedule=quad", "quad", "running", p_new)).info.run_id
+    t3 = client.create_run(
+        exp, start_time=T0 + 70_000, tags=_trial_tags("t3_schedule=quad", "quad", "running", p_new)
+    ).info.run_id
     _log(client, t3, {"train/loss": {1: 0.9}, "train/seconds": {1: 2.5}}, status="RUNNING")
     return Store(uri, client, exp, p_old, p_new, t1_old, t1_new, tmp)
 
@@ -186,8 +206,10 @@ def test_study_metadata(study: StudyRuns, store: Store) -> None:
     assert list(study.scores.columns) == SCORE_COLUMNS[:3] + ["schedule"] + SCORE_COLUMNS[3:]
     assert list(study.losses.columns) == ["trial", "schedule", "epoch", "loss", "train_seconds", "epoch_seconds"]
     assert study.trials.set_index("trial")["status"].to_dict() == {
-        "t0_schedule=linear": "finished", "t1_schedule=cosine": "finished",
-        "t2_schedule=sigmoid": "diverged", "t3_schedule=quad": "running",
+        "t0_schedule=linear": "finished",
+        "t1_schedule=cosine": "finished",
+        "t2_schedule=sigmoid": "diverged",
+        "t3_schedule=quad": "running",
     }
     assert study.trials.set_index("trial")["n_runs"]["t1_schedule=cosine"] == 2
 
@@ -265,8 +287,14 @@ def test_empty_study(store: Store) -> None:
 
 def test_report_files(report: Path) -> None:
     out = report.parent
-    for name in ("report.md", "index.html", "convergence.csv", "compute.csv",
-                 "figures/is_vs_epoch.png", "figures/loss.png"):
+    for name in (
+        "report.md",
+        "index.html",
+        "convergence.csv",
+        "compute.csv",
+        "figures/is_vs_epoch.png",
+        "figures/loss.png",
+    ):
         assert (out / name).is_file(), name
     for fig in ("is_vs_epoch.png", "loss.png"):
         img = matplotlib.image.imread(out / "figures" / fig)
@@ -332,8 +360,13 @@ def test_report_markdown_and_html(report: Path) -> None:
 
 def test_report_logged_to_latest_parent(report: Path, store: Store) -> None:
     names = {a.path for a in store.client.list_artifacts(store.parent_new, "report")}
-    assert {"report/report.md", "report/index.html", "report/convergence.csv", "report/compute.csv",
-            "report/figures"} <= names
+    assert {
+        "report/report.md",
+        "report/index.html",
+        "report/convergence.csv",
+        "report/compute.csv",
+        "report/figures",
+    } <= names
     figs = {a.path for a in store.client.list_artifacts(store.parent_new, "report/figures")}
     assert figs == {"report/figures/is_vs_epoch.png", "report/figures/loss.png"}
     assert store.client.list_artifacts(store.parent_old) == []

@@ -66,7 +66,7 @@ def _train(
 
 
 def ensure_digits_classifier(
-    cache_dir: Path, resolution: int = 16, held_out_fraction: float = 0.25, split_seed: int = 0, epochs: int = 30
+    cache_dir: Path, resolution: int = 16, held_out_fraction: float = 0.25, split_seed: int = 0, epochs: int = 20
 ) -> tuple[Path, float]:
     """Path of the cached classifier weights (training it first if needed) and its held-out accuracy."""
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,21 @@
+"""The README's Python example runs as written (documentation that cannot silently rot)."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import REPO
+
+
+def test_readme_sampler_example_runs() -> None:
+    text = (REPO / "README.md").read_text()
+    code = re.search(r"## Samplers without Ray.*?```python\n(.*?)```", text, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["out"].x.shape == (1000, 3, 8, 8) and scope["out"].nfe == 250
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    readme = (REPO / "README.md").read_text()
+    assert any(line.strip() and line in readme and "pytest" in line for line in ci)
