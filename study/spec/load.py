@@ -178,11 +178,13 @@ def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
     d[parts[-1]] = copy.deepcopy(value)
 
 
+def _is_field(key: str) -> bool:
+    return key.split(".")[0] in TRAINING_SECTIONS
+
+
 def _assignments(key: str, value: Any) -> list[tuple[str, Any]]:
     """(field path, value) pairs one grid value sets: itself, or every entry of a zipped axis's mapping."""
-    if key.split(".")[0] in TRAINING_SECTIONS:
-        return [(key, value)]
-    return list(value.items())
+    return [(key, value)] if _is_field(key) else list(value.items())
 
 
 def value_label(value: Any) -> str:
@@ -216,11 +218,8 @@ def expand(raw: dict[str, Any], tree: Any = None, source: str = "<spec>") -> tup
         for key, values in grid.items():
             if not (isinstance(values, list) and values):
                 continue
-            pairs = (
-                [(key, values[0])]
-                if key.split(".")[0] in TRAINING_SECTIONS
-                else (list(values[0].items()) if isinstance(values[0], dict) else [])
-            )
+            first = values[0]
+            pairs = _assignments(key, first) if _is_field(key) or isinstance(first, dict) else []
             for path, value in pairs:
                 try:
                     _get(raw, path)
