@@ -185,10 +185,17 @@ def run_study(
         retry(lambda: client.update_run(state["parent_run_id"], status="RUNNING"))
         print(f"study {base.name}: resuming {len(trials)} trial(s) from {tune_dir}")
 
+    from trainables.guidance_classifier import prepare_classifiers
+
+    # Noisy classifiers for guidance: trained (or found in the cache) once per (dataset, dynamics), before Ray starts.
+    classifiers = prepare_classifiers(
+        [t.spec for t in trials], data_dir, cache_dir, client, experiment_id, state["parent_run_id"], base.name,
+        state["instance"],
+    )  # fmt: skip
     runtime = Runtime(
         tracking_uri=tracking.tracking_uri, experiment_id=experiment_id, parent_run_id=state["parent_run_id"],
         instance=state["instance"], study=base.name, data_dir=str(data_dir), extractor_weights=weights,
-        log_images=base.tracking.log_images,
+        log_images=base.tracking.log_images, classifier_weights=classifiers or None,
     )  # fmt: skip
     _init_ray(address, base)
     try:

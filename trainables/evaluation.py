@@ -12,6 +12,7 @@ from torchvision.utils import make_grid
 
 from trainables.data import ImageData, prepared_dir
 from trainables.dynamics import Dynamics
+from trainables.guidance import classifier_grad, target_accuracy
 from trainables.metrics import extractor_weights as resolve_weights
 from trainables.metrics import image_metrics, reference_features, to_uint8
 from trainables.samplers import sampler_from_spec
@@ -31,6 +32,8 @@ class EvalResult:
     fid: float | None = None  # against the training set, when the spec asks for it
     kid_mean: float | None = None
     kid_std: float | None = None
+    targets: Tensor | None = None  # guidance target labels (guided evaluations)
+    target_accuracy: float | None = None  # share of samples the trained classifier assigns to their target
 
     def extra_metrics(self, extractor: str, num_samples: int) -> dict[str, float]:
         """FID/KID under keys naming the extractor, sample count and sampler (DESIGN: comparability)."""
@@ -51,14 +54,21 @@ def generate(
     seed: int,
     num_classes: int = 0,
     device: torch.device | str = "cpu",
+    guide: torch.nn.Module | None = None,
+    guidance_scale: float = 1.0,
+    guide_classes: int = 0,
 ) -> tuple[Tensor, int, Tensor | None, float]:
     """(samples in [-1, 1] on CPU, NFE per sample, labels, wall seconds).
 
     The noise (and the labels) depend only on ``seed``, so every evaluation of every trial starts
     from the same latents: differences between curves come from the models and samplers alone.
+    With a ``guide`` (classifier guidance, ADM Alg. 1/2) the returned labels are the guidance targets: the model's
+    class labels for a class-conditional model, else uniform over ``guide_classes`` from a second generator seeded
+    from ``seed``, so a guided run starts from exactly the noise of the unguided run of the same sampler.
     """
     fn, params = sampler_from_spec(sampler_spec)
     gen = torch.Generator(device).manual_seed(seed)
+    target_gen = torch.Generator(device).manual_seed(seed + 1) if guide is not None and not num_classes else None
     out, labels_out, nfe = [], [], 0
     if torch.cuda.is_available() and str(device).startswith("cuda"):
         torch.cuda.synchronize()
@@ -67,15 +77,20 @@ def generate(
         n = min(batch_size, num_samples - lo)
         noise = torch.randn((n, *shape), generator=gen, device=device)
         labels = torch.randint(0, num_classes, (n,), generator=gen, device=device) if num_classes else None
-        with torch.no_grad():
-            result = fn(dynamics.sampling_model(net, labels), noise, generator=gen, **params)
+        targets, extra = labels, {}
+        if guide is not None:
+            if targets is None:
+                targets = torch.randint(0, guide_classes, (n,), generator=target_gen, device=device)
+            extra["cond_fn"] = classifier_grad(guide, targets, guidance_scale)
+        with torch.no_grad():  # grad is enabled only inside cond_fn
+            result = fn(dynamics.sampling_model(net, labels), noise, generator=gen, **params, **extra)
         out.append(dynamics.to_data(result.x).clamp(-1, 1).float().cpu())
-        labels_out.append(labels.cpu() if labels is not None else None)
+        labels_out.append(targets.cpu() if targets is not None else None)
         nfe = result.nfe
     if torch.cuda.is_available() and str(device).startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    labels = torch.cat(labels_out) if num_classes else None
+    labels = torch.cat(labels_out) if labels_out and labels_out[0] is not None else None
     return torch.cat(out), nfe, labels, seconds
 
 
@@ -90,15 +105,27 @@ def evaluate(
     device: torch.device | str = "cpu",
     reference: ImageData | None = None,
     data_dir: str | Path | None = None,
+    guidance: Any = None,
+    guide: torch.nn.Module | None = None,
+    judge: torch.nn.Module | None = None,
+    guide_classes: int = 0,
 ) -> EvalResult:
     """Sample ``eval_spec.num_samples`` images and compute their Inception Score (and FID / KID when asked).
 
     ``reference`` is the training data FID/KID compare against; its features are cached under
     ``prepared_dir(data_dir)``. ``extractor_weights`` (resolved by the driver) falls back to the spec's path.
+    Guided evaluation: ``guidance`` (a ``GuidanceSpec``) with the ``guide`` classifier (trained or misguided); the
+    trained classifier ``judge`` then scores how many samples land in their target class (at t = 0); targets of an
+    unconditional model are uniform over ``guide_classes`` (the dataset's classes).
     """
+    guided = guidance is not None and guidance.guided
+    if guided and (guide is None or judge is None or (not num_classes and guide_classes < 2)):
+        raise ValueError(f"guidance {guidance.kind!r} needs a guide, the trained (judge) classifier and its classes")
+    eval_id = guidance.eval_id(sampler_spec.id) if guidance is not None else sampler_spec.id
     samples, nfe, labels, seconds = generate(
         net, dynamics, sampler_spec, shape, eval_spec.num_samples, eval_spec.batch_size, eval_spec.seed,
-        num_classes, device,
+        num_classes, device, guide if guided else None, guidance.scale if guided else 1.0,
+        guide_classes,
     )  # fmt: skip
     images = to_uint8(samples)
     isc = eval_spec.inception_score
@@ -120,4 +147,10 @@ def evaluate(
     if eval_spec.grid_images:
         k = min(eval_spec.grid_images, images.shape[0])
         grid = make_grid(images[:k], nrow=int(k**0.5) or 1, padding=1).permute(1, 2, 0).contiguous()
-    return EvalResult(sampler_spec.id, m.is_mean, m.is_std, seconds, nfe, grid, labels, m.fid, m.kid_mean, m.kid_std)
+    acc = None
+    if guided and labels is not None:
+        acc = target_accuracy(judge, samples.to(device), labels, eval_spec.batch_size)
+    return EvalResult(
+        eval_id, m.is_mean, m.is_std, seconds, nfe, grid, labels, m.fid, m.kid_mean, m.kid_std,
+        labels if guided else None, acc,
+    )  # fmt: skip

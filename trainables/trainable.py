@@ -24,7 +24,7 @@ from study.spec import StudySpec
 from trainables.data import load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
-from trainables.evaluation import evaluate
+from trainables.evaluation import EvalResult, evaluate
 from trainables.networks import build_network, count_parameters
 from trainables.tracking import TrialRun
 
@@ -44,6 +44,8 @@ class Runtime:
     data_dir: str
     extractor_weights: str | None = None
     log_images: bool = True
+    # guidance: trained noisy classifier weights by ``guidance_classifier.classifier_key(spec)`` (trained by the driver)
+    classifier_weights: dict[str, str] | None = None
 
 
 def is_key(extractor: str, num_samples: int, sampler_id: str) -> str:
@@ -130,6 +132,7 @@ def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
     isc = ev.inception_score
     step = (start_epoch - 1) * math.ceil(len(data.train) / tr.batch_size)
     try:
+        guides, guide_hashes = _guides(spec, runtime, (data.channels, data.resolution, data.num_classes), device, run)
         for epoch in range(start_epoch, tr.epochs + 1):
             torch.manual_seed(_epoch_seed(tr.seed, epoch))
             gen = torch.Generator(device).manual_seed(_epoch_seed(tr.seed, epoch))
@@ -170,10 +173,13 @@ def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
                 return "diverged"
 
             if epoch % tr.eval_every == 0 or epoch == tr.epochs:
-                for sampler in ev.samplers:
+                unguided: dict[str, float] = {}  # sampler id -> seconds, for the guidance time overhead
+                guided: list[tuple[str, EvalResult]] = []
+                for _, sampler, guidance in ev.evaluations:
                     res = evaluate(
                         ema.model, dynamics, sampler, ev, shape, runtime.extractor_weights, num_classes, device,
-                        reference=data, data_dir=runtime.data_dir,
+                        reference=data, data_dir=runtime.data_dir, guidance=guidance,
+                        guide=guides.get(guidance.kind), judge=guides.get("classifier"), guide_classes=data.num_classes,
                     )  # fmt: skip
                     key = is_key(isc.extractor, ev.num_samples, res.sampler_id)
                     metrics |= {
@@ -184,6 +190,15 @@ def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
                     report[f"is/{res.sampler_id}"] = res.is_mean
                     if runtime.log_images and res.grid is not None:
                         run.log_image(res.grid.numpy(), key=f"samples/{res.sampler_id}", step=epoch)
+                    if guidance.guided:
+                        guided.append((sampler.id, res))
+                    else:
+                        unguided[sampler.id] = res.seconds
+                for sampler_id, res in guided:
+                    metrics |= _guidance_metrics(res, unguided.get(sampler_id))
+                    if epoch == tr.eval_every or epoch == tr.epochs:  # targets depend on the eval seed only
+                        _log_targets(run, res)
+                _check_frozen(guides, guide_hashes)
             run.log_metrics(metrics, epoch)
 
             if epoch % tr.checkpoint_every == 0 or epoch % tr.eval_every == 0 or epoch == tr.epochs:
@@ -201,6 +216,59 @@ def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
         raise
     run.finish("FINISHED", "finished")
     return "finished"
+
+
+def _guides(
+    spec: StudySpec, runtime: Runtime, data_shape: tuple[int, int, int], device: torch.device, run: TrialRun
+) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
+    """Classifiers by guidance kind, ``classifier`` (trained; also the judge of target accuracy) and ``misguided``,
+    with their weight hashes (logged as tags, re-checked after every evaluation)."""
+    if not any(g.guided for g in spec.evaluation.guidance):
+        return {}, {}
+    channels, resolution, num_classes = data_shape
+    from trainables.guidance import load_classifier, misguided_classifier, weights_hash
+    from trainables.guidance_classifier import classifier_key
+
+    cfg, key = spec.classifier, classifier_key(spec)
+    path = (runtime.classifier_weights or {}).get(key)
+    if cfg is None or path is None:
+        raise RuntimeError(f"no trained noisy classifier for key {key}: the driver prepares it (study.runner)")
+    guides = {"classifier": load_classifier(path, cfg.network, channels, resolution, num_classes).to(device)}
+    if any(g.kind == "misguided" for g in spec.evaluation.guidance):
+        guides["misguided"] = misguided_classifier(cfg.network, channels, resolution, num_classes, cfg.misguided_seed)
+        guides["misguided"].to(device)
+    hashes = {kind: weights_hash(net) for kind, net in guides.items()}
+    tags = {f"guidance.{kind}.weights_sha256": h for kind, h in hashes.items()}
+    run.set_tags(tags | {"guidance.classifier.key": key})
+    return guides, hashes
+
+
+def _check_frozen(guides: dict[str, torch.nn.Module], hashes: dict[str, str]) -> None:
+    """Guides are read, never trained: eval mode, no parameter gradients, weights unchanged since loading."""
+    from trainables.guidance import weights_hash
+
+    for kind, net in guides.items():
+        if net.training or any(p.requires_grad for p in net.parameters()) or weights_hash(net) != hashes[kind]:
+            raise RuntimeError(f"the {kind} guidance classifier changed during sampling; guides are never updated")
+
+
+def _guidance_metrics(res: EvalResult, unguided_seconds: float | None) -> dict[str, float]:
+    """Target accuracy (trained classifier at t = 0) and seconds relative to the same sampler unguided."""
+    out = {}
+    if res.target_accuracy is not None:
+        out[f"guidance/{res.sampler_id}/target_accuracy"] = res.target_accuracy
+    if unguided_seconds:
+        out[f"guidance/{res.sampler_id}/time_overhead"] = res.seconds / unguided_seconds
+    return out
+
+
+def _log_targets(run: TrialRun, res: EvalResult) -> None:
+    """The guidance target labels and their histogram, as a JSON artifact of the trial run."""
+    if res.targets is None:
+        return
+    labels = res.targets.tolist()
+    hist = torch.bincount(res.targets).tolist()
+    run.client.log_dict(run.run_id, {"labels": labels, "histogram": hist}, f"guidance/{res.sampler_id}/targets.json")
 
 
 def tune_trainable(config: dict[str, Any]) -> None:

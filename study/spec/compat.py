@@ -18,9 +18,12 @@ SAMPLER_DYNAMICS: dict[str, tuple[str, ...]] = {
     "karras": SIGMA_SPACE,
 }
 
+# samplers that take a classifier gradient (``cond_fn``): ADM Alg. 1 (ancestral) and Alg. 2 (DDIM)
+GUIDED_SAMPLERS = ("ancestral", "ddim")
+
 
 def compatibility_problems(spec: Any) -> list[str]:
-    """Messages for every sampler that cannot run on the spec's dynamics (empty when all is well)."""
+    """Messages for every sampler (or guidance) that cannot run on the spec's dynamics (empty when all is well)."""
     problems = []
     for i, sampler in enumerate(spec.evaluation.samplers):
         allowed = SAMPLER_DYNAMICS.get(sampler.kind, ())
@@ -29,4 +32,16 @@ def compatibility_problems(spec: Any) -> list[str]:
                 f"evaluation.samplers[{i}] ({sampler.kind}) cannot sample {spec.dynamics.kind!r} dynamics; "
                 f"it samples {list(allowed)}"
             )
+    guided = [g.kind for g in spec.evaluation.guidance if g.guided]
+    if guided:
+        # ADM's guidance forms (Alg. 1 mean shift, Alg. 2 eps shift) exist for the discrete eps samplers only.
+        for i, sampler in enumerate(spec.evaluation.samplers):
+            if sampler.kind not in GUIDED_SAMPLERS or spec.dynamics.kind != "ddpm":
+                problems.append(
+                    f"evaluation.guidance ({', '.join(guided)}) needs the discrete DDPM samplers "
+                    f"{list(GUIDED_SAMPLERS)} on 'ddpm' dynamics; evaluation.samplers[{i}] is {sampler.kind} on "
+                    f"{spec.dynamics.kind!r}"
+                )
+        if getattr(spec, "classifier", None) is None:
+            problems.append("evaluation.guidance uses a classifier: add a top-level `classifier:` section")
     return problems

@@ -10,6 +10,7 @@ from study.spec.base import Strict
 from study.spec.compat import compatibility_problems
 from study.spec.datasets import DatasetSpec, DigitsData
 from study.spec.dynamics import DynamicsSpec
+from study.spec.guidance import ClassifierSpec, GuidanceSpec
 from study.spec.networks import NetworkSpec
 from study.spec.samplers import SamplerSpec
 
@@ -73,14 +74,23 @@ class InceptionScoreSpec(Strict):
 
 
 class EvaluationSpec(Strict):
-    """Sampling axes: every sampler is run on the EMA weights of the same checkpoint."""
+    """Sampling axes: every (sampler, guidance) pair is run on the EMA weights of the same checkpoint."""
 
     samplers: list[SamplerSpec] = Field(min_length=1)
+    guidance: list[GuidanceSpec] = Field(
+        default_factory=lambda: [GuidanceSpec()], min_length=1,
+        description="guidance settings crossed with the samplers (none / classifier / misguided, each with a scale)",
+    )  # fmt: skip
     num_samples: int = Field(500, ge=2)
     batch_size: int = Field(500, ge=1)
     seed: int = Field(1234, description="the same initial noise at every evaluation, for comparable curves")
     inception_score: InceptionScoreSpec = Field(default_factory=InceptionScoreSpec)
     grid_images: int = Field(64, ge=0, description="samples shown in the logged grid (0 = none)")
+
+    @property
+    def evaluations(self) -> list[tuple[str, SamplerSpec, GuidanceSpec]]:
+        """(evaluation id, sampler, guidance) for sampler x guidance, guidance varying fastest."""
+        return [(g.eval_id(s.id), s, g) for s in self.samplers for g in self.guidance]
 
     @model_validator(mode="after")
     def _unique_ids(self) -> EvaluationSpec:
@@ -88,6 +98,9 @@ class EvaluationSpec(Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"sampler ids must be unique, {dupes} repeat; give each a distinct `name`")
+        gids = [g.eval_id("") for g in self.guidance]
+        if len(set(gids)) != len(gids):
+            raise ValueError("evaluation.guidance lists the same (kind, scale) twice")
         if self.num_samples < self.inception_score.splits:
             raise ValueError("num_samples must be at least inception_score.splits")
         return self
@@ -121,6 +134,9 @@ class StudySpec(Strict):
     class_conditional: bool = Field(False, description="train with a class-label embedding; sample uniform labels")
     training: TrainingSpec
     evaluation: EvaluationSpec
+    classifier: ClassifierSpec | None = Field(
+        None, description="noisy classifier for evaluation.guidance (required when any guidance is not none)"
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     grid: dict[str, list[Any]] = Field(
