@@ -36,15 +36,23 @@ def describe_trial(trial: Trial) -> list[str]:
         f"EMA {tr.ema_decay:g}, seed {tr.seed}, IS every {tr.eval_every} epochs"
     )
     ev = spec.evaluation
-    for s in ev.samplers:
-        lines.append(f"    sampler   {s.id:<24} NFE {expected_nfe(s, spec.dynamics)}")
+    for eval_id, s, g in ev.evaluations:
+        # a guided step adds one classifier forward + backward per network evaluation (ADM Alg. 1/2)
+        cost = " + classifier gradient per step" if g.guided else ""
+        lines.append(f"    sampler   {eval_id:<26} NFE {expected_nfe(s, spec.dynamics)}{cost}")
+    if spec.classifier is not None and any(g.guided for g in ev.guidance):
+        c = spec.classifier
+        lines.append(
+            f"    classifier {c.network.kind} {c.network.channels} ch x{list(c.network.channel_mult)}: {c.epochs} "
+            f"epochs, batch {c.batch_size}, AdamW lr {c.lr:g}; trained once per (dataset, dynamics), cached"
+        )
     return lines
 
 
 def describe_study(base: Any, trials: list[Trial]) -> str:
     ev = base.evaluation
     head = [
-        f"study {base.name}: {len(trials)} trial(s) x {len(ev.samplers)} sampler(s)",
+        f"study {base.name}: {len(trials)} trial(s) x {len(ev.samplers)} sampler(s) x {len(ev.guidance)} guidance",
         f"  IS: {ev.inception_score.extractor}, {ev.num_samples} samples, {ev.inception_score.splits} splits; "
         f"resources per trial: {base.resources.cpus:g} CPU, {base.resources.gpus:g} GPU",
     ]
