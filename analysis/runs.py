@@ -38,7 +38,7 @@ __all__ = ["StudyRuns", "load_study", "SCORE_COLUMNS", "LOSS_COLUMNS", "TRIAL_CO
 
 log = logging.getLogger(__name__)
 
-_ID = r"[A-Za-z0-9_.+-]+"
+_ID = r"[A-Za-z0-9_.:+-]+"  # evaluation ids: <sampler id>[:<guidance>-<scale>]
 IS_KEY = re.compile(rf"^is/(?P<extractor>{_ID})/n(?P<n>\d+)/(?P<evaluation>{_ID})/(?P<stat>mean|std)$")
 SAMPLE_KEY = re.compile(rf"^sample/(?P<evaluation>{_ID})/(?P<stat>seconds|nfe)$")
 TRAIN_KEYS = {"train/loss": "loss", "train/seconds": "train_seconds", "train/epoch_seconds": "epoch_seconds"}

@@ -156,7 +156,6 @@ def run_study(
             f"{spec_path.name} changed since study {base.name!r} started in {study_dir} (different trials). "
             "Resuming would mix two studies: rename the study, or pass --fresh to start it over."
         )
-    study_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(os.environ.get("STUDY_CACHE_DIR", study_dir.parent / ".cache")).resolve()
     data_dir = Path(os.environ.get("STUDY_DATA_DIR", study_dir.parent / ".data")).resolve()
     from study.preflight import preflight
@@ -164,6 +163,7 @@ def run_study(
     problems = preflight(base, data_dir, cache_dir, fetch=True)  # downloads/prepares once, before Ray starts
     if problems:
         raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
+    study_dir.mkdir(parents=True, exist_ok=True)
     weights, extractor_facts = prepare_extractor(base, cache_dir)
 
     experiment_id = ensure_experiment(client, experiment, tracking.artifact_location)

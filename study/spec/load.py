@@ -270,7 +270,10 @@ def load_study(path: str | Path) -> tuple[StudySpec, list[Trial]]:
 def spec_fingerprint(trials: list[Trial]) -> str:
     """Stable hash of the expanded trials: a resumed study must have the same trials."""
     blob = json.dumps(
-        [[t.name, t.spec.model_dump(mode="json", exclude={"tracking", "resources"})] for t in trials],
+        [
+            [t.name, t.spec.model_dump(mode="json", exclude={"tracking", "resources"}, exclude_defaults=True)]
+            for t in trials
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
