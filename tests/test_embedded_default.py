@@ -28,7 +28,7 @@ def test_classifier_is_accurate_and_real_digits_score_far_above_noise(classifier
     real = inception_score(to_uint8(hx), "digits-cnn", weights, splits=5)
     noise = inception_score(to_uint8(torch.randn(450, 1, 8, 8).clamp(-1, 1)), "digits-cnn", weights, splits=5)
     blank = inception_score(to_uint8(torch.zeros(450, 1, 8, 8)), "digits-cnn", weights, splits=5)
-    assert real.mean > 7.0 > 3.0 > noise.mean
+    assert real.mean > 6.0 and noise.mean < 3.0 and real.mean > 2.5 * noise.mean
     assert abs(blank.mean - 1.0) < 1e-6  # one prediction for every image: p(y|x) = p(y)
 
 
