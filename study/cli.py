@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     for name in outcome.diverged:
         print(f"  diverged (non-finite loss): {name}")
     for name in outcome.errored:
-        print(f"  ERRORED: {name}  (error.txt in {outcome.study_dir / 'tune' / name}); run again to retry it")
+        print(f"  ERRORED: {name}  (its error.txt is under {outcome.study_dir / 'tune'}); run again to retry it")
     if outcome.report:
         print(f"report: {outcome.report.parent / 'index.html'}  ({outcome.report})")
     state = json.loads((outcome.study_dir / "study.json").read_text())

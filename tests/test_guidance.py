@@ -205,7 +205,7 @@ def test_guided_trial_logs_target_accuracy_and_overhead(store, classifier_r8, tm
     instance = uuid.uuid4().hex[:8]
     weights = prepare_classifiers([t.spec], tmp_path / "data", tmp_path / "cache", client, eid, parent, "m", instance)
     runtime = Runtime(
-        uri, eid, parent, instance, "micro", str(tmp_path / "data"), str(classifier_r8[0]), False, weights
+        uri, eid, parent, instance, "micro", str(tmp_path / "data"), str(classifier_r8[0]), True, weights
     )
     payload = {"name": t.name, "axes": t.axes, "spec": t.spec.model_dump(mode="json")}
     assert run_trial(payload, runtime, LocalSession(tmp_path / "ckpt")) == "finished"
@@ -219,5 +219,7 @@ def test_guided_trial_logs_target_accuracy_and_overhead(store, classifier_r8, tm
         assert m[f"guidance/{eval_id}/time_overhead"] > 0
     assert "guidance/ddim-3/target_accuracy" not in m
     assert run.data.tags["guidance.misguided.weights_sha256"]
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert any("ddim-3~classifier-1" in p or "ddim-3/classifier-1" in p for p in images), images
     arts = [a.path for a in client.list_artifacts(run.info.run_id, "guidance/ddim-3:classifier-1")]
     assert arts == ["guidance/ddim-3:classifier-1/targets.json"]

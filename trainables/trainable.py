@@ -189,7 +189,7 @@ def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
                     metrics |= res.extra_metrics(isc.extractor, ev.num_samples)  # fid/..., kid/... when asked
                     report[f"is/{res.sampler_id}"] = res.is_mean
                     if runtime.log_images and res.grid is not None:
-                        run.log_image(res.grid.numpy(), key=f"samples/{res.sampler_id}", step=epoch)
+                        run.log_image(res.grid.numpy(), key=f"samples/{res.sampler_id.replace(':', '/')}", step=epoch)
                     if guidance.guided:
                         guided.append((sampler.id, res))
                     else:
