@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    for noisy in ("alembic", "mlflow", "ray", "urllib3", "matplotlib", "PIL"):
+    for noisy in ("alembic", "mlflow", "ray", "urllib3", "matplotlib", "PIL", "tensorboardX"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.fn(args)
