@@ -62,38 +62,40 @@ def plot_is_vs_epoch(
     palette = trial_palette(trials)
     evaluations = sorted(data["evaluation"].unique())
     combos = sorted({(str(x), int(n)) for x, n in zip(data["extractor"], data["n_samples"], strict=True)})
-    nrows, ncols = len(combos), len(evaluations)
+    # Panels wrap at 3 per row (a sampler with its guidance variants fills one row when ids sort together).
+    panels = [(extractor, n, evaluation) for extractor, n in combos for evaluation in evaluations]
+    ncols = min(3, len(evaluations))
+    nrows = -(-len(panels) // ncols)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
         fig = Figure(figsize=(4.8 * ncols + 0.5, 3.8 * nrows + 0.6), layout="constrained")
-        axs = fig.subplots(nrows, ncols, squeeze=False)
+        axs = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax in axs[len(panels):]:
+            ax.set_visible(False)
         xlim = (0, float(data["epoch"].max()) * 1.03 + 0.5)
-        for r, (extractor, n) in enumerate(combos):
-            for c, evaluation in enumerate(evaluations):
-                ax = axs[r][c]
-                panel = data[(data["extractor"] == extractor) & (data["n_samples"] == n)
-                             & (data["evaluation"] == evaluation)]
-                ax.set_xlim(*xlim)
-                for trial, g in panel.groupby("trial", sort=True):
-                    colour = palette[str(trial)]
-                    sns.lineplot(x=g["epoch"], y=g["is_mean"], color=colour, marker="o", markersize=4,
-                                 ax=ax, errorbar=None)
-                    std = g["is_std"].to_numpy(dtype=float)
-                    std = np.where(np.isfinite(std), std, 0.0)
-                    ax.fill_between(g["epoch"], g["is_mean"] - std, g["is_mean"] + std, color=colour,
-                                    alpha=0.18, linewidth=0)
-                    p = plateaus.get((str(trial), evaluation, extractor, n))
-                    if p is not None and p.converged:
-                        ax.axvline(p.epoch, color=colour, linestyle=":", linewidth=1.5)
-                        ax.scatter([p.epoch], [p.is_mean], marker="*", s=200, color=colour,
-                                   edgecolors="black", linewidths=0.8, zorder=5)
-                if references and (extractor, n) in references:
-                    ax.axhline(references[(extractor, n)], color="grey", linestyle="--", linewidth=1)
-                ax.set_title(f"{evaluation}" if nrows == 1 else f"{evaluation} ({extractor}, n={n})")
-                ax.set_xlabel("epoch")
-                ax.set_ylabel(f"Inception Score ({extractor}, n={n})")
-                if panel.empty:  # this evaluation was not scored with this (extractor, n)
-                    ax.set_visible(False)
-                    continue
+        for ax, (extractor, n, evaluation) in zip(axs, panels, strict=False):
+            panel = data[(data["extractor"] == extractor) & (data["n_samples"] == n)
+                         & (data["evaluation"] == evaluation)]
+            ax.set_xlim(*xlim)
+            for trial, g in panel.groupby("trial", sort=True):
+                colour = palette[str(trial)]
+                sns.lineplot(x=g["epoch"], y=g["is_mean"], color=colour, marker="o", markersize=4,
+                             ax=ax, errorbar=None)
+                std = g["is_std"].to_numpy(dtype=float)
+                std = np.where(np.isfinite(std), std, 0.0)
+                ax.fill_between(g["epoch"], g["is_mean"] - std, g["is_mean"] + std, color=colour,
+                                alpha=0.18, linewidth=0)
+                p = plateaus.get((str(trial), evaluation, extractor, n))
+                if p is not None and p.converged:
+                    ax.axvline(p.epoch, color=colour, linestyle=":", linewidth=1.5)
+                    ax.scatter([p.epoch], [p.is_mean], marker="*", s=200, color=colour,
+                               edgecolors="black", linewidths=0.8, zorder=5)
+            if references and (extractor, n) in references:
+                ax.axhline(references[(extractor, n)], color="grey", linestyle="--", linewidth=1)
+            ax.set_title(f"{evaluation}" if len(combos) == 1 else f"{evaluation} ({extractor}, n={n})")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"Inception Score ({extractor}, n={n})")
+            if panel.empty:  # this evaluation was not scored with this (extractor, n)
+                ax.set_visible(False)
         statuses = statuses or {}
         handles = [
             Line2D([], [], color=palette[t], marker="o", markersize=4,
