@@ -64,6 +64,17 @@ def classifier_r8(cache_dir: Path) -> tuple[Path, float]:
     return ensure_digits_classifier(cache_dir, resolution=8)
 
 
+@pytest.fixture
+def one_thread():
+    """Small tensors: on 2 cores, threading overhead dominates, so these tests run single-threaded."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

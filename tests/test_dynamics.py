@@ -18,12 +18,7 @@ from trainables.dynamics.ncsn import max_pairwise_distance
 DYN = TypeAdapter(DynamicsSpec)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: threading overhead dominates on 2 cores
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 GAUSS = GaussianMixture(torch.tensor([[0.3, -0.2]]), torch.tensor([[[0.09, 0.04], [0.04, 0.16]]]), torch.ones(1))

@@ -38,12 +38,7 @@ N_SE = 5.0
 GMM = three_blobs()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: threading overhead dominates on 2 cores
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def draw(fn, model, seed: int = 1, dtype: torch.dtype = torch.float32, **params) -> torch.Tensor:
