@@ -1,7 +1,21 @@
-"""Read a study back from MLflow, detect IS plateaus, write the convergence report."""
+"""Read a study back from MLflow, decide where each score curve plateaus, write the convergence report.
 
-from analysis.plateau import Plateau, PlateauRule, detect_plateau
-from analysis.report import write_report
-from analysis.runs import StudyRuns, load_study
+``analysis.stats`` and ``analysis.plateau`` are numpy-only: trials import them to make the report's own decision
+(early stopping). The MLflow- and plotting-side names load on first use.
+"""
 
-__all__ = ["Plateau", "PlateauRule", "StudyRuns", "detect_plateau", "load_study", "write_report"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from analysis.plateau import Curve, PlateauRule, Verdict, assess
+
+_LAZY = {"write_report": "analysis.report", "StudyRuns": "analysis.runs", "load_study": "analysis.runs"}
+__all__ = ["Curve", "PlateauRule", "StudyRuns", "Verdict", "assess", "load_study", "write_report"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(name)

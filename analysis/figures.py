@@ -12,7 +12,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis.plateau import Plateau
+from analysis.plateau import Verdict as Plateau
 
 __all__ = ["plot_is_vs_epoch", "plot_loss", "trial_palette"]
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.plateau import Plateau, PlateauRule, detect_plateau
+from analysis.plateau import PlateauRule
 from analysis.runs import StudyRuns
 
 __all__ = [

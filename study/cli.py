@@ -43,7 +43,8 @@ def _run(args: argparse.Namespace) -> int:
 
     outcome = run_study(args.spec, address=args.address, storage=args.storage, fresh=args.fresh)
     print()
-    print(f"finished: {len(outcome.finished)}  diverged: {len(outcome.diverged)}  errored: {len(outcome.errored)}")
+    print(f"finished: {len(outcome.finished)}  converged (stopped early): {len(outcome.converged)}  "
+          f"diverged: {len(outcome.diverged)}  errored: {len(outcome.errored)}")  # fmt: skip
     for name in outcome.diverged:
         print(f"  diverged (non-finite loss): {name}")
     for name in outcome.errored:

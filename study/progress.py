@@ -10,11 +10,10 @@ from ray.tune import Callback
 
 
 class CompactProgress(Callback):
-    """``[12:03:04] t0_schedule=linear  epoch  4/30  loss 0.1035  IS ancestral-50 3.72  ddim-20 3.86``."""
+    """``[12:03:04] t0_schedule=linear  epoch  4/30  loss 0.1035  IS ddim-20 3.86 [3.71, 4.02] rising``.
 
-    def __init__(self) -> None:
-        # No stream is stored: Tune pickles its callbacks with the experiment state (tuner.pkl).
-        self.latest_is: dict[str, dict[str, float]] = {}
+    Scores appear on the line of the epoch that measured them, never carried forward to later epochs.
+    """
 
     def _print(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stdout, flush=True)
@@ -31,15 +30,23 @@ class CompactProgress(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         name = self._name(trial)
-        scores = self.latest_is.setdefault(name, {})
-        scores |= {k[3:]: v for k, v in result.items() if k.startswith("is/")}
         epochs = trial.config["trial"]["spec"]["training"]["epochs"]
         width = len(str(epochs))
         line = f"{name}  epoch {result.get('epoch', 0):>{width}}/{epochs}  loss {result.get('loss', float('nan')):.4f}"
+        scores = []
+        for key, value in result.items():
+            if isinstance(key, str) and key.startswith("is/"):
+                ev = key[3:]
+                lo, hi = result.get(f"is_ci_low/{ev}"), result.get(f"is_ci_high/{ev}")
+                ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+                scores.append(f"{ev} {value:.2f}{ci} {result.get(f'state/{ev}', '')}".rstrip())
         if scores:
-            line += "  IS " + "  ".join(f"{k} {v:.2f}" for k, v in scores.items())
-        if result.get("diverged"):
+            line += "  IS " + "  ".join(scores)
+        status = result.get("status")
+        if status == "diverged":
             line += "  DIVERGED (non-finite loss; trial stopped, study goes on)"
+        elif status == "converged":
+            line += f"  CONVERGED, stopped early ({result.get('stop_reason', '')})"
         self._print(line)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

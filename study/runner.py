@@ -12,12 +12,13 @@ import logging
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 
+from study.keys import STATUSES
 from study.spec import StudySpec, Trial, load_study, spec_fingerprint
 from study.tracking import create_parent_run, ensure_experiment, resolve_tracking
 from trainables.tracking import retry
@@ -40,11 +41,14 @@ class StudyError(Exception):
 
 @dataclass(frozen=True)
 class StudyOutcome:
+    """Trial names by how they ended (study/keys.py ``Status``); ``converged`` trials stopped early."""
+
     finished: list[str]
     diverged: list[str]
     errored: list[str]
     report: Path | None
     study_dir: Path
+    converged: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -208,16 +212,13 @@ def run_study(
 
         ray.shutdown()
 
-    finished, diverged, errored = [], [], []
+    ended: dict[str, list[str]] = {s: [] for s in STATUSES}
     for result in results:
         name = result.config["trial"]["name"]
-        if result.error is not None:
-            errored.append(name)
-        elif result.metrics.get("diverged"):
-            diverged.append(name)
-        else:
-            finished.append(name)
-    interrupted = len(finished) + len(diverged) + len(errored) < len(trials)
+        status = "errored" if result.error is not None else (result.metrics or {}).get("status", "running")
+        ended.setdefault(status, []).append(name)
+    finished, diverged, errored, converged = ended["finished"], ended["diverged"], ended["errored"], ended["converged"]
+    interrupted = len(finished) + len(diverged) + len(errored) + len(converged) < len(trials)
     status = "FAILED" if errored else "KILLED" if interrupted else "FINISHED"
     retry(lambda: client.set_terminated(state["parent_run_id"], status=status))
 
@@ -227,7 +228,7 @@ def run_study(
 
         refs = _reference_lines(client, state["parent_run_id"])
         report = _write_report(tracking.tracking_uri, experiment, study_dir / "report", references=refs)
-    return StudyOutcome(finished, diverged, errored, report, study_dir)
+    return StudyOutcome(finished, diverged, errored, report, study_dir, converged)
 
 
 def _metrics(values: dict[str, float]) -> list:

@@ -5,7 +5,6 @@ Trials never create experiments (concurrent creation races, ECOSYSTEM 2.2); they
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -18,7 +17,8 @@ from typing import Any
 from mlflow import MlflowClient
 from ruamel.yaml import YAML
 
-from trainables.tracking import TAG_INSTANCE, TAG_ROLE, TAG_STUDY, retry
+from study.keys import TAG_DESCRIPTION, TAG_INSTANCE, TAG_ROLE, TAG_STUDY
+from trainables.tracking import retry
 
 log = logging.getLogger(__name__)
 PACKAGES = ("torch", "torchvision", "ray", "mlflow", "torch-fidelity", "pydantic", "numpy", "scikit-learn")
@@ -113,7 +113,7 @@ def create_parent_run(
     extra_tags: dict[str, str],
 ) -> str:
     """The parent run of one study invocation: spec file, expanded trials, git commit, package versions."""
-    tags = {TAG_STUDY: study, TAG_ROLE: "parent", TAG_INSTANCE: instance, "study.description": description}
+    tags = {TAG_STUDY: study, TAG_ROLE: "parent", TAG_INSTANCE: instance, TAG_DESCRIPTION: description}
     tags |= {"mlflow.note.content": description} if description else {}
     commit = git_commit(spec_path.parent)
     if commit:
@@ -128,7 +128,3 @@ def create_parent_run(
     retry(lambda: client.log_dict(run_id, {"trials": trials}, "spec/trials.json"))
     retry(lambda: client.log_dict(run_id, versions, "environment.json"))
     return run_id
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)

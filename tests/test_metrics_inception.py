@@ -30,6 +30,7 @@ from trainables.metrics import (
     reference_uint8,
     to_uint8,
 )
+from trainables.scores import ScoreSettings
 
 
 class Images(Dataset):
@@ -95,20 +96,21 @@ def test_digits_metrics_are_torch_fidelitys(classifier_r8, tmp_path: Path) -> No
 
     train = TensorDataset(tx, ty)
     ref = reference_features(train, "digits-test", "digits-cnn", weights, tmp_path)
-    ours = image_metrics(samples, "digits-cnn", weights, 5, True, ref, fid=True, kid=True, kid_subset_size=100)
+    settings = ScoreSettings(splits=5, bootstrap=0, infinity_points=0, kid_subset_size=100, reference=ref)
+    ours = image_metrics(samples, "digits-cnn", weights, ("fid", "kid"), settings)
     theirs = direct(
         samples, input2=Images(reference_uint8(train)), isc=True, fid=True, kid=True, isc_splits=5,
         kid_subset_size=100, feature_extractor="digits-cnn", feature_extractor_weights_path=weights,
     )  # fmt: skip
     assert ours.is_mean == theirs["inception_score_mean"]
-    assert ours.fid == pytest.approx(theirs["frechet_inception_distance"], rel=1e-12, abs=1e-9)
-    assert (ours.kid_mean, ours.kid_std) == (
+    assert ours.scores["fid"]["value"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-12, abs=1e-9)
+    assert (ours.scores["kid"]["mean"], ours.scores["kid"]["std"]) == (
         theirs["kernel_inception_distance_mean"],
         theirs["kernel_inception_distance_std"],
     )
     noise = to_uint8(torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1)
-    worse = image_metrics(noise, "digits-cnn", weights, 5, True, ref, fid=True, kid=False)
-    assert worse.fid > ours.fid and worse.kid_mean is None
+    worse = image_metrics(noise, "digits-cnn", weights, ("fid",), settings)
+    assert worse.scores["fid"]["value"] > ours.scores["fid"]["value"] and "kid" not in worse.scores
 
 
 def test_reference_features_are_cached_on_disk(classifier_r8, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,7 +206,8 @@ def test_micro_study_on_tiny_cifar_logs_inception_metrics(
     m = run.data.metrics
     stem = f"{INCEPTION}/n20/ddim-2"
     assert m[f"is/{stem}/mean"] >= 1.0 and m[f"is/{stem}/std"] >= 0.0
-    assert m[f"fid/{stem}"] > 0 and f"kid/{stem}/mean" in m and f"kid/{stem}/std" in m
+    assert m[f"fid/{stem}/value"] > 0 and f"kid/{stem}/mean" in m and f"kid/{stem}/std" in m
+    assert m[f"is/{stem}/ci_low"] <= m[f"is/{stem}/mean"] <= m[f"is/{stem}/ci_high"] and f"is/{stem}/inf" in m
     assert [x.step for x in client.get_metric_history(run.info.run_id, f"is/{stem}/mean")] == [1]
     assert len(list((tmp_path / "cache" / "reference").glob(f"cifar10-train-r32-*-n4-{INCEPTION}-*-2048.pt"))) == 1
 

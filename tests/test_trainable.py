@@ -83,7 +83,7 @@ def test_non_finite_loss_marks_the_trial_diverged(store, classifier_r8, tmp_path
     session = LocalSession(tmp_path / "d")
     # Adam moves each weight by ~lr per step whatever the gradient: lr=1e30 overflows float32 at once.
     status = run_trial(_trial(**{"training.lr": 1e30, "training.grad_clip": None}), runtime, session)
-    assert status == "diverged" and session.reports[-1]["diverged"]
+    assert status == "diverged" and session.reports[-1]["status"] == "diverged"
     client = MlflowClient(store[0])
     (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
     assert run.data.tags["study.status"] == "diverged" and run.info.status == "FAILED"

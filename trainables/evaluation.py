@@ -1,4 +1,8 @@
-"""One evaluation: sample N images with a sampler on the EMA weights, time them, score them."""
+"""One evaluation: sample N images with a sampler on the EMA weights, time them, score them from one feature pass.
+
+The images are generated once per (checkpoint, sampler, guidance); one feature pass feeds every registered score
+(trainables/scores.py), and the per-image logits are returned (float16) so the trial can keep them as an artifact.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +11,52 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torchvision.utils import make_grid
 
+from study import keys
 from trainables.data import ImageData, prepared_dir
 from trainables.dynamics import Dynamics
 from trainables.guidance import classifier_grad, target_accuracy
 from trainables.metrics import extractor_weights as resolve_weights
 from trainables.metrics import image_metrics, reference_features, to_uint8
 from trainables.samplers import sampler_from_spec
+from trainables.scores import ScoreSettings, stored_logits
 
 Tensor = torch.Tensor
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    sampler_id: str
-    is_mean: float
-    is_std: float
+    """One evaluation (sampler x guidance) of one checkpoint: its scores, per-image logits and cost."""
+
+    sampler_id: str  # the evaluation id: <sampler id>[:<guidance>-<scale>]
+    scores: dict[str, dict[str, float]]  # {score: {stat: value}} (trainables/scores.py)
+    logits: np.ndarray  # [N, classes] float16: the IS logits as kept in the evaluation artifact
     seconds: float
     nfe: int
     grid: Tensor | None  # uint8 HWC, the first ``grid_images`` samples
     labels: Tensor | None  # class labels the samples were drawn for (class-conditional models)
-    fid: float | None = None  # against the training set, when the spec asks for it
-    kid_mean: float | None = None
-    kid_std: float | None = None
     targets: Tensor | None = None  # guidance target labels (guided evaluations)
     target_accuracy: float | None = None  # share of samples the trained classifier assigns to their target
 
-    def extra_metrics(self, extractor: str, num_samples: int) -> dict[str, float]:
-        """FID/KID under keys naming the extractor, sample count and sampler (DESIGN: comparability)."""
-        stem = f"{extractor}/n{num_samples}/{self.sampler_id}"
-        out = {} if self.fid is None else {f"fid/{stem}": self.fid}
-        if self.kid_mean is not None and self.kid_std is not None:
-            out |= {f"kid/{stem}/mean": self.kid_mean, f"kid/{stem}/std": self.kid_std}
-        return out
+    @property
+    def is_mean(self) -> float:
+        return self.scores["is"]["mean"]
+
+    @property
+    def is_std(self) -> float:
+        return self.scores["is"]["std"]
+
+    def metrics(self, extractor: str, num_samples: int) -> dict[str, float]:
+        """Every score statistic and the sampling cost under their keys (study/keys.py)."""
+        out = {
+            keys.score_key(score, extractor, num_samples, self.sampler_id, stat): value
+            for score, stats in self.scores.items() for stat, value in stats.items()
+        }  # fmt: skip
+        return out | {keys.sample_key(self.sampler_id, "seconds"): self.seconds,
+                      keys.sample_key(self.sampler_id, "nfe"): self.nfe}  # fmt: skip
 
 
 def generate(
@@ -130,7 +145,7 @@ def evaluate(
     images = to_uint8(samples)
     isc = eval_spec.inception_score
     weights = extractor_weights or getattr(isc, "weights_path", None)
-    extra = set(getattr(isc, "extra_metrics", ()))
+    extra = tuple(getattr(isc, "extra_metrics", ()))
     ref = None
     if extra:
         if reference is None:
@@ -139,10 +154,11 @@ def evaluate(
             reference.train, reference.key, isc.extractor, resolve_weights(isc.extractor, weights),
             prepared_dir(data_dir), isc.reference_samples, eval_spec.batch_size,
         )  # fmt: skip
-    m = image_metrics(
-        images, isc.extractor, weights, isc.splits, isc.shuffle, ref, "fid" in extra, "kid" in extra,
-        getattr(isc, "kid_subset_size", 1000), eval_spec.batch_size,
+    settings = ScoreSettings(
+        isc.splits, isc.shuffle, getattr(isc, "bootstrap", 0), getattr(isc, "infinity_points", 0),
+        getattr(isc, "kid_subset_size", 1000), eval_spec.seed, ref,
     )  # fmt: skip
+    m = image_metrics(images, isc.extractor, weights, ("is", *extra), settings, eval_spec.batch_size)
     grid = None
     if eval_spec.grid_images:
         k = min(eval_spec.grid_images, images.shape[0])
@@ -151,6 +167,5 @@ def evaluate(
     if guided and labels is not None:
         acc = target_accuracy(judge, samples.to(device), labels, eval_spec.batch_size)
     return EvalResult(
-        eval_id, m.is_mean, m.is_std, seconds, nfe, grid, labels, m.fid, m.kid_mean, m.kid_std,
-        labels if guided else None, acc,
-    )  # fmt: skip
+        eval_id, m.scores, stored_logits(m.logits), seconds, nfe, grid, labels, labels if guided else None, acc
+    )

@@ -24,11 +24,12 @@ import torch
 from mlflow import MlflowClient
 from torch.utils.data import DataLoader
 
+from study.keys import TAG_INSTANCE, TAG_PARENT, TAG_ROLE, TAG_STUDY
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics.ddpm import q_sample
 from trainables.networks import build_network
 from trainables.schedules import make_schedule
-from trainables.tracking import TAG_INSTANCE, TAG_PARENT, TAG_ROLE, TAG_STUDY, flatten, retry
+from trainables.tracking import flatten, retry
 
 log = logging.getLogger(__name__)
 Tensor = torch.Tensor

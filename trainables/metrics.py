@@ -31,13 +31,12 @@ import torch_fidelity  # noqa: F401  (registers the built-in extractors)
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-from torch_fidelity.metric_isc import isc_featuresdict_to_metric
-from torch_fidelity.metric_kid import kid_features_to_metric
+from torch_fidelity.metric_fid import fid_features_to_statistics
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from trainables.digits_classifier import load_digits_classifier
+from trainables.scores import SCORES, ScoreSettings, compute_scores
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -322,52 +321,40 @@ class InceptionScore:
 
 
 @dataclass(frozen=True)
-class ImageMetrics:
-    """IS always; FID and KID when a reference was given (``None`` otherwise)."""
+class ImageScores:
+    """The registered scores of one set of images (``{score: {stat: value}}``) and their per-image IS logits."""
 
-    is_mean: float
-    is_std: float
-    fid: float | None = None
-    kid_mean: float | None = None
-    kid_std: float | None = None
+    scores: dict[str, dict[str, float]]
+    logits: Tensor  # [N, classes] float32: what every IS statistic is computed from
+
+    @property
+    def is_mean(self) -> float:
+        return self.scores["is"]["mean"]
+
+    @property
+    def is_std(self) -> float:
+        return self.scores["is"]["std"]
 
 
 def image_metrics(
     images: Tensor,
     extractor: str,
     weights_path: str | Path | None = None,
-    splits: int = 10,
-    shuffle: bool = True,
-    reference: ReferenceFeatures | None = None,
-    fid: bool = False,
-    kid: bool = False,
-    kid_subset_size: int = 1000,
+    names: tuple[str, ...] = ("is",),
+    settings: ScoreSettings | None = None,
     batch_size: int = 250,
-) -> ImageMetrics:
-    """IS (and FID / KID against ``reference``) of uint8 images [N, C, H, W], from one feature pass.
+) -> ImageScores:
+    """Scores ``names`` (trainables/scores.py; IS always) of uint8 images [N, C, H, W] from ONE feature pass.
 
-    IS = exp(E_x KL(p(y|x) || p(y))), mean and std over ``splits`` (torch-fidelity's isc, float64 softmax,
-    shuffled with seed 2020 unless ``shuffle`` is off). KID's subset size is capped at both sample counts.
+    IS = exp(E_x KL(p(y|x) || p(y))), mean and std over ``settings.splits`` (torch-fidelity's isc, float64 softmax,
+    shuffled with seed 2020 unless ``shuffle`` is off). FID/KID need ``settings.reference``.
     """
-    if (fid or kid) and reference is None:
-        raise ValueError("FID/KID need the training-set reference features")
+    settings = settings or ScoreSettings(bootstrap=0, infinity_points=0)
+    names = ("is", *[n for n in names if n != "is"])
     weights = extractor_weights(extractor, weights_path)
-    isc_layer = metric_layer(extractor, "isc")
-    ref_layer = metric_layer(extractor, "fid")
-    layers = (isc_layer, ref_layer) if (fid or kid) else (isc_layer,)
-    feats = extract_features(images, extractor, weights, layers, batch_size)
-    isc = isc_featuresdict_to_metric(feats, isc_layer, isc_splits=splits, samples_shuffle=shuffle, verbose=False)
-    out = ImageMetrics(isc["inception_score_mean"], isc["inception_score_std"])
-    if fid:
-        stats = fid_features_to_statistics(feats[ref_layer])
-        value = fid_statistics_to_metric(stats, reference.fid_statistics(), False)["frechet_inception_distance"]
-        out = ImageMetrics(out.is_mean, out.is_std, value)
-    if kid:
-        subset = min(kid_subset_size, feats[ref_layer].shape[0], reference.features.shape[0])
-        k = kid_features_to_metric(feats[ref_layer], reference.features, kid_subset_size=subset, verbose=False)
-        out = ImageMetrics(out.is_mean, out.is_std, out.fid, k["kernel_inception_distance_mean"],
-                           k["kernel_inception_distance_std"])  # fmt: skip
-    return out
+    layers = {feature: metric_layer(extractor, feature) for feature in {SCORES[n].feature for n in names} | {"isc"}}
+    feats = extract_features(images, extractor, weights, tuple(layers.values()), batch_size)
+    return ImageScores(compute_scores(feats, layers, list(names), settings), feats[layers["isc"]])
 
 
 def inception_score(
@@ -378,8 +365,9 @@ def inception_score(
     shuffle: bool = True,
     batch_size: int = 250,
 ) -> InceptionScore:
-    """IS of uint8 images [N, C, H, W] with ``extractor`` (see ``image_metrics``)."""
-    m = image_metrics(images, extractor, weights_path, splits, shuffle, batch_size=batch_size)
+    """IS of uint8 images [N, C, H, W] with ``extractor``: torch-fidelity's mean and split std."""
+    m = image_metrics(images, extractor, weights_path, settings=ScoreSettings(splits, shuffle, 0, 0),
+                      batch_size=batch_size)  # fmt: skip
     return InceptionScore(m.is_mean, m.is_std)
 
 

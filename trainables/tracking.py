@@ -6,28 +6,35 @@ are retried because several trials share one SQLite file by default ("database i
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from study.keys import (
+    MLFLOW_RUN_STATUS,
+    TAG_AXES,
+    TAG_INSTANCE,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_STATUS,
+    TAG_STUDY,
+    TAG_TRIAL,
+    Status,
+    axis_tag,
+)
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Child-run tags (the analysis reads them back; see analysis/runs.py)
-TAG_STUDY, TAG_ROLE, TAG_TRIAL, TAG_AXES, TAG_STATUS = (
-    "study.name",
-    "study.role",
-    "study.trial",
-    "study.axes",
-    "study.status",
-)
-TAG_INSTANCE, TAG_PARENT = "study.instance", "mlflow.parentRunId"
 
 
 def retry(fn: Callable[[], T], attempts: int = 8, delay: float = 0.25) -> T:
@@ -91,7 +98,7 @@ class TrialRun:
             tags = {
                 TAG_PARENT: parent_run_id, TAG_STUDY: study, TAG_ROLE: "trial", TAG_TRIAL: trial,
                 TAG_AXES: json.dumps(list(axes)), TAG_INSTANCE: instance, TAG_STATUS: "running",
-            } | {f"axis.{k}": v for k, v in axes.items()}  # fmt: skip
+            } | {axis_tag(k): v for k, v in axes.items()}  # fmt: skip
             run = retry(lambda: client.create_run(experiment_id, run_name=trial, tags=tags))
             run_id = run.info.run_id
             flat = flatten(params)
@@ -114,7 +121,38 @@ class TrialRun:
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         retry(lambda: self.client.log_image(self.run_id, image, key=key, step=step))
 
-    def finish(self, status: str, study_status: str) -> None:
-        """``status``: MLflow run status (FINISHED/FAILED/KILLED); ``study_status``: finished/diverged/errored."""
-        self.set_tags({TAG_STATUS: study_status})
-        retry(lambda: self.client.set_terminated(self.run_id, status=status))
+    def log_dict(self, data: dict[str, Any], path: str) -> None:
+        retry(lambda: self.client.log_dict(self.run_id, data, path))
+
+    def log_arrays(self, path: str, **arrays: np.ndarray) -> None:
+        """Arrays as one compressed ``.npz`` artifact at ``path`` (a folder/file.npz); re-logging replaces it."""
+        folder, name = path.rsplit("/", 1)
+        with tempfile.TemporaryDirectory() as d:
+            target = Path(d) / name
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)
+            target.write_bytes(buf.getvalue())
+            retry(lambda: self.client.log_artifact(self.run_id, str(target), folder))
+
+    def load_arrays(self, folder: str) -> dict[str, dict[str, np.ndarray]]:
+        """{file name: {array name: array}} of the ``.npz`` artifacts directly under ``folder`` (empty if none)."""
+        return load_run_arrays(self.client, self.run_id, folder)
+
+    def finish(self, status: Status) -> None:
+        """Set the study status (study/keys.py) and end the MLflow run with the matching run status."""
+        self.set_tags({TAG_STATUS: status})
+        retry(lambda: self.client.set_terminated(self.run_id, status=MLFLOW_RUN_STATUS[status]))
+
+
+def load_run_arrays(client: MlflowClient, run_id: str, folder: str) -> dict[str, dict[str, np.ndarray]]:
+    """{file name: arrays} of a run's ``.npz`` artifacts under ``folder``, read once into memory."""
+    files = [f for f in retry(lambda: client.list_artifacts(run_id, folder)) if f.path.endswith(".npz")]
+    if not files:
+        return {}
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        local = Path(retry(lambda: client.download_artifacts(run_id, folder, d)))
+        for f in files:
+            with np.load(local / Path(f.path).name) as z:
+                out[Path(f.path).name] = {k: z[k] for k in z.files}
+    return out

@@ -1,4 +1,4 @@
-"""What runs inside one trial: train one variant, evaluate every sampler periodically, checkpoint, log.
+"""What runs inside one trial: train one variant, evaluate every sampler periodically, decide, checkpoint, log.
 
 ``run_trial`` holds the logic and talks to its host through a ``Session`` (Ray Tune in a study, a plain
 local object in tests), so it can be run and tested without Ray. ``tune_trainable`` is the Ray Tune
@@ -13,19 +13,22 @@ import math
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch.utils.data import DataLoader
 
+from analysis.plateau import STATES, Verdict
+from study import keys
 from study.spec import StudySpec
-from trainables.data import load_dataset
+from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
 from trainables.evaluation import EvalResult, evaluate
 from trainables.networks import build_network, count_parameters
+from trainables.stopping import EpochOutcome, EvaluationHistory, Stop, first_stop, plateau_rule
 from trainables.tracking import TrialRun
 
 log = logging.getLogger(__name__)
@@ -46,11 +49,6 @@ class Runtime:
     log_images: bool = True
     # guidance: trained noisy classifier weights by ``guidance_classifier.classifier_key(spec)`` (trained by the driver)
     classifier_weights: dict[str, str] | None = None
-
-
-def is_key(extractor: str, num_samples: int, sampler_id: str) -> str:
-    """Metric-key stem naming the extractor, the sample count and the sampler (DESIGN: comparability)."""
-    return f"is/{extractor}/n{num_samples}/{sampler_id}"
 
 
 class Session(Protocol):
@@ -90,13 +88,71 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+@dataclass
+class TrialContext:
+    """What a trial is built from: its spec, data, model, optimiser and where it logs (``build``)."""
+
+    name: str
+    axes: dict[str, str]
+    spec: StudySpec
+    runtime: Runtime
+    device: torch.device
+    data: ImageData
+    dynamics: Any
+    net: torch.nn.Module
+    ema: EMA
+    opt: torch.optim.Optimizer
+    num_classes: int
+    steps_per_epoch: int
+
+
+@dataclass
+class Progress:
+    """What a checkpoint restores: the last completed epoch, optimiser steps, training seconds, the MLflow run."""
+
+    epoch: int = 0
+    step: int = 0
+    train_seconds: float = 0.0
+    run_id: str | None = None
+
+
 def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
-    """Train and evaluate one trial; returns its final status: ``finished`` or ``diverged``."""
+    """Train and evaluate one trial; returns how it ended: ``finished``, ``converged`` or ``diverged``.
+
+    Phases: build -> restore -> open the run and its evaluation history -> per epoch: train, evaluate (when due),
+    decide (stopping rules), log, checkpoint. An exception marks the run ``errored`` and propagates (Tune retries).
+    """
+    ctx = build(trial, runtime)
+    progress = restore(ctx, session)
+    run = open_run(ctx, progress)
+    history = restore_history(ctx, run, progress.epoch)
+    guides = Guides.load(ctx, run)
+    try:
+        stop = None
+        for epoch in range(progress.epoch + 1, ctx.spec.training.epochs + 1):
+            metrics = train_epoch(ctx, progress, epoch)
+            outcome = EpochOutcome(epoch, metrics[keys.TRAIN_LOSS], {})
+            if math.isfinite(outcome.loss) and _evaluation_due(ctx.spec, epoch):
+                scores, verdicts = evaluate_epoch(ctx, run, guides, history, epoch)
+                metrics |= scores
+                outcome = EpochOutcome(epoch, outcome.loss, verdicts)
+            stop = first_stop(outcome, ctx.spec)
+            run.log_metrics(metrics, epoch)
+            report_epoch(ctx, session, progress, run, outcome, stop, metrics)
+            if stop is not None:
+                break
+    except BaseException:
+        run.finish("errored")
+        raise
+    return finish(ctx, run, stop)
+
+
+def build(trial: dict[str, Any], runtime: Runtime) -> TrialContext:
+    """Data, dynamics (fitted to the data where it needs it), network, EMA and optimiser of one trial."""
     spec = StudySpec.model_validate(trial["spec"])
-    tr, ev = spec.training, spec.evaluation
+    tr = spec.training
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
     device = _device(spec)
-
     data = load_dataset(spec.dataset, Path(runtime.data_dir))
     num_classes = data.num_classes if spec.class_conditional else 0
     dynamics = build_dynamics(spec.dynamics)
@@ -108,157 +164,222 @@ def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
     ema = EMA(net, tr.ema_decay, tr.ema_warmup)
     opt_cls = torch.optim.AdamW if tr.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(net.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
+    steps = math.ceil(len(data.train) / tr.batch_size)
+    return TrialContext(trial["name"], trial["axes"], spec, runtime, device, data, dynamics, net, ema, opt,
+                        num_classes, steps)  # fmt: skip
 
-    start_epoch, train_seconds, run_id = 1, 0.0, None
+
+def restore(ctx: TrialContext, session: Session) -> Progress:
+    """Weights, EMA and optimiser from the session's checkpoint (tensors only: ``weights_only``), if any."""
     with session.restored() as ckpt_dir:
-        if ckpt_dir is not None:
-            state = torch.load(ckpt_dir / CHECKPOINT_FILE, map_location=device, weights_only=False)
-            net.load_state_dict(state["net"])
-            ema.load_state_dict(state["ema"])
-            opt.load_state_dict(state["opt"])
-            start_epoch, train_seconds, run_id = state["epoch"] + 1, state["train_seconds"], state["run_id"]
-            log.info("%s: restored from epoch %d", trial["name"], state["epoch"])
+        if ckpt_dir is None:
+            return Progress()
+        state = torch.load(ckpt_dir / CHECKPOINT_FILE, map_location=ctx.device, weights_only=True)
+    ctx.net.load_state_dict(state["net"])
+    ctx.ema.load_state_dict(state["ema"])
+    ctx.opt.load_state_dict(state["opt"])
+    log.info("%s: restored from epoch %d", ctx.name, state["epoch"])
+    epoch = int(state["epoch"])
+    return Progress(epoch, epoch * ctx.steps_per_epoch, float(state["train_seconds"]), str(state["run_id"]))
 
+
+def open_run(ctx: TrialContext, progress: Progress) -> TrialRun:
+    """The trial's MLflow child run: the checkpoint's run, else this study instance's run for the trial, else new."""
+    rt = ctx.runtime
     run = TrialRun.open(
-        runtime.tracking_uri, runtime.experiment_id, runtime.parent_run_id, runtime.instance, runtime.study,
-        trial["name"], trial["axes"], trial["spec"], run_id,
+        rt.tracking_uri, rt.experiment_id, rt.parent_run_id, rt.instance, rt.study, ctx.name, ctx.axes,
+        ctx.spec.model_dump(mode="json"), progress.run_id,
     )  # fmt: skip
-    if ckpt_dir is None:
-        params = count_parameters(net)
+    progress.run_id = run.run_id
+    if progress.epoch == 0:
+        params = count_parameters(ctx.net)
         run.set_tags({"network.parameters": str(params)})
-        run.log_metrics({f"dynamics/{k}": v for k, v in dynamics.summary().items()} | {"network/parameters": params}, 0)
-
-    shape = (data.channels, data.resolution, data.resolution)
-    isc = ev.inception_score
-    step = (start_epoch - 1) * math.ceil(len(data.train) / tr.batch_size)
-    try:
-        guides, guide_hashes = _guides(spec, runtime, (data.channels, data.resolution, data.num_classes), device, run)
-        for epoch in range(start_epoch, tr.epochs + 1):
-            torch.manual_seed(_epoch_seed(tr.seed, epoch))
-            gen = torch.Generator(device).manual_seed(_epoch_seed(tr.seed, epoch))
-            loader = DataLoader(
-                data.train, batch_size=tr.batch_size, shuffle=True,
-                generator=torch.Generator().manual_seed(_epoch_seed(tr.seed, epoch)),
-            )  # fmt: skip
-            net.train()
-            t0, total, count = time.perf_counter(), 0.0, 0
-            for x, y in loader:
-                x = x.to(device, non_blocking=True)
-                labels = y.to(device) if num_classes else None
-                if tr.warmup_steps:
-                    for group in opt.param_groups:
-                        group["lr"] = tr.lr * min(1.0, (step + 1) / tr.warmup_steps)
-                loss = dynamics.loss(net, x, gen, labels)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if tr.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), tr.grad_clip)
-                opt.step()
-                ema.update(net)
-                step += 1
-                total, count = total + loss.item() * x.shape[0], count + x.shape[0]
-            epoch_seconds = time.perf_counter() - t0
-            train_seconds += epoch_seconds
-            epoch_loss = total / max(count, 1)
-
-            metrics: dict[str, float] = {
-                "train/loss": epoch_loss, "train/seconds": train_seconds, "train/epoch_seconds": epoch_seconds,
-            }  # fmt: skip
-            report: dict[str, Any] = {"epoch": epoch, "loss": epoch_loss, "train_seconds": train_seconds}
-            if not math.isfinite(epoch_loss):
-                run.log_metrics({"train/diverged": 1.0}, epoch)
-                run.finish("FAILED", "diverged")
-                session.report(report | {"diverged": True}, None)
-                log.warning("%s diverged at epoch %d (loss %s)", trial["name"], epoch, epoch_loss)
-                return "diverged"
-
-            if epoch % tr.eval_every == 0 or epoch == tr.epochs:
-                unguided: dict[str, float] = {}  # sampler id -> seconds, for the guidance time overhead
-                guided: list[tuple[str, EvalResult]] = []
-                for _, sampler, guidance in ev.evaluations:
-                    res = evaluate(
-                        ema.model, dynamics, sampler, ev, shape, runtime.extractor_weights, num_classes, device,
-                        reference=data, data_dir=runtime.data_dir, guidance=guidance,
-                        guide=guides.get(guidance.kind), judge=guides.get("classifier"), guide_classes=data.num_classes,
-                    )  # fmt: skip
-                    key = is_key(isc.extractor, ev.num_samples, res.sampler_id)
-                    metrics |= {
-                        f"{key}/mean": res.is_mean, f"{key}/std": res.is_std,
-                        f"sample/{res.sampler_id}/seconds": res.seconds, f"sample/{res.sampler_id}/nfe": res.nfe,
-                    }  # fmt: skip
-                    metrics |= res.extra_metrics(isc.extractor, ev.num_samples)  # fid/..., kid/... when asked
-                    report[f"is/{res.sampler_id}"] = res.is_mean
-                    if runtime.log_images and res.grid is not None:
-                        run.log_image(res.grid.numpy(), key=f"samples/{res.sampler_id.replace(':', '/')}", step=epoch)
-                    if guidance.guided:
-                        guided.append((sampler.id, res))
-                    else:
-                        unguided[sampler.id] = res.seconds
-                for sampler_id, res in guided:
-                    metrics |= _guidance_metrics(res, unguided.get(sampler_id))
-                    if epoch == tr.eval_every or epoch == tr.epochs:  # targets depend on the eval seed only
-                        _log_targets(run, res)
-                _check_frozen(guides, guide_hashes)
-            run.log_metrics(metrics, epoch)
-
-            if epoch % tr.checkpoint_every == 0 or epoch % tr.eval_every == 0 or epoch == tr.epochs:
-                with tempfile.TemporaryDirectory() as d:
-                    state = {
-                        "net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
-                        "train_seconds": train_seconds, "run_id": run.run_id, "step": step,
-                    }  # fmt: skip
-                    torch.save(state, Path(d) / CHECKPOINT_FILE)
-                    session.report(report, Path(d))
-            else:
-                session.report(report, None)
-    except BaseException:
-        run.finish("FAILED", "errored")
-        raise
-    run.finish("FINISHED", "finished")
-    return "finished"
+        summary = {f"dynamics/{k}": v for k, v in ctx.dynamics.summary().items()}
+        run.log_metrics(summary | {"network/parameters": params}, 0)
+    return run
 
 
-def _guides(
-    spec: StudySpec, runtime: Runtime, data_shape: tuple[int, int, int], device: torch.device, run: TrialRun
-) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
-    """Classifiers by guidance kind, ``classifier`` (trained; also the judge of target accuracy) and ``misguided``,
-    with their weight hashes (logged as tags, re-checked after every evaluation)."""
-    if not any(g.guided for g in spec.evaluation.guidance):
-        return {}, {}
-    channels, resolution, num_classes = data_shape
-    from trainables.guidance import load_classifier, misguided_classifier, weights_hash
-    from trainables.guidance_classifier import classifier_key
+def restore_history(ctx: TrialContext, run: TrialRun, epoch: int) -> EvaluationHistory:
+    """The per-image logits of the evaluations logged up to ``epoch`` (the restored checkpoint), from MLflow.
 
-    cfg, key = spec.classifier, classifier_key(spec)
-    path = (runtime.classifier_weights or {}).get(key)
-    if cfg is None or path is None:
-        raise RuntimeError(f"no trained noisy classifier for key {key}: the driver prepares it (study.runner)")
-    guides = {"classifier": load_classifier(path, cfg.network, channels, resolution, num_classes).to(device)}
-    if any(g.kind == "misguided" for g in spec.evaluation.guidance):
-        guides["misguided"] = misguided_classifier(cfg.network, channels, resolution, num_classes, cfg.misguided_seed)
-        guides["misguided"].to(device)
-    hashes = {kind: weights_hash(net) for kind, net in guides.items()}
-    tags = {f"guidance.{kind}.weights_sha256": h for kind, h in hashes.items()}
-    run.set_tags(tags | {"guidance.classifier.key": key})
-    return guides, hashes
+    Later epochs, logged before a crash but not checkpointed, are replayed and logged again; they are not read.
+    """
+    history = EvaluationHistory()
+    if epoch == 0 or not ctx.spec.evaluation.inception_score.keep_logits:
+        return history
+    for eval_id, _, _ in ctx.spec.evaluation.evaluations:
+        for name, arrays in run.load_arrays(keys.evaluation_dir(eval_id)).items():
+            e = keys.parse_evaluation_file(name)
+            if e is not None and e <= epoch and _evaluation_due(ctx.spec, e):
+                history.add(eval_id, e, arrays["logits"])
+    return history
 
 
-def _check_frozen(guides: dict[str, torch.nn.Module], hashes: dict[str, str]) -> None:
-    """Guides are read, never trained: eval mode, no parameter gradients, weights unchanged since loading."""
-    from trainables.guidance import weights_hash
+def train_epoch(ctx: TrialContext, progress: Progress, epoch: int) -> dict[str, float]:
+    """One pass over the training set (Adam, EMA, optional warm-up and clipping); metrics at step = epoch."""
+    tr = ctx.spec.training
+    torch.manual_seed(_epoch_seed(tr.seed, epoch))
+    gen = torch.Generator(ctx.device).manual_seed(_epoch_seed(tr.seed, epoch))
+    loader = DataLoader(ctx.data.train, batch_size=tr.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(_epoch_seed(tr.seed, epoch)))  # fmt: skip
+    ctx.net.train()
+    t0, total, count = time.perf_counter(), 0.0, 0
+    for x, y in loader:
+        x = x.to(ctx.device, non_blocking=True)
+        labels = y.to(ctx.device) if ctx.num_classes else None
+        if tr.warmup_steps:
+            for group in ctx.opt.param_groups:
+                group["lr"] = tr.lr * min(1.0, (progress.step + 1) / tr.warmup_steps)
+        loss = ctx.dynamics.loss(ctx.net, x, gen, labels)
+        ctx.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tr.grad_clip:
+            torch.nn.utils.clip_grad_norm_(ctx.net.parameters(), tr.grad_clip)
+        ctx.opt.step()
+        ctx.ema.update(ctx.net)
+        progress.step += 1
+        total, count = total + loss.item() * x.shape[0], count + x.shape[0]
+    seconds = time.perf_counter() - t0
+    progress.train_seconds += seconds
+    progress.epoch = epoch
+    return {keys.TRAIN_LOSS: total / max(count, 1), keys.TRAIN_SECONDS: progress.train_seconds,
+            keys.TRAIN_EPOCH_SECONDS: seconds}  # fmt: skip
 
-    for kind, net in guides.items():
-        if net.training or any(p.requires_grad for p in net.parameters()) or weights_hash(net) != hashes[kind]:
-            raise RuntimeError(f"the {kind} guidance classifier changed during sampling; guides are never updated")
+
+def _evaluation_due(spec: StudySpec, epoch: int) -> bool:
+    return epoch % spec.training.eval_every == 0 or epoch == spec.training.epochs
+
+
+def evaluate_epoch(
+    ctx: TrialContext, run: TrialRun, guides: Guides, history: EvaluationHistory, epoch: int
+) -> tuple[dict[str, float], dict[str, Verdict]]:
+    """Every evaluation (sampler x guidance) of the EMA weights, logged; then the plateau rule on each curve."""
+    ev, isc = ctx.spec.evaluation, ctx.spec.evaluation.inception_score
+    shape = (ctx.data.channels, ctx.data.resolution, ctx.data.resolution)
+    metrics: dict[str, float] = {}
+    unguided: dict[str, float] = {}  # sampler id -> seconds, for the guidance time overhead
+    for _, sampler, guidance in ev.evaluations:
+        res = evaluate(
+            ctx.ema.model, ctx.dynamics, sampler, ev, shape, ctx.runtime.extractor_weights, ctx.num_classes,
+            ctx.device, reference=ctx.data, data_dir=ctx.runtime.data_dir, guidance=guidance,
+            guide=guides.nets.get(guidance.kind), judge=guides.nets.get("classifier"),
+            guide_classes=ctx.data.num_classes,
+        )  # fmt: skip
+        metrics |= res.metrics(isc.extractor, ev.num_samples)
+        history.add(res.sampler_id, epoch, res.logits)
+        if isc.keep_logits:
+            arrays = {"logits": res.logits} | ({"labels": res.labels.numpy()} if res.labels is not None else {})
+            run.log_arrays(f"{keys.evaluation_dir(res.sampler_id)}/{keys.evaluation_file(epoch)}", **arrays)
+        if ctx.runtime.log_images and res.grid is not None:
+            run.log_image(res.grid.numpy(), key=keys.image_key(res.sampler_id), step=epoch)
+        if guidance.guided:
+            metrics |= _guidance_metrics(res, unguided.get(sampler.id))
+            if epoch == ctx.spec.training.eval_every or epoch == ctx.spec.training.epochs:
+                _log_targets(run, res)  # targets depend on the eval seed only
+        else:
+            unguided[sampler.id] = res.seconds
+    guides.check_frozen()
+    verdicts = history.verdicts(plateau_rule(ctx.spec), isc.splits, isc.shuffle, isc.bootstrap, ev.seed)
+    for eval_id, v in verdicts.items():
+        metrics[keys.convergence_key(eval_id, "state")] = STATES.index(v.state)
+        metrics[keys.convergence_key(eval_id, "plateau_epoch")] = v.epoch if v.epoch is not None else math.nan
+    return metrics, verdicts
+
+
+def report_epoch(
+    ctx: TrialContext, session: Session, progress: Progress, run: TrialRun, outcome: EpochOutcome, stop: Stop | None,
+    metrics: dict[str, float],
+) -> None:  # fmt: skip
+    """Report the epoch to the session (Tune), with a checkpoint when one is due or the trial ends.
+
+    Scores are reported at the epoch they were measured only: the progress line never shows an old one as new.
+    """
+    tr = ctx.spec.training
+    report: dict[str, Any] = {"epoch": outcome.epoch, "loss": outcome.loss, "train_seconds": progress.train_seconds}
+    report |= {f"state/{ev}": v.state for ev, v in outcome.verdicts.items()}
+    for key, value in metrics.items():
+        k = keys.parse_score_key(key)
+        if k is not None and k.score == "is" and k.stat in ("mean", "ci_low", "ci_high"):
+            report[f"is/{k.evaluation}" if k.stat == "mean" else f"is_{k.stat}/{k.evaluation}"] = value
+    if stop is not None:
+        report |= {"status": stop.status, "stop_reason": stop.reason}
+    due = outcome.epoch % tr.checkpoint_every == 0 or _evaluation_due(ctx.spec, outcome.epoch)
+    if stop is not None and stop.status == "diverged":
+        session.report(report, None)  # a non-finite state is never checkpointed
+        return
+    if not (due or stop is not None):
+        session.report(report, None)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        state = {
+            "net": ctx.net.state_dict(), "ema": ctx.ema.state_dict(), "opt": ctx.opt.state_dict(),
+            "epoch": outcome.epoch, "train_seconds": progress.train_seconds, "run_id": run.run_id,
+        }  # fmt: skip
+        torch.save(state, Path(d) / CHECKPOINT_FILE)
+        session.report(report, Path(d))
+
+
+def finish(ctx: TrialContext, run: TrialRun, stop: Stop | None) -> str:
+    """Tag how the trial ended (rule, epoch, reason) and close its run with the matching MLflow status."""
+    if stop is None:  # the loop had nothing left to run: a restored trial whose last epoch was already done
+        stop = Stop("finished", "budget", ctx.spec.training.epochs, "all epochs were already trained")
+    run.set_tags({keys.TAG_STOP_RULE: stop.rule, keys.TAG_STOP_EPOCH: str(stop.epoch),
+                  keys.TAG_STOP_REASON: stop.reason[:5000]})  # fmt: skip
+    if stop.status == "diverged":
+        run.log_metrics({keys.TRAIN_DIVERGED: 1.0}, stop.epoch)
+        log.warning("%s diverged at epoch %d (%s)", ctx.name, stop.epoch, stop.reason)
+    elif stop.status == "converged":
+        log.info("%s converged at epoch %d: %s", ctx.name, stop.epoch, stop.reason)
+    run.finish(stop.status)
+    return stop.status
+
+
+@dataclass
+class Guides:
+    """Classifiers by guidance kind: ``classifier`` (trained; also the judge of target accuracy) and ``misguided``,
+    with their weight hashes (logged as tags, re-checked after every evaluation: guides are never updated)."""
+
+    nets: dict[str, torch.nn.Module] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, ctx: TrialContext, run: TrialRun) -> Guides:
+        spec = ctx.spec
+        if not any(g.guided for g in spec.evaluation.guidance):
+            return cls()
+        from trainables.guidance import load_classifier, misguided_classifier, weights_hash
+        from trainables.guidance_classifier import classifier_key
+
+        channels, resolution, num_classes = ctx.data.channels, ctx.data.resolution, ctx.data.num_classes
+        cfg, key = spec.classifier, classifier_key(spec)
+        path = (ctx.runtime.classifier_weights or {}).get(key)
+        if cfg is None or path is None:
+            raise RuntimeError(f"no trained noisy classifier for key {key}: the driver prepares it (study.runner)")
+        nets = {"classifier": load_classifier(path, cfg.network, channels, resolution, num_classes).to(ctx.device)}
+        if any(g.kind == "misguided" for g in spec.evaluation.guidance):
+            nets["misguided"] = misguided_classifier(cfg.network, channels, resolution, num_classes,
+                                                     cfg.misguided_seed).to(ctx.device)  # fmt: skip
+        hashes = {kind: weights_hash(net) for kind, net in nets.items()}
+        tags = {f"guidance.{kind}.weights_sha256": h for kind, h in hashes.items()}
+        run.set_tags(tags | {"guidance.classifier.key": key})
+        return cls(nets, hashes)
+
+    def check_frozen(self) -> None:
+        """Guides are read, never trained: eval mode, no parameter gradients, weights unchanged since loading."""
+        from trainables.guidance import weights_hash
+
+        for kind, net in self.nets.items():
+            if net.training or any(p.requires_grad for p in net.parameters()) or weights_hash(net) != self.hashes[kind]:
+                raise RuntimeError(f"the {kind} guidance classifier changed during sampling; guides are never updated")
 
 
 def _guidance_metrics(res: EvalResult, unguided_seconds: float | None) -> dict[str, float]:
     """Target accuracy (trained classifier at t = 0) and seconds relative to the same sampler unguided."""
     out = {}
     if res.target_accuracy is not None:
-        out[f"guidance/{res.sampler_id}/target_accuracy"] = res.target_accuracy
+        out[keys.guidance_key(res.sampler_id, "target_accuracy")] = res.target_accuracy
     if unguided_seconds:
-        out[f"guidance/{res.sampler_id}/time_overhead"] = res.seconds / unguided_seconds
+        out[keys.guidance_key(res.sampler_id, "time_overhead")] = res.seconds / unguided_seconds
     return out
 
 
@@ -268,7 +389,7 @@ def _log_targets(run: TrialRun, res: EvalResult) -> None:
         return
     labels = res.targets.tolist()
     hist = torch.bincount(res.targets).tolist()
-    run.client.log_dict(run.run_id, {"labels": labels, "histogram": hist}, f"guidance/{res.sampler_id}/targets.json")
+    run.log_dict({"labels": labels, "histogram": hist}, f"guidance/{res.sampler_id}/targets.json")
 
 
 def tune_trainable(config: dict[str, Any]) -> None:

@@ -22,6 +22,30 @@ def _is_training_path(path: str) -> bool:
     return path.split(".")[0] in TRAINING_SECTIONS
 
 
+class PlateauSpec(Strict):
+    """Parameters of the plateau rule (analysis/plateau.py; the defaults are the calibrated ones)."""
+
+    warmup_epochs: int = Field(2, ge=0, description="evaluations at or before this epoch are ignored")
+    patience: int = Field(2, ge=1, description="evaluations that must follow a plateau start")
+    tail_fraction: float = Field(1 / 3, ge=0.0, le=10.0, description="epochs observed after a start, x its epoch")
+    margin_se: float = Field(3.0, ge=0.0, le=100.0, description="a tail rise below this many paired SEs is flat")
+    min_delta: float = Field(0.0, ge=0.0, description="absolute floor of the margin, in score units")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="one-sided confidence of the equivalence test")
+
+    def rule(self) -> Any:
+        from analysis.plateau import PlateauRule
+
+        return PlateauRule(**self.model_dump())
+
+
+class StopSpec(Strict):
+    """Early stopping (opt-in): end a trial as ``converged`` once its evaluation curves stopped improving."""
+
+    plateau: PlateauSpec = Field(default_factory=PlateauSpec)
+    curves: Literal["all", "any"] = Field("all", description="stop when all (or any) evaluation curves plateaued")
+    min_epochs: int = Field(0, ge=0, description="never stop before this epoch")
+
+
 class TrainingSpec(Strict):
     """Training budget and optimiser; identical across a study's variants unless gridded."""
 
@@ -37,6 +61,7 @@ class TrainingSpec(Strict):
     seed: int = 0
     eval_every: int = Field(5, ge=1, description="evaluate every N epochs (and always at the last epoch)")
     checkpoint_every: int = Field(1, ge=1)
+    stop: StopSpec | None = Field(None, description="early stopping on the plateau rule (default: train all epochs)")
 
 
 class InceptionScoreSpec(Strict):
@@ -63,6 +88,11 @@ class InceptionScoreSpec(Strict):
         None, ge=2, description="training images in the FID/KID reference (default all); features cached on disk"
     )
     kid_subset_size: int = Field(1000, ge=2, description="KID subset size (capped at the sample counts)")
+    bootstrap: int = Field(
+        1000, ge=0, le=100_000, description="bootstrap replicates over the generated images for IS intervals (0: none)"
+    )
+    infinity_points: int = Field(15, ge=0, le=100, description="subset sizes of the IS-infinity fit (0: none)")
+    keep_logits: bool = Field(True, description="keep per-image logits (float16 npz artifact) of every evaluation")
 
     @model_validator(mode="after")
     def _weights_for_inception_only(self) -> InceptionScoreSpec:
@@ -168,6 +198,11 @@ class StudySpec(Strict):
     @model_validator(mode="after")
     def _compatible(self) -> StudySpec:
         problems = compatibility_problems(self)
+        if self.training.stop is not None and not self.evaluation.inception_score.keep_logits:
+            problems.append(
+                "training.stop decides from the kept per-image logits (a resumed trial re-reads them): "
+                "set evaluation.inception_score.keep_logits to true"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -1,0 +1,161 @@
+"""Every MLflow metric key, tag and artifact path the harness writes, formatted and parsed in one place.
+
+Score keys name what a number is (DESIGN: comparability): ``<score>/<extractor>/n<N>/<evaluation>/<stat>``,
+e.g. ``is/digits-cnn/n400/ddim-20/mean``. Evaluation ids are ``<sampler id>[:<guidance>-<scale>]``. Stats of a
+score (``IS_STATS``): ``mean`` and ``std`` (torch-fidelity's mean and split std, as in the literature), ``se``,
+``ci_low``/``ci_high`` (bootstrap over the generated images, analysis/stats.py) and ``inf`` (IS-infinity,
+Chong & Forsyth 2020). FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics).
+
+The trial status vocabulary (``Status``) is shared by the trial, the runner and the report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+# ------------------------------------------------------------------------------------------------ statuses
+
+Status = Literal["running", "finished", "converged", "diverged", "errored"]
+STATUSES: tuple[str, ...] = get_args(Status)
+# A trial that ended on its own (not errored, not interrupted): Tune reports it TERMINATED.
+ENDED: tuple[str, ...] = ("finished", "converged", "diverged")
+MLFLOW_RUN_STATUS: dict[str, str] = {
+    "running": "RUNNING", "finished": "FINISHED", "converged": "FINISHED", "diverged": "FAILED", "errored": "FAILED",
+}  # fmt: skip
+
+# ---------------------------------------------------------------------------------------------------- tags
+
+TAG_STUDY = "study.name"
+TAG_ROLE = "study.role"  # parent | trial | classifier | sample-size
+TAG_TRIAL = "study.trial"
+TAG_AXES = "study.axes"  # JSON list of axis names, in spec order
+TAG_STATUS = "study.status"  # one of STATUSES
+TAG_INSTANCE = "study.instance"
+TAG_DESCRIPTION = "study.description"
+TAG_PARENT = "mlflow.parentRunId"
+TAG_STOP_EPOCH = "study.stop.epoch"  # epoch at which a stopping rule ended the trial
+TAG_STOP_RULE = "study.stop.rule"
+TAG_STOP_REASON = "study.stop.reason"
+AXIS_PREFIX = "axis."
+
+
+def axis_tag(axis: str) -> str:
+    return AXIS_PREFIX + axis
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+TRAIN_LOSS, TRAIN_SECONDS, TRAIN_EPOCH_SECONDS, TRAIN_DIVERGED = (
+    "train/loss", "train/seconds", "train/epoch_seconds", "train/diverged",
+)  # fmt: skip
+
+SCORES = ("is", "fid", "kid")
+IS_STATS = ("mean", "std", "se", "ci_low", "ci_high", "inf")
+_ID = r"[A-Za-z0-9_.:+-]+"
+_SCORE_RE = re.compile(
+    rf"^(?P<score>[a-z_]+)/(?P<extractor>{_ID})/n(?P<n>\d+)/(?P<evaluation>{_ID})(?:/(?P<stat>[a-z_]+))?$"
+)
+_SAMPLE_RE = re.compile(rf"^sample/(?P<evaluation>{_ID})/(?P<stat>seconds|nfe)$")
+_GUIDANCE_RE = re.compile(rf"^guidance/(?P<evaluation>{_ID})/(?P<stat>target_accuracy|time_overhead)$")
+_REFERENCE_RE = re.compile(rf"^reference/(?P<score>[a-z_]+)/(?P<extractor>{_ID})/n(?P<n>\d+)/(?P<source>[a-z]+)/(?P<stat>[a-z_]+)$")  # noqa: E501
+
+
+@dataclass(frozen=True)
+class ScoreKey:
+    """``<score>/<extractor>/n<N>/<evaluation>/<stat>``: one statistic of one score of one evaluation."""
+
+    score: str
+    extractor: str
+    n: int
+    evaluation: str
+    stat: str
+
+    def __str__(self) -> str:
+        return f"{self.score}/{self.extractor}/n{self.n}/{self.evaluation}/{self.stat}"
+
+    @property
+    def curve(self) -> tuple[str, str, int, str]:
+        """What identifies a curve: comparable values share (score, extractor, n, evaluation)."""
+        return self.score, self.extractor, self.n, self.evaluation
+
+    def with_stat(self, stat: str) -> ScoreKey:
+        return ScoreKey(self.score, self.extractor, self.n, self.evaluation, stat)
+
+
+def score_key(score: str, extractor: str, n: int, evaluation: str, stat: str) -> str:
+    return str(ScoreKey(score, extractor, n, evaluation, stat))
+
+
+def parse_score_key(key: str) -> ScoreKey | None:
+    """The parts of a score key; ``None`` for any other key. FID logged before it had a stat reads as ``value``."""
+    m = _SCORE_RE.match(key)
+    if m is None or m["score"] in ("reference", "sample", "guidance", "train"):
+        return None
+    stat = m["stat"]
+    if stat is None:  # the only legacy form: fid/<extractor>/n<N>/<evaluation>
+        if m["score"] != "fid":
+            return None
+        stat = "value"
+    return ScoreKey(m["score"], m["extractor"], int(m["n"]), m["evaluation"], stat)
+
+
+def sample_key(evaluation: str, stat: Literal["seconds", "nfe"]) -> str:
+    return f"sample/{evaluation}/{stat}"
+
+
+def parse_sample_key(key: str) -> tuple[str, str] | None:
+    """(evaluation, stat) of ``sample/<evaluation>/<seconds|nfe>``."""
+    m = _SAMPLE_RE.match(key)
+    return (m["evaluation"], m["stat"]) if m else None
+
+
+def guidance_key(evaluation: str, stat: Literal["target_accuracy", "time_overhead"]) -> str:
+    return f"guidance/{evaluation}/{stat}"
+
+
+def parse_guidance_key(key: str) -> tuple[str, str] | None:
+    m = _GUIDANCE_RE.match(key)
+    return (m["evaluation"], m["stat"]) if m else None
+
+
+def reference_key(score: str, extractor: str, n: int, source: str, stat: str) -> str:
+    """A score of real data or noise at the study's sample count, logged on the parent run."""
+    return f"reference/{score}/{extractor}/n{n}/{source}/{stat}"
+
+
+def parse_reference_key(key: str) -> tuple[str, str, int, str, str] | None:
+    """(score, extractor, n, source, stat) of a reference key."""
+    m = _REFERENCE_RE.match(key)
+    return (m["score"], m["extractor"], int(m["n"]), m["source"], m["stat"]) if m else None
+
+
+def convergence_key(evaluation: str, stat: Literal["state", "plateau_epoch"]) -> str:
+    """The plateau rule's verdict on one evaluation curve at each evaluated epoch (state: STATE_CODES)."""
+    return f"convergence/{evaluation}/{stat}"
+
+
+# ---------------------------------------------------------------------------------------------- artifacts
+
+
+def image_key(evaluation: str) -> str:
+    """MLflow image keys reject ':' (guided ids): ``samples/<sampler>/<guidance>``."""
+    return "samples/" + evaluation.replace(":", "/")
+
+
+def evaluation_dir(evaluation: str) -> str:
+    """Artifact folder of one evaluation's per-image outputs (':' is not portable in paths)."""
+    return "evaluations/" + evaluation.replace(":", "/")
+
+
+def evaluation_file(epoch: int) -> str:
+    return f"epoch-{epoch:05d}.npz"
+
+
+_EPOCH_FILE = re.compile(r"^epoch-(\d+)\.npz$")
+
+
+def parse_evaluation_file(name: str) -> int | None:
+    m = _EPOCH_FILE.match(name)
+    return int(m[1]) if m else None
