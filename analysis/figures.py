@@ -12,13 +12,15 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from analysis.plateau import Verdict as Plateau
+from analysis.convergence import arm_curve
+from analysis.plateau import Verdict
+from analysis.stats import split_std_to_se
 
-__all__ = ["plot_is_vs_epoch", "plot_loss", "trial_palette"]
+__all__ = ["plot_is_vs_epoch", "plot_loss", "plot_arms", "plot_scores", "trial_palette"]
 
 log = logging.getLogger(__name__)
 
-PlateauMap = Mapping[tuple[str, str, str, int], Plateau]
+PlateauMap = Mapping[tuple[str, str, str, int], Verdict]
 
 
 def trial_palette(trials: list[str]) -> dict[str, tuple[float, float, float]]:
@@ -53,8 +55,9 @@ def plot_is_vs_epoch(
 ) -> Path:
     """IS vs epoch: one panel per evaluation (columns) and per (extractor, n) (rows).
 
-    One line per trial with a ±std band; the plateau is a star and a dotted vertical line in the
-    trial's colour. ``references[(extractor, n)]`` (optional) draws the real-data IS as a dashed line.
+    One line per trial with its 95 % bootstrap interval as a band (where logged; else +-1.96 SE from the split
+    std); the plateau is a star in the trial's colour with a horizontal bar over the plateau epoch's 95 % range,
+    and the legend names each curve's state. ``references[(extractor, n)]`` draws the real-data IS (dashed).
     """
     data = _finite(scores, "is_mean")
     if data.empty:
@@ -80,15 +83,17 @@ def plot_is_vs_epoch(
                 colour = palette[str(trial)]
                 sns.lineplot(x=g["epoch"], y=g["is_mean"], color=colour, marker="o", markersize=4,
                              ax=ax, errorbar=None)
-                std = g["is_std"].to_numpy(dtype=float)
-                std = np.where(np.isfinite(std), std, 0.0)
-                ax.fill_between(g["epoch"], g["is_mean"] - std, g["is_mean"] + std, color=colour,
-                                alpha=0.18, linewidth=0)
+                low, high = _band(g)
+                ax.fill_between(g["epoch"], low, high, color=colour, alpha=0.18, linewidth=0)
                 p = plateaus.get((str(trial), evaluation, extractor, n))
-                if p is not None and p.converged:
-                    ax.axvline(p.epoch, color=colour, linestyle=":", linewidth=1.5)
-                    ax.scatter([p.epoch], [p.is_mean], marker="*", s=200, color=colour,
+                if p is not None and p.epoch is not None:
+                    if p.epoch_low is not None and p.epoch_high is not None:
+                        ax.hlines(p.value, p.epoch_low, p.epoch_high, color=colour, linewidth=2.5, alpha=0.8)
+                    ax.scatter([p.epoch], [p.value], marker="*", s=200, color=colour,
                                edgecolors="black", linewidths=0.8, zorder=5)
+                if p is not None:
+                    ax.annotate(p.state, (float(g["epoch"].iloc[-1]), float(g["is_mean"].iloc[-1])), fontsize=8,
+                                color=colour, xytext=(3, 0), textcoords="offset points", va="center")
             if references and (extractor, n) in references:
                 ax.axhline(references[(extractor, n)], color="grey", linestyle="--", linewidth=1)
             ax.set_title(f"{evaluation}" if len(combos) == 1 else f"{evaluation} ({extractor}, n={n})")
@@ -102,14 +107,93 @@ def plot_is_vs_epoch(
                    label=t if statuses.get(t, "finished") == "finished" else f"{t} ({statuses[t]})")
             for t in trials if t in set(data["trial"])
         ]
-        handles.append(Line2D([], [], color="black", linestyle=":", marker="*", markersize=11,
-                              markerfacecolor="white", label="plateau (convergence)"))
+        handles.append(Line2D([], [], color="black", linestyle="-", linewidth=2.5, marker="*", markersize=11,
+                              markerfacecolor="white", label="plateau start, bar: 95% range"))
         if references:
             handles.append(Line2D([], [], color="grey", linestyle="--", label="real data"))
         fig.legend(handles=handles, loc="outside right center", title="trial", fontsize="small")
         fig.suptitle(title)
         fig.savefig(path, dpi=110)
     log.info("wrote %s", path)
+    return path
+
+
+def _band(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The 95 % interval of each evaluation: the bootstrap CI where logged, else +-1.96 SE from the split std."""
+    mean = g["is_mean"].to_numpy(dtype=float)
+    lo, hi = g["is_ci_low"].to_numpy(dtype=float), g["is_ci_high"].to_numpy(dtype=float)
+    se = np.array([split_std_to_se(s, 10) for s in g["is_std"].to_numpy(dtype=float)])
+    se = np.where(np.isfinite(se), se, 0.0)
+    return np.where(np.isfinite(lo), lo, mean - 1.96 * se), np.where(np.isfinite(hi), hi, mean + 1.96 * se)
+
+
+def plot_arms(scores: pd.DataFrame, arms: Mapping[str, list[str]], path: Path, *, title: str) -> Path:
+    """Arms (trials differing only in their seed): the mean curve over seeds with a 95 % t-interval band."""
+    data = _finite(scores, "is_mean")
+    if data.empty:
+        return _empty(path, title, "no Inception Score logged yet")
+    labels = list(arms)
+    palette = trial_palette(labels)
+    panels = sorted({(str(x), int(n), str(e)) for x, n, e in
+                     zip(data["extractor"], data["n_samples"], data["evaluation"], strict=True)})  # fmt: skip
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+        fig = Figure(figsize=(4.8 * ncols + 0.5, 3.8 * nrows + 0.6), layout="constrained")
+        axs = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax in axs[len(panels):]:
+            ax.set_visible(False)
+        for ax, (extractor, n, evaluation) in zip(axs, panels, strict=False):
+            panel = data[(data["extractor"] == extractor) & (data["n_samples"] == n)
+                         & (data["evaluation"] == evaluation)]
+            for label, trials in arms.items():
+                c = arm_curve(panel, trials)
+                if c.epochs.size == 0:
+                    continue
+                ax.plot(c.epochs, c.mean, color=palette[label], marker="o", markersize=4)
+                ok = np.isfinite(c.low)
+                ax.fill_between(c.epochs[ok], c.low[ok], c.high[ok], color=palette[label], alpha=0.2, linewidth=0)
+            ax.set_title(evaluation)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"IS, mean over seeds ({extractor}, n={n})")
+        handles = [Line2D([], [], color=palette[a], marker="o", markersize=4, label=f"{a} ({len(t)} seeds)")
+                   for a, t in arms.items()]  # fmt: skip
+        fig.legend(handles=handles, loc="outside right center", title="arm", fontsize="small")
+        fig.suptitle(title)
+        fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_scores(metrics: pd.DataFrame, path: Path, *, title: str, trials: list[str]) -> Path | None:
+    """Every other logged score (FID, KID, ...) vs epoch: a panel per (score, statistic shown, evaluation)."""
+    other = metrics[(metrics["score"] != "is") & metrics["stat"].isin(["value", "mean"])]
+    other = other[np.isfinite(other["value"].to_numpy(dtype=float))]
+    if other.empty:
+        return None
+    palette = trial_palette(trials)
+    panels = sorted({(str(s), str(x), int(n), str(e)) for s, x, n, e in
+                     zip(other["score"], other["extractor"], other["n_samples"], other["evaluation"], strict=True)})
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+        fig = Figure(figsize=(4.8 * ncols + 0.5, 3.6 * nrows + 0.6), layout="constrained")
+        axs = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax in axs[len(panels):]:
+            ax.set_visible(False)
+        for ax, (score, extractor, n, evaluation) in zip(axs, panels, strict=False):
+            panel = other[(other["score"] == score) & (other["extractor"] == extractor)
+                          & (other["n_samples"] == n) & (other["evaluation"] == evaluation)]
+            for trial, g in panel.groupby("trial", sort=True):
+                g = g.sort_values("epoch")
+                ax.plot(g["epoch"], g["value"], color=palette.get(str(trial)), marker="o", markersize=4)
+            ax.set_title(f"{score.upper()} {evaluation}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(f"{score.upper()} ({extractor}, n={n}; lower is better)")
+        handles = [Line2D([], [], color=palette[t], marker="o", markersize=4, label=t)
+                   for t in trials if t in set(other["trial"])]  # fmt: skip
+        fig.legend(handles=handles, loc="outside right center", title="trial", fontsize="small")
+        fig.suptitle(title)
+        fig.savefig(path, dpi=110)
     return path
 
 

@@ -192,7 +192,8 @@ def decide_batch(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: Plate
     if k < rule.patience + 1:
         return start, np.zeros(b, dtype=bool), -1
     se = np.sqrt(np.maximum(np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2 * cov, 0.0))  # SE of s_j - s_i
-    margins = np.maximum(rule.min_delta, rule.margin_se * se[:, k - 1])
+    # a float tolerance: with zero uncertainty a flat curve's rounding noise must not count as a rise
+    margins = np.maximum(rule.min_delta, rule.margin_se * se[:, k - 1]) + 1e-9 * max(1.0, float(np.abs(s).max()))
     last = -1
     for i in range(k - rule.patience):
         if epochs[-1] - epochs[i] < rule.tail_fraction * epochs[i]:

@@ -2,9 +2,14 @@
 
 Layout written into ``out_dir``::
 
-    figures/is_vs_epoch.png   IS vs epoch per evaluation, ±std bands, plateaus marked
+    figures/is_vs_epoch.png   IS vs epoch per evaluation, 95 % bootstrap bands, plateaus with their epoch range
+    figures/arms.png          (seed axis only) mean over seeds with a 95 % t-interval band
+    figures/scores.png        (when logged) every other score: FID, KID, ...
     figures/loss.png          training loss per trial (log y)
-    convergence.csv           one row per (trial, evaluation, extractor, n_samples) curve
+    convergence.csv           one row per (trial, evaluation, extractor, n_samples) curve: state, plateau epoch and
+                              its range, IS with its interval at the plateau and at the end, IS-infinity
+    arms.csv                  (seed axis only) plateau epochs across seeds per arm
+    early_stopping.csv        per trial: budget, epochs trained, the rule that stopped it, compute saved
     compute.csv               one row per (trial, evaluation): training and sampling cost
     report.md                 title, description, plateau rule, tables, image links
     index.html                the same, images embedded as data URIs (no external assets)
@@ -24,15 +29,19 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from analysis.figures import plot_is_vs_epoch, plot_loss
+from analysis.convergence import arms, verdicts
+from analysis.figures import plot_arms, plot_is_vs_epoch, plot_loss, plot_scores
 from analysis.plateau import PlateauRule
 from analysis.runs import StudyRuns, load_study
 from analysis.tables import (
-    compute_plateaus,
+    arm_table,
     compute_table,
     convergence_table,
+    display_arms,
     display_compute,
     display_convergence,
+    display_savings,
+    savings_table,
     to_html,
     to_markdown,
 )
@@ -43,8 +52,24 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_PATH = "report"
 IS_FIGURE = "figures/is_vs_epoch.png"
+ARMS_FIGURE = "figures/arms.png"
+SCORES_FIGURE = "figures/scores.png"
 LOSS_FIGURE = "figures/loss.png"
 
+UNCERTAINTY = (
+    "Intervals are 95 %. The IS interval of one evaluation is a bootstrap over its generated images (each "
+    "replicate resamples the images and recomputes IS with the same split procedure); the split std is shown "
+    "beside it for comparison with the literature, but it is the spread of IS on n/splits images, not the "
+    "uncertainty of the mean. Every evaluation of a trial starts from the same initial noise, so differences "
+    "between its epochs are *paired*: the plateau rule measures them with the paired bootstrap (column `paired`; "
+    "`no` means the curve had no kept per-image logits and entered by its summary statistics, SE = split std / "
+    "sqrt(splits - 1)). The plateau epoch's range is where the rule finds the plateau on 200 bootstrap draws of the "
+    "curve. IS∞ (Chong & Forsyth 2020) extrapolates IS to infinitely many samples: compare it across sample counts."
+)
+STATES_TEXT = (
+    "State: `plateaued` (stopped improving beyond the margin), `peaked` (declined after its best evaluation), "
+    "`rising` (not yet bounded), `undetermined` (too few evaluations)."
+)
 
 def _summary(study: StudyRuns) -> list[str]:
     counts = Counter(study.trials["status"]) if len(study.trials) else Counter()
@@ -58,20 +83,40 @@ def _summary(study: StudyRuns) -> list[str]:
     ]
 
 
-def _markdown(study: StudyRuns, rule: PlateauRule, conv_md: str, comp_md: str) -> str:
+def _sections(study: StudyRuns, rule: PlateauRule, tables: dict[str, str], figures: list[str]) -> list[tuple]:
+    """(heading, paragraphs, table key, figure) in report order: one source for report.md and index.html."""
+    out = [
+        ("Inception Score vs epoch", [], None, IS_FIGURE),
+        ("Convergence", [f"Plateau rule: {rule.describe()}.", STATES_TEXT, UNCERTAINTY], "convergence", None),
+    ]
+    if ARMS_FIGURE in figures:
+        out.append(("Arms (mean over seeds)", ["Trials that differ only in `training.seed`: the mean curve with a "
+                    "95 % t-interval across seeds, and the plateau epochs of the seeds."], "arms", ARMS_FIGURE))
+    out.append(("Early stopping", ["Trials stopped by a rule before their epoch budget, and the compute that "
+                "saved, estimated from each trial's measured seconds per epoch and per evaluation."], "savings", None))
+    if SCORES_FIGURE in figures:
+        out.append(("Other scores", ["Every other score the trials logged (FID, KID: lower is better)."], None,
+                    SCORES_FIGURE))
+    out.append(("Compute", ["Training seconds exclude evaluation; sampling seconds are wall seconds to generate the "
+                "n samples of one evaluation at one epoch (mean over evaluated epochs); NFE per sample."], "compute",
+                None))
+    out.append(("Training loss", [], None, LOSS_FIGURE))
+    return out
+
+
+def _markdown(study: StudyRuns, sections: list[tuple], tables: dict[str, str]) -> str:
     parts = [f"# Study report: {study.study_name}", ""]
     if study.description:
         parts += [study.description.strip(), ""]
     parts += _summary(study) + [""]
-    parts += ["## Inception Score vs epoch", "", f"![IS vs epoch]({IS_FIGURE})", ""]
-    parts += ["## Convergence", "", f"Plateau rule: {rule.describe()}.", "",
-              "A star and a dotted line mark each plateau in the figure; `converged = no` means no plateau "
-              "was found yet (or the trial diverged, see note).", "", conv_md]
-    parts += ["## Compute", "",
-              "Training seconds exclude evaluation; sampling seconds are wall seconds to generate the "
-              "n samples of one evaluation at one epoch (mean over evaluated epochs); NFE per sample.", "",
-              comp_md]
-    parts += ["## Training loss", "", f"![training loss]({LOSS_FIGURE})", ""]
+    for heading, paragraphs, table, figure in sections:
+        parts += [f"## {heading}", ""]
+        for para in paragraphs:
+            parts += [para, ""]
+        if table:
+            parts += [tables[table], ""]
+        if figure:
+            parts += [f"![{heading}]({figure})", ""]
     return "\n".join(parts)
 
 
@@ -80,30 +125,31 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _html(study: StudyRuns, rule: PlateauRule, out_dir: Path, conv_html: str, comp_html: str) -> str:
+def _html(study: StudyRuns, sections: list[tuple], tables: dict[str, str], out_dir: Path) -> str:
     name = html.escape(study.study_name)
     summary = "".join(f"<li>{html.escape(line[2:]).replace('`', '')}</li>" for line in _summary(study))
     desc = f"<p>{html.escape(study.description.strip())}</p>" if study.description else ""
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}"
-             "table{border-collapse:collapse;font-size:0.9em;margin:1em 0}"
-             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#eee}"
-             "img{max-width:100%}")
+    style = ("body{font-family:sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;line-height:1.4}"
+             ".scroll{overflow-x:auto}table{border-collapse:collapse;font-size:0.85em;margin:1em 0}"
+             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;white-space:nowrap}th{background:#eee}"
+             "img{max-width:100%;height:auto}p{max-width:75em}")
+    body = []
+    for heading, paragraphs, table, figure in sections:
+        body.append(f"<h2>{html.escape(heading)}</h2>")
+        body += [f"<p>{html.escape(p).replace('`', '')}</p>" for p in paragraphs]
+        if table:
+            body.append(f'<div class="scroll">{tables[table]}</div>')
+        if figure:
+            body.append(_img(out_dir / figure, heading))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Study report: {name}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Study report: {name}</title>
 <style>{style}</style></head>
 <body>
 <h1>Study report: {name}</h1>
 {desc}
 <ul>{summary}</ul>
-<h2>Inception Score vs epoch</h2>
-{_img(out_dir / IS_FIGURE, "IS vs epoch")}
-<h2>Convergence</h2>
-<p>Plateau rule: {html.escape(rule.describe())}.</p>
-{conv_html}
-<h2>Compute</h2>
-{comp_html}
-<h2>Training loss</h2>
-{_img(out_dir / LOSS_FIGURE, "training loss")}
+{chr(10).join(body)}
 </body></html>
 """
 
@@ -127,23 +173,39 @@ def write_report(
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     study = load_study(tracking_uri, study_name)
 
-    plateaus = compute_plateaus(study, rule)
-    conv = convergence_table(study, plateaus)
+    found, curves = verdicts(study)
+    conv = convergence_table(study, found, curves)
     comp = compute_table(study)
+    saved = savings_table(study, comp)
+    arm = arm_table(study, found)
     conv.to_csv(out_dir / "convergence.csv", index=False)
     comp.to_csv(out_dir / "compute.csv", index=False)
+    saved.to_csv(out_dir / "early_stopping.csv", index=False)
+    if not arm.empty:
+        arm.to_csv(out_dir / "arms.csv", index=False)
 
     trials = list(study.trials["trial"])
     statuses = dict(zip(study.trials["trial"], study.trials["status"], strict=True))
-    plot_is_vs_epoch(study.scores, plateaus, out_dir / IS_FIGURE, title=f"{study_name}: Inception Score vs epoch",
+    figures = [IS_FIGURE, LOSS_FIGURE]
+    plot_is_vs_epoch(study.scores, found, out_dir / IS_FIGURE, title=f"{study_name}: Inception Score vs epoch",
                      trials=trials, statuses=statuses, references=references)
     plot_loss(study.losses, out_dir / LOSS_FIGURE, title=f"{study_name}: training loss", trials=trials)
+    if not arm.empty:
+        plot_arms(study.scores, arms(study), out_dir / ARMS_FIGURE, title=f"{study_name}: arms (mean over seeds)")
+        figures.append(ARMS_FIGURE)
+    if plot_scores(study.metrics, out_dir / SCORES_FIGURE, title=f"{study_name}: other scores", trials=trials):
+        figures.append(SCORES_FIGURE)
 
-    conv_d, comp_d = display_convergence(conv, study.axes), display_compute(comp, study.axes)
+    tables_md = {"convergence": to_markdown(display_convergence(conv, study.axes)),
+                 "compute": to_markdown(display_compute(comp, study.axes)),
+                 "savings": to_markdown(display_savings(saved)), "arms": to_markdown(display_arms(arm))}
+    tables_html = {"convergence": to_html(display_convergence(conv, study.axes)),
+                   "compute": to_html(display_compute(comp, study.axes)),
+                   "savings": to_html(display_savings(saved)), "arms": to_html(display_arms(arm))}
+    sections = _sections(study, rule, tables_md, figures)
     report = out_dir / "report.md"
-    report.write_text(_markdown(study, rule, to_markdown(conv_d), to_markdown(comp_d)), encoding="utf-8")
-    (out_dir / "index.html").write_text(_html(study, rule, out_dir, to_html(conv_d), to_html(comp_d)),
-                                        encoding="utf-8")
+    report.write_text(_markdown(study, sections, tables_md), encoding="utf-8")
+    (out_dir / "index.html").write_text(_html(study, sections, tables_html, out_dir), encoding="utf-8")
     log.info("wrote report of %s to %s", study_name, out_dir)
 
     if log_to_mlflow:

@@ -6,8 +6,9 @@ Contract (written by the trials, see DESIGN.md "Tracking, concretely"):
   ``study.role=trial``, ``study.trial=<name>``, ``study.axes=<JSON list>``, ``axis.<name>=<label>``
   and ``study.status``;
 * trial metrics use ``step = epoch``: ``train/loss``, ``train/seconds``, ``train/epoch_seconds``,
-  ``is/<extractor>/n<N>/<evaluation>/(mean|std)``, ``sample/<evaluation>/(seconds|nfe)``.
-  Other keys are ignored.
+  ``<score>/<extractor>/n<N>/<evaluation>/<stat>`` (parsed by study/keys.py: every score reaches the report),
+  ``sample/<evaluation>/(seconds|nfe)``. Other keys are ignored.
+* per-image IS logits of every evaluation: artifacts ``evaluations/<evaluation>/epoch-*.npz`` (``logits``).
 
 Full histories are read with ``MlflowClient.get_metric_history`` (never only the last value). When a
 step was logged several times in one run (a trial restored from an older checkpoint re-logs epochs),
@@ -26,37 +27,34 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
-__all__ = ["StudyRuns", "load_study", "SCORE_COLUMNS", "LOSS_COLUMNS", "TRIAL_COLUMNS"]
+from study import keys
+from study.keys import AXIS_PREFIX, TAG_AXES, TAG_ROLE, TAG_STATUS, TAG_TRIAL
+from study.keys import TAG_STUDY as TAG_NAME
+from trainables.tracking import load_run_arrays
+
+__all__ = ["StudyRuns", "load_study", "SCORE_COLUMNS", "LOSS_COLUMNS", "TRIAL_COLUMNS", "METRIC_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
-_ID = r"[A-Za-z0-9_.:+-]+"  # evaluation ids: <sampler id>[:<guidance>-<scale>]
-IS_KEY = re.compile(rf"^is/(?P<extractor>{_ID})/n(?P<n>\d+)/(?P<evaluation>{_ID})/(?P<stat>mean|std)$")
-SAMPLE_KEY = re.compile(rf"^sample/(?P<evaluation>{_ID})/(?P<stat>seconds|nfe)$")
-TRAIN_KEYS = {"train/loss": "loss", "train/seconds": "train_seconds", "train/epoch_seconds": "epoch_seconds"}
-
-TAG_ROLE = "study.role"
-TAG_TRIAL = "study.trial"
-TAG_AXES = "study.axes"
-TAG_STATUS = "study.status"
-TAG_NAME = "study.name"
-AXIS_PREFIX = "axis."
+TRAIN_KEYS = {keys.TRAIN_LOSS: "loss", keys.TRAIN_SECONDS: "train_seconds", keys.TRAIN_EPOCH_SECONDS: "epoch_seconds"}
+IS_STAT_COLUMNS = {stat: f"is_{stat}" for stat in keys.IS_STATS}
 
 # Fixed columns; the axis columns go after ``status`` (scores, trials) or ``trial`` (losses).
 SCORE_COLUMNS = [
     "run_id", "trial", "status", "evaluation", "extractor", "n_samples", "epoch",
-    "is_mean", "is_std", "sampling_seconds", "nfe", "train_seconds",
+    *IS_STAT_COLUMNS.values(), "sampling_seconds", "nfe", "train_seconds",
 ]
 LOSS_COLUMNS = ["trial", "epoch", "loss", "train_seconds", "epoch_seconds"]
-TRIAL_COLUMNS = ["trial", "run_id", "status", "start_time", "n_runs"]
+TRIAL_COLUMNS = ["trial", "run_id", "status", "start_time", "n_runs", "stop_epoch", "stop_rule", "stop_reason"]
+METRIC_COLUMNS = ["trial", "score", "extractor", "n_samples", "evaluation", "stat", "epoch", "value"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +69,10 @@ class StudyRuns:
       ``trial, run_id (newest run), status, <axes...>, start_time (ms), n_runs``.
     * ``axes``: the axis column names in spec order; ``parent_run_id``: the latest started parent run
       (``None`` if there is none); ``description``: the parent's ``study.description`` tag, if any.
+    * ``metrics``: every score statistic (IS, FID, KID, ...), long: ``trial, score, extractor, n_samples,
+      evaluation, stat, epoch, value``.
+    * ``params``: each trial's logged parameters (its resolved config, flattened); ``logits``: per-image IS logits
+      by (trial, evaluation) and epoch, where the trial kept them.
     """
 
     study_name: str
@@ -82,6 +84,9 @@ class StudyRuns:
     losses: pd.DataFrame
     trials: pd.DataFrame
     description: str | None = None
+    metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=METRIC_COLUMNS))
+    params: dict[str, dict[str, str]] = field(default_factory=dict)
+    logits: dict[tuple[str, str], dict[int, np.ndarray]] = field(default_factory=dict)
 
 
 def _search_all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
@@ -139,13 +144,11 @@ def _union_ordered(lists: Iterable[list[str]]) -> list[str]:
     return list(seen)
 
 
-def _run_rows(client: MlflowClient, run: Run) -> tuple[list[dict], list[dict]]:
-    """Score rows and loss rows of one trial run (without trial/axes columns)."""
+def _run_rows(client: MlflowClient, run: Run) -> tuple[list[dict], list[dict], list[dict]]:
+    """Score rows (IS, wide), loss rows and generic metric rows (every score, long) of one trial run."""
     run_id = run.info.run_id
-    keys = list(run.data.metrics)
-    hist = {k: _history(client, run_id, k) for k in keys if k in TRAIN_KEYS}
-    train_seconds = hist.get("train/seconds", {})
-
+    hist = {k: _history(client, run_id, k) for k in run.data.metrics if k in TRAIN_KEYS}
+    train_seconds = hist.get(keys.TRAIN_SECONDS, {})
     loss_epochs = sorted(set().union(*hist.values())) if hist else []
     losses = [
         {"run_id": run_id, "epoch": e, **{col: hist.get(k, {}).get(e, math.nan) for k, col in TRAIN_KEYS.items()}}
@@ -153,36 +156,59 @@ def _run_rows(client: MlflowClient, run: Run) -> tuple[list[dict], list[dict]]:
     ]
 
     sample: dict[tuple[str, str], dict[int, float]] = {}
-    series: dict[tuple[str, int, str], dict[str, dict[int, float]]] = {}
-    for k in keys:
-        if (m := IS_KEY.match(k)) is not None:
-            ident = (m["extractor"], int(m["n"]), m["evaluation"])
-            series.setdefault(ident, {})[m["stat"]] = _history(client, run_id, k)
-        elif (m := SAMPLE_KEY.match(k)) is not None:
-            sample[(m["evaluation"], m["stat"])] = _history(client, run_id, k)
+    series: dict[tuple[str, str, int, str], dict[str, dict[int, float]]] = {}
+    for k in run.data.metrics:
+        if (sk := keys.parse_score_key(k)) is not None:
+            series.setdefault(sk.curve, {})[sk.stat] = _history(client, run_id, k)
+        elif (sm := keys.parse_sample_key(k)) is not None:
+            sample[sm] = _history(client, run_id, k)
         elif k not in TRAIN_KEYS:
             log.debug("run %s: ignoring metric %s", run_id, k)
 
-    scores = []
-    for (extractor, n, evaluation), stats in series.items():
-        means, stds = stats.get("mean", {}), stats.get("std", {})
+    scores, generic = [], []
+    for (score, extractor, n, evaluation), stats in series.items():
+        generic += [
+            {"run_id": run_id, "score": score, "extractor": extractor, "n_samples": n, "evaluation": evaluation,
+             "stat": stat, "epoch": e, "value": v}
+            for stat, h in stats.items() for e, v in h.items()
+        ]  # fmt: skip
+        if score != "is":
+            continue
         secs, nfe = sample.get((evaluation, "seconds"), {}), sample.get((evaluation, "nfe"), {})
-        for e in sorted(means):
+        for e in sorted(stats.get("mean", {})):
             scores.append({
-                "run_id": run_id, "evaluation": evaluation, "extractor": extractor, "n_samples": n,
-                "epoch": e, "is_mean": means[e], "is_std": stds.get(e, math.nan),
+                "run_id": run_id, "evaluation": evaluation, "extractor": extractor, "n_samples": n, "epoch": e,
+                **{col: stats.get(stat, {}).get(e, math.nan) for stat, col in IS_STAT_COLUMNS.items()},
                 "sampling_seconds": secs.get(e, math.nan), "nfe": nfe.get(e, math.nan),
                 "train_seconds": train_seconds.get(e, math.nan),
-            })
-    return scores, losses
+            })  # fmt: skip
+    return scores, losses, generic
+
+
+def _run_logits(client: MlflowClient, run: Run, evaluations: set[str]) -> dict[str, dict[int, np.ndarray]]:
+    """{evaluation: {epoch: logits}} from the run's ``evaluations/<id>/epoch-*.npz`` artifacts."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for ev in sorted(evaluations):
+        try:
+            files = load_run_arrays(client, run.info.run_id, keys.evaluation_dir(ev))
+        except Exception as e:  # noqa: BLE001 - an unreadable artifact store must not hide the metrics
+            log.warning("run %s: cannot read the logits of %s (%s); using summary statistics", run.info.run_id, ev, e)
+            continue
+        for name, arrays in files.items():
+            epoch = keys.parse_evaluation_file(name)
+            if epoch is not None and "logits" in arrays:
+                out.setdefault(ev, {})[epoch] = arrays["logits"]
+    return out
 
 
 def _first_epoch(rows: list[dict]) -> float:
     return min((r["epoch"] for r in rows), default=math.inf)
 
 
-def load_study(tracking_uri: str, study_name: str) -> StudyRuns:
+def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> StudyRuns:
     """Read all runs of ``study_name`` from the MLflow tracking server or database at ``tracking_uri``.
+
+    ``with_logits`` also reads every evaluation's per-image logits (for paired intervals and the plateau rule).
 
     Raises ``ValueError`` (naming the study, the URI and the existing experiments) when the experiment
     does not exist.
@@ -216,23 +242,34 @@ def load_study(tracking_uri: str, study_name: str) -> StudyRuns:
     reserved = set(SCORE_COLUMNS) | set(LOSS_COLUMNS) | set(TRIAL_COLUMNS)
     axis_cols = {a: (f"axis.{a}" if a in reserved else a) for a in all_axes}
 
-    score_rows, loss_rows, trial_rows = [], [], []
+    score_rows, loss_rows, trial_rows, metric_rows = [], [], [], []
+    params: dict[str, dict[str, str]] = {}
+    logits: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     for trial, trial_runs in sorted(trials_runs.items()):
         trial_runs.sort(key=lambda r: r.info.start_time or 0)
         newest = trial_runs[-1]
         if len(trial_runs) > 1:
             log.warning("trial %s has %d runs; merging histories (newest run wins)", trial, len(trial_runs))
         per_run = [_run_rows(client, r) for r in trial_runs]
-        # one cutoff per run for both tables: the first epoch logged by any newer run
-        cuts = _cutoffs([_first_epoch(s + ls) for s, ls in per_run])
+        # one cutoff per run for every table: the first epoch logged by any newer run
+        cuts = _cutoffs([_first_epoch(s + ls) for s, ls, _ in per_run])
         status = newest.data.tags.get(TAG_STATUS, "unknown")
         labels = {axis_cols[a]: newest.data.tags.get(AXIS_PREFIX + a) for a in all_axes}
-        for (scores, losses), c in zip(per_run, cuts, strict=True):
+        for run, (scores, losses, generic), c in zip(trial_runs, per_run, cuts, strict=True):
             score_rows += [{**row, "trial": trial, "status": status, **labels} for row in scores if row["epoch"] < c]
             loss_rows += [{**row, "trial": trial, **labels} for row in losses if row["epoch"] < c]
+            metric_rows += [{**row, "trial": trial} for row in generic if row["epoch"] < c]
+            if with_logits:
+                for ev, by_epoch in _run_logits(client, run, {r["evaluation"] for r in scores}).items():
+                    logits.setdefault((trial, ev), {}).update({e: x for e, x in by_epoch.items() if e < c})
+        params[trial] = dict(newest.data.params)
+        tags = newest.data.tags
+        stop_epoch = tags.get(keys.TAG_STOP_EPOCH)
         trial_rows.append({
             "trial": trial, "run_id": newest.info.run_id, "status": status, **labels,
             "start_time": newest.info.start_time, "n_runs": len(trial_runs),
+            "stop_epoch": int(stop_epoch) if stop_epoch and stop_epoch.isdigit() else None,
+            "stop_rule": tags.get(keys.TAG_STOP_RULE), "stop_reason": tags.get(keys.TAG_STOP_REASON),
         })
 
     ax = list(axis_cols.values())
@@ -240,12 +277,15 @@ def load_study(tracking_uri: str, study_name: str) -> StudyRuns:
                     ["trial", "evaluation", "extractor", "n_samples", "epoch"],
                     {"n_samples": "int64", "epoch": "int64"})
     losses = _frame(loss_rows, ["trial", *ax, *LOSS_COLUMNS[1:]], ["trial", "epoch"], {"epoch": "int64"})
-    trials = _frame(trial_rows, TRIAL_COLUMNS[:3] + ax + TRIAL_COLUMNS[3:], ["trial"], {"n_runs": "int64"})
+    trials = _frame(trial_rows, TRIAL_COLUMNS[:3] + ax + TRIAL_COLUMNS[3:], ["trial"],
+                    {"n_runs": "int64", "stop_epoch": "Int64"})
+    metrics = _frame(metric_rows, METRIC_COLUMNS, METRIC_COLUMNS[:7], {"n_samples": "int64", "epoch": "int64"})
     return StudyRuns(
         study_name=study_name, tracking_uri=tracking_uri, experiment_id=exp.experiment_id,
         parent_run_id=parent.info.run_id if parent else None, axes=ax,
         scores=scores, losses=losses, trials=trials,
-        description=parent.data.tags.get("study.description") if parent else None,
+        description=parent.data.tags.get(keys.TAG_DESCRIPTION) if parent else None,
+        metrics=metrics, params=params, logits=logits,
     )
 
 

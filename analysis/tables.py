@@ -8,65 +8,73 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.plateau import PlateauRule
+from analysis.convergence import CURVE_KEYS, SEED_AXIS, CurveKey, arm_curve, arms
+from analysis.plateau import Curve, Verdict
 from analysis.runs import StudyRuns
 
 __all__ = [
-    "CurveKey", "compute_plateaus", "convergence_table", "compute_table",
-    "display_convergence", "display_compute", "to_markdown", "to_html",
+    "convergence_table", "arm_table", "compute_table", "savings_table", "display_convergence", "display_arms",
+    "display_compute", "display_savings", "to_markdown", "to_html",
 ]
-
-CurveKey = tuple[str, str, str, int]  # (trial, evaluation, extractor, n_samples)
-CURVE_KEYS = ["trial", "evaluation", "extractor", "n_samples"]
-
-
-def compute_plateaus(study: StudyRuns, rule: PlateauRule | None = None) -> dict[CurveKey, Plateau]:
-    """Plateau of every (trial, evaluation, extractor, n_samples) curve of ``study.scores``."""
-    out: dict[CurveKey, Plateau] = {}
-    for key, g in study.scores.groupby(CURVE_KEYS, sort=True):
-        trial, evaluation, extractor, n = key
-        out[(str(trial), str(evaluation), str(extractor), int(n))] = detect_plateau(
-            g["epoch"].to_numpy(), g["is_mean"].to_numpy(), g["is_std"].to_numpy(), rule
-        )
-    return out
-
 
 def _finite(g: pd.DataFrame) -> pd.DataFrame:
     return g[np.isfinite(g["is_mean"].to_numpy(dtype=float))]
 
 
-def convergence_table(study: StudyRuns, plateaus: dict[CurveKey, Plateau]) -> pd.DataFrame:
-    """One row per curve (and one per trial without any IS yet).
+def _ci_at(curve: Curve | None, epoch: float) -> tuple[float, float]:
+    if curve is None or curve.ci_low is None or curve.ci_high is None:
+        return math.nan, math.nan
+    hit = np.flatnonzero(curve.epochs == epoch)
+    return (float(curve.ci_low[hit[0]]), float(curve.ci_high[hit[0]])) if hit.size else (math.nan, math.nan)
 
-    ``converged`` is ``"yes"`` only when a plateau was found *and* the trial did not diverge; the
-    plateau found before a divergence is still shown, with a note.
+
+def convergence_table(
+    study: StudyRuns, verdicts: dict[CurveKey, Verdict], curves: dict[CurveKey, Curve] | None = None
+) -> pd.DataFrame:
+    """One row per curve (and one per trial without any IS yet): the rule's state, the plateau epoch with its
+    interval, and the IS (with its 95 % interval) at the plateau, at the end and at the best evaluation.
+
+    ``converged`` is ``"yes"`` when the curve plateaued or peaked *and* the trial did not diverge; the plateau
+    found before a divergence is still shown, with a note.
     """
+    curves = curves or {}
     axes = study.axes
     rows = []
     trial_info = study.trials.set_index("trial")
     for key, g in study.scores.groupby(CURVE_KEYS, sort=True):
-        trial, evaluation, extractor, n = str(key[0]), str(key[1]), str(key[2]), int(key[3])
-        p = plateaus[(trial, evaluation, extractor, n)]
+        k = (str(key[0]), str(key[1]), str(key[2]), int(key[3]))
+        trial = k[0]
+        v, curve = verdicts[k], curves.get(k)
         fin = _finite(g)
         final = fin.iloc[-1] if len(fin) else None
         best = fin.loc[fin["is_mean"].idxmax()] if len(fin) else None
         status = str(trial_info.loc[trial, "status"])
         diverged = status == "diverged"
-        note = p.reason
+        note = v.reason
         if diverged:
-            note = "trial diverged; " + (f"plateau before divergence at epoch {p.epoch}" if p.converged else p.reason)
+            note = "trial diverged; " + (f"plateau before divergence at epoch {v.epoch}" if v.converged else v.reason)
+        plateau_lo, plateau_hi = _ci_at(curve, v.epoch) if v.epoch is not None else (math.nan, math.nan)
+        final_lo, final_hi = (float(final["is_ci_low"]), float(final["is_ci_high"])) if final is not None \
+            else (math.nan, math.nan)  # fmt: skip
+        if final is not None and not math.isfinite(final_lo):
+            final_lo, final_hi = _ci_at(curve, float(final["epoch"]))
         rows.append({
             "trial": trial, "status": status, **{a: trial_info.loc[trial, a] for a in axes},
-            "evaluation": evaluation, "extractor": extractor, "n_samples": n,
-            "plateau_epoch": p.epoch, "plateau_is_mean": p.is_mean, "plateau_is_std": p.is_std,
+            "evaluation": k[1], "extractor": k[2], "n_samples": k[3], "state": v.state,
+            "plateau_epoch": v.epoch, "plateau_epoch_low": v.epoch_low, "plateau_epoch_high": v.epoch_high,
+            "plateau_support": v.support, "plateau_is": v.value, "plateau_is_low": plateau_lo,
+            "plateau_is_high": plateau_hi,
             "final_epoch": int(final["epoch"]) if final is not None else None,
             "final_is_mean": float(final["is_mean"]) if final is not None else math.nan,
             "final_is_std": float(final["is_std"]) if final is not None else math.nan,
+            "final_is_low": final_lo, "final_is_high": final_hi,
+            "final_is_inf": float(final["is_inf"]) if final is not None else math.nan,
             "best_epoch": int(best["epoch"]) if best is not None else None,
             "best_is_mean": float(best["is_mean"]) if best is not None else math.nan,
-            "converged": "yes" if p.converged and not diverged else "no",
+            "paired": "yes" if v.paired else "no",
+            "converged": "yes" if v.converged and not diverged else "no",
             "note": note,
-        })
+        })  # fmt: skip
     with_scores = set(study.scores["trial"])
     for t in study.trials.itertuples(index=False):
         trial = str(t.trial)
@@ -74,17 +82,46 @@ def convergence_table(study: StudyRuns, plateaus: dict[CurveKey, Plateau]) -> pd
             continue
         info = trial_info.loc[trial]
         rows.append({
-            "trial": trial, "status": str(info["status"]), **{a: info[a] for a in axes},
+            "trial": trial, "status": str(info["status"]), **{a: info[a] for a in axes}, "state": "undetermined",
             "converged": "no", "note": "no IS evaluation logged yet",
-        })
-    cols = ["trial", "status", *axes, "evaluation", "extractor", "n_samples", "plateau_epoch",
-            "plateau_is_mean", "plateau_is_std", "final_epoch", "final_is_mean", "final_is_std",
-            "best_epoch", "best_is_mean", "converged", "note"]
-    df = pd.DataFrame(rows, columns=cols)
-    for c in ("n_samples", "plateau_epoch", "final_epoch", "best_epoch"):
+        })  # fmt: skip
+    df = pd.DataFrame(rows, columns=["trial", "status", *axes, *CONVERGENCE_COLUMNS])
+    for c in ("n_samples", "plateau_epoch", "plateau_epoch_low", "plateau_epoch_high", "final_epoch", "best_epoch"):
         df[c] = df[c].astype("Int64")
     return df.sort_values(["trial", "evaluation", "extractor", "n_samples"], na_position="last",
                           kind="stable").reset_index(drop=True)
+
+
+CONVERGENCE_COLUMNS = [
+    "evaluation", "extractor", "n_samples", "state", "plateau_epoch", "plateau_epoch_low", "plateau_epoch_high",
+    "plateau_support", "plateau_is", "plateau_is_low", "plateau_is_high", "final_epoch", "final_is_mean",
+    "final_is_std", "final_is_low", "final_is_high", "final_is_inf", "best_epoch", "best_is_mean", "paired",
+    "converged", "note",
+]
+
+
+def arm_table(study: StudyRuns, verdicts: dict[CurveKey, Verdict]) -> pd.DataFrame:
+    """One row per (arm, evaluation, extractor, n) when a seed axis groups trials: plateau epochs across seeds."""
+    if SEED_AXIS not in study.axes:
+        return pd.DataFrame()
+    rows = []
+    for label, trials in arms(study).items():
+        for (evaluation, extractor, n), g in study.scores[study.scores["trial"].isin(trials)].groupby(
+            ["evaluation", "extractor", "n_samples"], sort=True
+        ):
+            vs = [verdicts[(t, str(evaluation), str(extractor), int(n))] for t in trials
+                  if (t, str(evaluation), str(extractor), int(n)) in verdicts]  # fmt: skip
+            ep = [v.epoch for v in vs if v.converged and v.epoch is not None]
+            curve = arm_curve(g, trials)
+            rows.append({
+                "arm": label, "evaluation": evaluation, "extractor": extractor, "n_samples": int(n),
+                "seeds": len(trials), "converged_seeds": len(ep),
+                "plateau_epoch_median": float(np.median(ep)) if ep else math.nan,
+                "plateau_epoch_min": min(ep) if ep else None, "plateau_epoch_max": max(ep) if ep else None,
+                "final_epoch": int(curve.epochs[-1]), "final_is_mean": float(curve.mean[-1]),
+                "final_is_low": float(curve.low[-1]), "final_is_high": float(curve.high[-1]),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def compute_table(study: StudyRuns) -> pd.DataFrame:
@@ -140,6 +177,38 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
     return df
 
 
+def savings_table(study: StudyRuns, compute: pd.DataFrame) -> pd.DataFrame:
+    """Per trial: its epoch budget, where it stopped and why, and the compute early stopping saved (estimated from
+    the measured rates: skipped epochs x seconds per epoch, skipped evaluations x their mean sampling seconds)."""
+    rows = []
+    for t in study.trials.to_dict("records"):
+        trial, params = t["trial"], study.params.get(t["trial"], {})
+        budget = int(params["training.epochs"]) if params.get("training.epochs", "").isdigit() else None
+        every = int(params.get("training.eval_every", "1") or 1)
+        c = compute[compute["trial"] == trial]
+        trained = c["epochs_trained"].dropna()
+        trained = int(trained.iloc[0]) if len(trained) else None
+        saved = budget - trained if budget is not None and trained is not None and t["status"] == "converged" else 0
+        skipped = sum(1 for e in range((trained or 0) + 1, (budget or 0) + 1) if e % every == 0 or e == budget) \
+            if saved else 0  # fmt: skip
+        per_epoch = float(c["seconds_per_epoch"].iloc[0]) if len(c) else math.nan
+        per_eval = float(c["sampling_seconds_mean"].sum()) if len(c) else math.nan
+        train_saved, eval_saved = saved * per_epoch, skipped * per_eval
+        rows.append({
+            "trial": trial, "status": t["status"], "epoch_budget": budget, "epochs_trained": trained,
+            "stopped_by": t.get("stop_rule") or "", "epochs_saved": saved, "evaluations_saved": skipped,
+            "train_seconds_saved": train_saved if saved else 0.0,
+            "sampling_seconds_saved": eval_saved if saved else 0.0,
+            "reason": t.get("stop_reason") or "",
+        })  # fmt: skip
+    df = pd.DataFrame(rows, columns=["trial", "status", "epoch_budget", "epochs_trained", "stopped_by",
+                                     "epochs_saved", "evaluations_saved", "train_seconds_saved",
+                                     "sampling_seconds_saved", "reason"])  # fmt: skip
+    for col in ("epoch_budget", "epochs_trained"):
+        df[col] = df[col].astype("Int64")
+    return df
+
+
 def _num(x: object, fmt: str = "{:.2f}") -> str:
     if x is None or x is pd.NA:
         return ""
@@ -155,22 +224,74 @@ def _pm(m: object, s: object) -> str:
     return f"{ms} ± {ss}" if ms and ss else ms
 
 
+def _ci(lo: object, hi: object) -> str:
+    a, b = _num(lo), _num(hi)
+    return f"[{a}, {b}]" if a and b else ""
+
+
 def display_convergence(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """Human-readable version of :func:`convergence_table` (strings, mean ± std)."""
+    """Human-readable version of :func:`convergence_table` (values with their 95 % intervals)."""
     return pd.DataFrame({
         "trial": df["trial"], "status": df["status"], **{a: df[a].fillna("") for a in axes},
         "evaluation": df["evaluation"].fillna(""), "IS extractor, n": [
             f"{x}, n={n}" if isinstance(x, str) else "" for x, n in zip(df["extractor"], df["n_samples"], strict=True)
         ],
-        "plateau epoch": [_num(e, "{:.0f}") for e in df["plateau_epoch"]],
-        "IS at plateau": [_pm(m, s) for m, s in zip(df["plateau_is_mean"], df["plateau_is_std"], strict=True)],
-        "final IS (epoch)": [
-            f"{_pm(m, s)} ({_num(e, '{:.0f}')})" if _num(m) else ""
-            for m, s, e in zip(df["final_is_mean"], df["final_is_std"], df["final_epoch"], strict=True)
+        "state": df["state"].fillna(""),
+        "plateau epoch [95% range]": [
+            f"{_num(e, '{:.0f}')} [{_num(lo, '{:.0f}')}-{_num(hi, '{:.0f}')}]" if _num(lo) else _num(e, "{:.0f}")
+            for e, lo, hi in zip(df["plateau_epoch"], df["plateau_epoch_low"], df["plateau_epoch_high"], strict=True)
         ],
-        "best IS": [_num(m) for m in df["best_is_mean"]],
-        "converged": df["converged"], "note": df["note"].fillna(""),
-    })
+        "IS at plateau [95% CI]": [
+            f"{_num(m)} {_ci(lo, hi)}".strip()
+            for m, lo, hi in zip(df["plateau_is"], df["plateau_is_low"], df["plateau_is_high"], strict=True)
+        ],
+        "final IS [95% CI] (epoch)": [
+            f"{_num(m)} {_ci(lo, hi)} ({_num(e, '{:.0f}')})".replace("  ", " ") if _num(m) else ""
+            for m, lo, hi, e in zip(df["final_is_mean"], df["final_is_low"], df["final_is_high"], df["final_epoch"],
+                                    strict=True)
+        ],
+        "split std": [_num(x) for x in df["final_is_std"]],
+        "IS∞": [_num(x) for x in df["final_is_inf"]],
+        "best IS (epoch)": [
+            f"{_num(m)} ({_num(e, '{:.0f}')})" if _num(m) else "" for m, e in zip(df["best_is_mean"], df["best_epoch"],
+                                                                                    strict=True)
+        ],
+        "paired": df["paired"].fillna(""), "note": df["note"].fillna(""),
+    })  # fmt: skip
+
+
+def display_arms(df: pd.DataFrame) -> pd.DataFrame:
+    """Human-readable version of :func:`arm_table`."""
+    if df.empty:
+        return df
+    return pd.DataFrame({
+        "arm": df["arm"], "evaluation": df["evaluation"], "IS extractor, n": [
+            f"{x}, n={n}" for x, n in zip(df["extractor"], df["n_samples"], strict=True)],
+        "seeds converged": [f"{c}/{s}" for c, s in zip(df["converged_seeds"], df["seeds"], strict=True)],
+        "plateau epoch, median [min-max]": [
+            f"{_num(m, '{:.0f}')} [{_num(lo, '{:.0f}')}-{_num(hi, '{:.0f}')}]" if _num(m) else "none"
+            for m, lo, hi in zip(df["plateau_epoch_median"], df["plateau_epoch_min"], df["plateau_epoch_max"],
+                                 strict=True)],
+        "final IS, mean over seeds [95% t-CI] (epoch)": [
+            f"{_num(m)} {_ci(lo, hi)} ({_num(e, '{:.0f}')})".replace("  ", " ")
+            for m, lo, hi, e in zip(df["final_is_mean"], df["final_is_low"], df["final_is_high"], df["final_epoch"],
+                                    strict=True)],
+    })  # fmt: skip
+
+
+def display_savings(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "trial": df["trial"], "status": df["status"],
+        "epochs (trained / budget)": [f"{_num(t, '{:.0f}')} / {_num(b, '{:.0f}')}"
+                                      for t, b in zip(df["epochs_trained"], df["epoch_budget"], strict=True)],
+        "stopped by": df["stopped_by"], "epochs saved": df["epochs_saved"],
+        "evaluations saved": df["evaluations_saved"],
+        "est. seconds saved (train + sampling)": [
+            f"{_num(a + b, '{:.0f}')} ({_num(a, '{:.0f}')} + {_num(b, '{:.0f}')})" if e else "0"
+            for a, b, e in zip(df["train_seconds_saved"], df["sampling_seconds_saved"], df["epochs_saved"],
+                               strict=True)],
+        "reason": df["reason"],
+    })  # fmt: skip
 
 
 def display_compute(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from typing import Any
 
 from mlflow import MlflowClient
 
+from study import keys
 from study.keys import STATUSES
 from study.spec import StudySpec, Trial, load_study, spec_fingerprint
 from study.tracking import create_parent_run, ensure_experiment, resolve_tracking
@@ -101,8 +102,8 @@ def reference_scores(spec: StudySpec, weights: str | None, data_dir: Path) -> di
     out = {}
     for name, x in (("real", real), ("noise", noise)):
         score = inception_score(to_uint8(x), isc.extractor, weights, isc.splits, isc.shuffle)
-        out[f"reference/is/{isc.extractor}/n{n}/{name}/mean"] = score.mean
-        out[f"reference/is/{isc.extractor}/n{n}/{name}/std"] = score.std
+        out[keys.reference_key("is", isc.extractor, n, name, "mean")] = score.mean
+        out[keys.reference_key("is", isc.extractor, n, name, "std")] = score.std
     return out
 
 
@@ -245,9 +246,9 @@ def _reference_lines(client: MlflowClient, parent_run_id: str) -> dict[tuple[str
     metrics = retry(lambda: client.get_run(parent_run_id)).data.metrics
     refs = {}
     for key, value in metrics.items():
-        parts = key.split("/")  # reference/is/<extractor>/n<N>/real/mean
-        if len(parts) == 6 and parts[:2] == ["reference", "is"] and parts[4:] == ["real", "mean"]:
-            refs[(parts[2], int(parts[3][1:]))] = value
+        parsed = keys.parse_reference_key(key)
+        if parsed is not None and parsed[0] == "is" and parsed[3:] == ("real", "mean"):
+            refs[(parsed[1], parsed[2])] = value
     return refs
 
 

@@ -306,13 +306,16 @@ def test_plateaus_in_convergence_table(report: Path) -> None:
     n500 = conv[conv["n_samples"] == 500].set_index(["trial", "evaluation"])
     for (trial, ev), epoch in PLATEAUS.items():
         row = n500.loc[(trial, ev)]
+        # summary statistics only (no kept logits): SE = split std / 3, the curves are noise-free steps
+        assert row["paired"] == "no"
         if epoch is None:
-            assert math.isnan(row["plateau_epoch"]) and row["converged"] == "no"
-            assert row["note"] == "still improving"
+            assert math.isnan(row["plateau_epoch"]) and row["converged"] == "no" and row["state"] == "rising"
+            assert row["note"].startswith("still rising")
         else:
-            assert row["plateau_epoch"] == epoch and row["converged"] == "yes"
-            assert row["plateau_is_mean"] == CURVES[(trial, ev)][epoch]
-            assert row["plateau_is_std"] == STD
+            assert row["plateau_epoch"] == epoch and row["converged"] == "yes" and row["state"] == "plateaued"
+            assert row["plateau_is"] == CURVES[(trial, ev)][epoch]
+            assert row["plateau_epoch_low"] <= epoch <= row["plateau_epoch_high"]
+            assert row["plateau_is_low"] < row["plateau_is"] < row["plateau_is_high"]
         assert row["final_epoch"] == 30 and row["final_is_mean"] == CURVES[(trial, ev)][30]
         assert row["best_is_mean"] == max(CURVES[(trial, ev)].values())
         assert row["schedule"] == trial.split("=")[1]
@@ -349,11 +352,11 @@ def test_report_markdown_and_html(report: Path) -> None:
     md = report.read_text()
     assert md.startswith(f"# Study report: {STUDY}")
     assert "Linear vs cosine vs sigmoid" in md
-    assert "![IS vs epoch](figures/is_vs_epoch.png)" in md and "(figures/loss.png)" in md
-    assert "Plateau rule: ignore evaluations at epoch <= 2" in md
+    assert "![Inception Score vs epoch](figures/is_vs_epoch.png)" in md and "(figures/loss.png)" in md
+    assert "Plateau rule: evaluations after epoch 2" in md and "paired bootstrap" in md
     assert "| t0_schedule=linear | finished | linear | ancestral |" in md
     page = (report.parent / "index.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 2
+    assert page.count('src="data:image/png;base64,') == 3  # IS, other scores (the FID of t0), loss
     assert "http://" not in page and "https://" not in page
     assert "<table>" in page and "t2_schedule=sigmoid" in page
 
@@ -368,5 +371,5 @@ def test_report_logged_to_latest_parent(report: Path, store: Store) -> None:
         "report/figures",
     } <= names
     figs = {a.path for a in store.client.list_artifacts(store.parent_new, "report/figures")}
-    assert figs == {"report/figures/is_vs_epoch.png", "report/figures/loss.png"}
+    assert figs == {"report/figures/is_vs_epoch.png", "report/figures/loss.png", "report/figures/scores.png"}
     assert store.client.list_artifacts(store.parent_old) == []

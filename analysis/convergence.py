@@ -1,0 +1,115 @@
+"""The plateau rule (analysis/plateau.py) applied to a study read back from MLflow: one verdict per curve, and per
+arm of seeds.
+
+A curve is one (trial, evaluation, extractor, sample count). Where the trial kept its per-image logits, the curve
+carries the paired bootstrap covariance (every epoch of a trial starts from the same noise) and the verdict is the
+one the trial itself reached when it decided to stop; otherwise (runs logged before logits were kept, imported
+numbers) it enters by its summary statistics: the logged bootstrap SE, or the split std converted to a standard
+error (``split_std / sqrt(S - 1)``). Each trial is judged with its own rule parameters (``training.stop.plateau``).
+
+Arms: trials that differ only in ``training.seed`` form an arm. The arm's curve is the mean over its seeds with a
+95 % t-interval across seeds (seeds are independent: between-seed spread usually dominates, STATISTICS.md 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from analysis.plateau import Curve, PlateauRule, Verdict, assess
+from analysis.runs import StudyRuns
+from analysis.stats import split_std_to_se
+
+CurveKey = tuple[str, str, str, int]  # (trial, evaluation, extractor, n_samples)
+CURVE_KEYS = ["trial", "evaluation", "extractor", "n_samples"]
+SEED_AXIS = "seed"
+_RULE_FIELDS = ("warmup_epochs", "patience", "tail_fraction", "margin_se", "min_delta", "confidence")
+
+
+def trial_rule(params: Mapping[str, str]) -> PlateauRule:
+    """The plateau rule a trial was run with (``training.stop.plateau.*`` params), else the default."""
+    found = {f: params.get(f"training.stop.plateau.{f}") for f in _RULE_FIELDS}
+    if all(v is None for v in found.values()):
+        return PlateauRule()
+    kinds = {f: type(getattr(PlateauRule(), f)) for f in _RULE_FIELDS}
+    return PlateauRule(**{f: kinds[f](float(v)) for f, v in found.items() if v is not None})
+
+
+def _is_settings(params: Mapping[str, str]) -> tuple[int, bool, int, int]:
+    """(splits, shuffle, bootstrap replicates, evaluation seed) from a trial's params (spec defaults otherwise)."""
+    p = "evaluation.inception_score."
+    splits = int(params.get(p + "splits", 10))
+    shuffle = params.get(p + "shuffle", "True") == "True"
+    boot = int(params.get(p + "bootstrap", 1000))
+    return splits, shuffle, max(boot, 200), int(params.get("evaluation.seed", 0))
+
+
+def curve_of(study: StudyRuns, key: CurveKey, rows: pd.DataFrame) -> Curve:
+    """The curve of one (trial, evaluation, extractor, n): paired from logits when all its epochs kept them."""
+    trial, evaluation, _, n = key
+    splits, shuffle, boot, seed = _is_settings(study.params.get(trial, {}))
+    rows = rows.sort_values("epoch")
+    epochs = rows["epoch"].to_numpy(dtype=float)
+    kept = study.logits.get((trial, evaluation), {})
+    if len(epochs) and all(int(e) in kept and kept[int(e)].shape[0] == n for e in epochs):
+        return Curve.from_logits(epochs, [kept[int(e)] for e in epochs], splits, shuffle, boot, seed)
+    se = rows["is_se"].to_numpy(dtype=float)
+    fallback = np.array([split_std_to_se(s, splits) for s in rows["is_std"].to_numpy(dtype=float)])
+    return Curve.from_summary(epochs, rows["is_mean"].to_numpy(dtype=float), np.where(np.isfinite(se), se, fallback))
+
+
+def verdicts(study: StudyRuns, draws: int = 200) -> tuple[dict[CurveKey, Verdict], dict[CurveKey, Curve]]:
+    """The plateau rule's verdict (with the plateau epoch's interval) and the curve, for every IS curve."""
+    out, curves = {}, {}
+    for key, g in study.scores.groupby(CURVE_KEYS, sort=True):
+        k: CurveKey = (str(key[0]), str(key[1]), str(key[2]), int(key[3]))
+        curves[k] = curve_of(study, k, g)
+        out[k] = assess(curves[k], trial_rule(study.params.get(k[0], {})), draws=draws)
+    return out, curves
+
+
+# ---------------------------------------------------------------------------------------------------- arms
+
+
+def arm_axes(study: StudyRuns) -> list[str]:
+    """The axes that define an arm: every axis except the seed."""
+    return [a for a in study.axes if a != SEED_AXIS]
+
+
+def arms(study: StudyRuns) -> dict[str, list[str]]:
+    """{arm label: trials}: trials that differ only in their seed. Without a seed axis every trial is its own arm."""
+    if SEED_AXIS not in study.axes:
+        return {str(t): [str(t)] for t in study.trials["trial"]}
+    axes = arm_axes(study)
+    out: dict[str, list[str]] = {}
+    for row in study.trials.to_dict("records"):
+        label = ", ".join(f"{a}={row[a]}" for a in axes) or "all"
+        out.setdefault(label, []).append(str(row["trial"]))
+    return out
+
+
+@dataclass(frozen=True)
+class ArmCurve:
+    """Mean over seeds per epoch, with a 95 % t-interval across seeds (NaN with one seed)."""
+
+    epochs: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    seeds: np.ndarray  # seeds contributing at each epoch
+
+
+def arm_curve(scores: pd.DataFrame, trials: list[str]) -> ArmCurve:
+    """The arm's mean IS curve over its trials' seeds (``scores`` of one evaluation, extractor and n)."""
+    g = scores[scores["trial"].isin(trials)].groupby("epoch")["is_mean"]
+    mean, sd, k = g.mean(), g.std(ddof=1), g.count()
+    half = np.array(
+        [sps.t.ppf(0.975, n - 1) * s / math.sqrt(n) if n > 1 else math.nan for s, n in zip(sd, k, strict=True)]
+    )
+    m = mean.to_numpy()
+    return ArmCurve(mean.index.to_numpy(dtype=float), m, m - half, m + half, k.to_numpy())
