@@ -87,3 +87,43 @@ def test_non_finite_loss_marks_the_trial_diverged(store, classifier_r8, tmp_path
     client = MlflowClient(store[0])
     (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
     assert run.data.tags["study.status"] == "diverged" and run.info.status == "FAILED"
+
+
+def _flat(**overrides: object) -> dict:
+    """A trial whose curves are flat: lr 1e-9 leaves the weights (and so every evaluation) unchanged."""
+    stop = {"plateau": {"warmup_epochs": 0}}
+    return _trial(**{"training.lr": 1e-9, "training.epochs": 8, "training.stop": stop,
+                     "evaluation.inception_score": {"bootstrap": 100, "infinity_points": 5}} | overrides)  # fmt: skip
+
+
+def test_converged_trial_stops_early_and_says_why(store, classifier_r8, tmp_path: Path) -> None:
+    runtime = _runtime(store, classifier_r8[0], tmp_path)
+    session = LocalSession(tmp_path / "c")
+    assert run_trial(_flat(), runtime, session) == "converged"
+    # three evaluations (epochs 1-3) are the fewest the rule decides on: patience 2 after the plateau start
+    assert [r["epoch"] for r in session.reports] == [1, 2, 3] and session.reports[-1]["status"] == "converged"
+    assert session.reports[-1]["state/ddim-3"] == "plateaued"
+    client = MlflowClient(store[0])
+    (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
+    tags = run.data.tags
+    assert run.info.status == "FINISHED" and tags["study.status"] == "converged"
+    assert tags["study.stop.rule"] == "plateau" and tags["study.stop.epoch"] == "3"
+    assert "ancestral-5 plateaued since epoch 1" in tags["study.stop.reason"]
+    states = client.get_metric_history(run.info.run_id, "convergence/ddim-3/state")
+    assert [(m.step, m.value) for m in states] == [(1, 3.0), (2, 3.0), (3, 1.0)]  # undetermined, then plateaued
+    files = [a.path for a in client.list_artifacts(run.info.run_id, "evaluations/ddim-3")]
+    assert files == [f"evaluations/ddim-3/epoch-0000{e}.npz" for e in (1, 2, 3)]
+
+
+def test_resumed_trial_decides_from_its_logged_history(store, classifier_r8, tmp_path: Path) -> None:
+    """Killed after epoch 2, resumed: the decision at epoch 3 reads epochs 1-2 back from MLflow, so it stops at 3
+    like the uninterrupted trial (without that history it would see one evaluation and go on)."""
+    runtime = _runtime(store, classifier_r8[0], tmp_path)
+    first = LocalSession(tmp_path / "r")
+    run_trial(_flat(**{"training.epochs": 2}), runtime, first)  # stands in for the process that died
+    resumed = LocalSession(tmp_path / "r")
+    assert run_trial(_flat(), runtime, resumed) == "converged"
+    assert [r["epoch"] for r in resumed.reports] == [3]
+    client = MlflowClient(store[0])
+    (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
+    assert run.data.tags["study.stop.epoch"] == "3" and run.data.tags["study.status"] == "converged"
