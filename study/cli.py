@@ -88,6 +88,16 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_size(args: argparse.Namespace) -> int:
+    from study.sample_size import sample_size_study, summary_lines
+
+    sizes = [int(n) for n in args.n.split(",") if n.strip()]
+    result = sample_size_study(args.study, args.trial, args.eval, sizes, epoch=args.epoch, storage=args.storage,
+                               seed=args.seed)  # fmt: skip
+    print("\n".join(summary_lines(result)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -113,6 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--storage", default="studies")
     p.add_argument("-o", "--output", help="report directory (default: <storage>/<study>/report)")
     p.set_defaults(fn=_report)
+
+    p = sub.add_parser("sample-size", help="IS (and FID) of one trial checkpoint vs the number of samples (Fig. A.1)")
+    p.add_argument("study", help="study name or spec file")
+    p.add_argument("--trial", required=True, help="trial name (see `validate`)")
+    p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the latest; Tune keeps the last 2)")
+    p.add_argument("--eval", required=True, help="unguided evaluation id of the spec, e.g. ddim-20")
+    p.add_argument("--n", required=True, help="comma-separated sample counts, e.g. 100,200,500,1000")
+    p.add_argument("--seed", type=int, help="initial-noise seed (default: evaluation.seed, the trial's own)")
+    p.add_argument("--storage", default="studies")
+    p.set_defaults(fn=_sample_size)
 
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # keeps MLflow's DB-migration chatter off stdout

@@ -1,0 +1,126 @@
+"""The sample-size study (paper Fig. A.1) on a micro study built without Ray: one trial run with LocalSession,
+its checkpoints placed where Ray Tune keeps them, a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import micro_spec, write_spec
+from mlflow import MlflowClient
+
+from study.cli import main
+from study.preflight import default_dirs
+from study.runner import StudyError
+from study.sample_size import COLUMNS, sample_size_study
+from study.spec import load_study, spec_fingerprint
+from trainables.trainable import CHECKPOINT_FILE, LocalSession, Runtime, run_trial
+
+pytestmark = pytest.mark.integration
+EVAL = "ancestral-5"
+
+
+@dataclass(frozen=True)
+class MicroStudy:
+    storage: Path
+    spec: Path
+    name: str
+    trial: str
+    state: dict
+    trial_run_id: str
+
+
+def _state(spec: Path, storage: Path, name: str) -> dict:
+    """study.json as ``study run`` writes it, with an MLflow store, experiment and parent run made here."""
+    _, trials = load_study(spec)
+    uri = f"sqlite:///{storage}/mlflow.db"
+    client = MlflowClient(uri)
+    eid = client.create_experiment(name, artifact_location=str(storage / "artifacts"))
+    parent = client.create_run(eid, tags={"study.role": "parent", "study.name": name}).info.run_id
+    return {"instance": uuid.uuid4().hex[:12], "fingerprint": spec_fingerprint(trials), "parent_run_id": parent,
+            "experiment_id": eid, "tracking_uri": uri, "experiment": name, "spec": str(spec)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def micro_study(tmp_path_factory: pytest.TempPathFactory, classifier_r8: tuple[Path, float]) -> MicroStudy:
+    """Trial ``schedule=cosine`` (IS and FID) trained 2 epochs; checkpoints of epochs 1 and 2 in tune/<trial>/."""
+    root = tmp_path_factory.mktemp("sample_size")
+    storage, name = root / "studies", "ss"
+    spec = write_spec(root / "ss.yaml", micro_spec(name, **{"evaluation.inception_score.extra_metrics": ["fid"]}))
+    (storage / name).mkdir(parents=True)
+    state = _state(spec, storage, name)
+    (storage / name / "study.json").write_text(json.dumps(state))
+    _, trials = load_study(spec)
+    trial = trials[1]
+    runtime = Runtime(state["tracking_uri"], state["experiment_id"], state["parent_run_id"], state["instance"], name,
+                      str(default_dirs(storage)[0]), str(classifier_r8[0]), log_images=False)  # fmt: skip
+    session = LocalSession(root / "local")
+    for epochs, folder in ((1, "checkpoint_000000"), (2, "checkpoint_000001")):
+        spec_json = trial.spec.model_dump(mode="json")
+        spec_json["training"]["epochs"] = epochs  # epoch 1 first, then resumed: Tune's two kept checkpoints
+        run_trial({"name": trial.name, "axes": trial.axes, "spec": spec_json}, runtime, session)
+        target = storage / name / "tune" / trial.name / folder
+        target.mkdir(parents=True)
+        shutil.copy(session.directory / CHECKPOINT_FILE, target / CHECKPOINT_FILE)
+    run_id = MlflowClient(state["tracking_uri"]).search_runs(
+        [state["experiment_id"]], f"tags.`study.trial` = '{trial.name}'"
+    )[0].info.run_id  # fmt: skip
+    return MicroStudy(storage, spec, name, trial.name, state, run_id)
+
+
+def test_sample_size_table_figure_and_run(micro_study: MicroStudy, classifier_r8, one_thread) -> None:
+    s = micro_study
+    result = sample_size_study(s.spec, s.trial, EVAL, [80, 20, 40], storage=s.storage,
+                               extractor_weights=str(classifier_r8[0]))  # fmt: skip
+    table = pd.read_csv(result.csv)
+    assert list(table.columns) == list(COLUMNS) and table["n"].tolist() == [20, 40, 80]
+    assert all(math.isfinite(v) and v > 1 for v in table["is_mean"])
+    assert (table["is_ci_low"] <= table["is_ci_high"]).all() and (table["fid"] > 0).all()
+    assert result.epoch == 2 and math.isfinite(result.is_inf) and result.figure.is_file()
+    assert result.figure == s.storage / s.name / "sample_size" / f"{s.trial}-e2-{EVAL}.png"
+
+    # The trial's batches and evaluation seed: the first num_samples (40) images are the ones it scored at epoch 2.
+    client = MlflowClient(s.state["tracking_uri"])
+    logged = client.get_metric_history(s.trial_run_id, f"is/digits-cnn/n40/{EVAL}/mean")
+    assert table.loc[table["n"] == 40, "is_mean"].item() == pytest.approx(logged[-1].value, rel=1e-5)
+    logged = client.get_metric_history(s.trial_run_id, f"fid/digits-cnn/n40/{EVAL}/value")
+    assert table.loc[table["n"] == 40, "fid"].item() == pytest.approx(logged[-1].value, rel=1e-4)
+
+    run = client.get_run(result.run_id)
+    tags = run.data.tags
+    assert tags["study.role"] == "sample-size" and tags["study.trial"] == s.trial
+    assert tags["mlflow.parentRunId"] == s.state["parent_run_id"] and run.info.status == "FINISHED"
+    assert run.info.run_name == f"sample-size {s.trial} e2 {EVAL}" and run.data.params["n_max"] == "80"
+    history = client.get_metric_history(result.run_id, f"sample_size/digits-cnn/{EVAL}/is_mean")
+    assert sorted(m.step for m in history) == [20, 40, 80]
+    assert len(client.get_metric_history(result.run_id, f"sample_size/digits-cnn/{EVAL}/fid")) == 3
+    assert run.data.metrics[f"sample_size/digits-cnn/{EVAL}/is_inf"] == pytest.approx(result.is_inf)
+    files = {Path(a.path).name for a in client.list_artifacts(result.run_id, "sample_size")}
+    assert files == {result.figure.name, result.csv.name}
+
+
+def test_unknown_epoch_trial_and_eval_are_errors(micro_study: MicroStudy) -> None:
+    s = micro_study
+    with pytest.raises(StudyError, match=r"available epochs: 1, 2 \(Ray Tune keeps only the last 2"):
+        sample_size_study(s.name, s.trial, EVAL, [20], epoch=7, storage=s.storage)
+    with pytest.raises(StudyError, match="its trials: t0_schedule=linear, t1_schedule=cosine"):
+        sample_size_study(s.name, "nope", EVAL, [20], storage=s.storage)
+    with pytest.raises(ValueError, match="its evaluations: ancestral-5, ddim-3"):
+        sample_size_study(s.name, s.trial, "ddim-50", [20], storage=s.storage)
+
+
+def test_cli_prints_one_line_per_n(micro_study: MicroStudy, classifier_r8, one_thread, capsys) -> None:
+    s = micro_study
+    code = main(["sample-size", s.name, "--trial", s.trial, "--epoch", "1", "--eval", "ddim-3", "--n", "20,40",
+                 "--storage", str(s.storage)])  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and out[0].startswith("n=   20  IS ") and out[1].startswith("n=   40  IS ")
+    assert out[2].startswith("IS-infinity: ") and f"{s.trial}-e1-ddim-3.png" in out[3]
+    assert main(["sample-size", s.name, "--trial", s.trial, "--epoch", "9", "--eval", "ddim-3", "--n", "20",
+                 "--storage", str(s.storage)]) == 2  # fmt: skip
