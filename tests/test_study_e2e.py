@@ -137,3 +137,68 @@ def test_micro_study_against_an_mlflow_server(tmp_path: Path, cache_dir: Path, m
     assert [m["step"] for m in hist["metrics"]] == [1, 2]
     arts = _rest(mlflow_server, f"/api/2.0/mlflow/artifacts/list?run_id={child['info']['run_id']}")
     assert any(f["path"] == "images" for f in arts.get("files", []))
+
+
+def _stop_spec(name: str) -> dict:
+    """Two flat trials (lr 1e-9): t0 may stop as soon as the rule allows (epoch 3), t1 not before epoch 6."""
+    return micro_spec(
+        name, grid={"training.stop.min_epochs": [0, 6]},
+        **{"training.lr": 1e-9, "training.epochs": 10, "training.stop": {"plateau": {"warmup_epochs": 0}},
+           "evaluation.samplers": [{"kind": "ddim", "steps": 3}],
+           "evaluation.inception_score": {"bootstrap": 100, "infinity_points": 5}},
+    )  # fmt: skip
+
+
+def _loss_steps(client: MlflowClient, experiment: str, trial: str) -> list[int]:
+    _, children = _children(client, experiment)
+    runs = [r for r in children if r.data.tags["study.trial"] == trial]
+    return sorted({m.step for r in runs for m in client.get_metric_history(r.info.run_id, "train/loss")})
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_with_its_stopping_decisions(tmp_path: Path, cache_dir: Path, monkeypatch) -> None:
+    """A real Ray Tune study whose driver is SIGKILLed mid-run: t0 has converged (stopped at epoch 3), t1 is
+    running. Resumed, t0 stays converged and is not retrained; t1 continues from its checkpoint and, deciding from
+    the evaluations it logged before the kill, stops at epoch 6 exactly as an uninterrupted run does."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = write_spec(tmp_path / "stop.yaml", _stop_spec("stopping"))
+    code = f"from study.runner import run_study; run_study({str(spec)!r}, storage={str(tmp_path / 'studies')!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "driver.log").open("w"),
+                            env=os.environ.copy())  # fmt: skip
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    t0, t1 = "t0_min_epochs=0", "t1_min_epochs=6"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+            try:
+                steps = _loss_steps(client, "stopping", t1)
+                _, children = _children(client, "stopping")
+            except Exception:  # noqa: BLE001 - the store may not exist yet
+                continue
+            done = {r.data.tags["study.trial"]: r.data.tags["study.status"] for r in children}
+            if done.get(t0) == "converged" and 3 <= len(steps) <= 4:
+                break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "driver.log").read_text()[-3000:]
+    assert _loss_steps(client, "stopping", t1)[-1] < 6, "the driver was not killed before t1 could stop"
+
+    outcome = run_study(spec, storage=tmp_path / "studies")
+    assert outcome.converged == [t0, t1] or sorted(outcome.converged) == sorted([t0, t1])
+    _, children = _children(client, "stopping")
+    tags = {r.data.tags["study.trial"]: r.data.tags for r in children}
+    assert len(children) == 2  # continued, not forked
+    assert tags[t0]["study.stop.epoch"] == "3" and tags[t1]["study.stop.epoch"] == "6"
+    assert _loss_steps(client, "stopping", t0) == [1, 2, 3] and _loss_steps(client, "stopping", t1) == list(range(1, 7))
+
+    saved = (tmp_path / "studies" / "stopping" / "report" / "early_stopping.csv").read_text().splitlines()
+    assert saved[0].startswith("trial,status,epoch_budget,epochs_trained,stopped_by,epochs_saved")
+    assert any(line.startswith(f"{t0},converged,10,3,plateau,7,7,") for line in saved), saved
+    assert any(line.startswith(f"{t1},converged,10,6,plateau,4,4,") for line in saved), saved
+    html = (tmp_path / "studies" / "stopping" / "report" / "index.html").read_text()
+    assert "Early stopping" in html and "plateaued" in html
