@@ -136,6 +136,12 @@ def convergence_key(evaluation: str, stat: Literal["state", "plateau_epoch"]) ->
     return f"convergence/{evaluation}/{stat}"
 
 
+def sample_size_key(extractor: str, evaluation: str, stat: str) -> str:
+    """The sample-size study (``study sample-size``): ``sample_size/<extractor>/<evaluation>/<stat>``, step = N
+    (``is_inf`` at step 0)."""
+    return f"sample_size/{extractor}/{evaluation}/{stat}"
+
+
 # ---------------------------------------------------------------------------------------------- artifacts
 
 

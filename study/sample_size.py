@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from study.keys import TAG_PARENT, TAG_ROLE, TAG_STUDY, TAG_TRIAL
+from study.keys import TAG_PARENT, TAG_ROLE, TAG_STUDY, TAG_TRIAL, sample_size_key
 from study.runner import StudyError
 from study.spec import StudySpec, Trial, load_study, spec_fingerprint
 
@@ -411,22 +411,17 @@ def write_csv(table: pd.DataFrame, path: Path) -> Path:
 # ------------------------------------------------------------------------------------------------------- log
 
 
-def metric_key(extractor: str, eval_id: str, stat: str) -> str:
-    """``sample_size/<extractor>/<evaluation>/<stat>``; the step of every statistic but ``is_inf`` is N."""
-    return f"sample_size/{extractor}/{eval_id}/{stat}"
-
-
 def run_metrics(result: SampleSizeResult) -> list[Any]:
     """MLflow metrics of the table (step = N; FID only where computed) and IS-infinity (step 0)."""
     from mlflow.entities import Metric
 
     ts = int(time.time() * 1000)
-    metrics = [Metric(metric_key(result.extractor, result.eval_id, "is_inf"), result.is_inf, ts, 0)]
+    metrics = [Metric(sample_size_key(result.extractor, result.eval_id, "is_inf"), result.is_inf, ts, 0)]
     for row in result.table.itertuples(index=False):
         for stat in ("is_mean", "is_std", "is_ci_low", "is_ci_high", "fid"):
             value = float(getattr(row, stat))
             if math.isfinite(value):
-                metrics.append(Metric(metric_key(result.extractor, result.eval_id, stat), value, ts, int(row.n)))
+                metrics.append(Metric(sample_size_key(result.extractor, result.eval_id, stat), value, ts, int(row.n)))
     return metrics
 
 
