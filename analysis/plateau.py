@@ -13,11 +13,18 @@ standard errors (a split std converts with ``analysis.stats.split_std_to_se``: S
 The rule
 --------
 Evaluations at ``epoch <= warmup_epochs`` or with a non-finite estimate are dropped. z is the one-sided normal
-quantile of ``confidence`` (1.645 at 0.95). For an evaluation i and a later j, SE_ij is the standard error of
-s_j - s_i from the covariance, and the *margin* of i is ``m_i = max(min_delta, margin_se * SE_iK)``: a rise
-smaller than ``margin_se`` standard errors of a paired difference counts as flat at this measurement's precision.
+quantile of ``confidence`` (1.645 at 0.95).
 
-1. Evaluation i is a **plateau start** when
+0. **Checkpoint noise.** The bootstrap covariance describes the measurement of each checkpoint; consecutive
+   checkpoints also differ by training noise (the EMA weights wander), which no paired interval sees. Its variance
+   tau^2 is estimated from the curve's second differences (``checkpoint_noise``: robust to a bend or a kink) and,
+   when it is clearly present (the second differences vary more than ``NOISE_RATIO`` = 4 times what measurement
+   explains), added to the covariance as tau^2 I, with z replaced by the Student-t quantile on K - 2 degrees of
+   freedom. ``checkpoint_noise=False`` turns this off.
+1. For an evaluation i and a later j, SE_ij is the standard error of s_j - s_i under that covariance, and the
+   *margin* of i is ``m_i = max(min_delta, margin_se * SE_iK)``: a rise smaller than ``margin_se`` standard errors
+   of a difference between two evaluated checkpoints counts as flat at this curve's precision. Evaluation i is a
+   **plateau start** when
    a. at least ``patience`` evaluations follow it and the curve was observed after it for at least
       ``tail_fraction * e_i`` epochs (with 1/3, i is in the first three quarters of training, so its tail holds
       the whole last quarter);
@@ -35,22 +42,24 @@ smaller than ``margin_se`` standard errors of a paired difference counts as flat
 
 Noise model and measured error rates (``tests/test_plateau_calibration.py`` asserts and prints them)
 --------------------------------------------------------------------------------------------------
-s_k = f(e_k) + eps_k with eps ~ N(0, sigma^2 [(1 - rho) I + rho J]): Gaussian estimation error with equal
-correlation rho between evaluations (the pairing), SE of a paired difference ``SE_d = sigma sqrt(2 (1 - rho))``.
-Curves over E = 100 epochs with K in {8, 12, 20} evenly spaced evaluations, sigma in {0.05, 0.1, 0.2}, rho in
-{0, 0.6}, 4,000 curves per cell; the rule receives the true covariance. Shapes are sized in SE_d (the rule is
-invariant to the scale, so the rates repeat across sigma and rho): linear and concave (square-root) rises,
-saturating (exponential, time constant 8 or 15 epochs, total rise 15 or 30 SE_d), peak then decline, flat.
+s_k = f(e_k) + m_k + eps_k. eps ~ N(0, sigma^2 [(1 - rho) I + rho J]) is the measurement error, with equal
+correlation rho between evaluations (the pairing) and se_meas = sigma sqrt(2 (1 - rho)) for a paired difference;
+the rule receives its covariance. m_k ~ N(0, (j se_meas)^2), independent between evaluations, is checkpoint
+jitter the rule does not receive (j = 0, 1, 2). SE_d = se_meas sqrt(1 + 2 j^2) is the SE of a difference between
+two evaluated checkpoints; shapes are sized in SE_d. E = 100 epochs, K in {8, 12, 20} evenly spaced evaluations,
+sigma in {0.05, 0.1, 0.2}, rho in {0, 0.6}, 4,000 curves per cell. Shapes: linear and concave (square-root)
+rises, saturating (exponential, time constant 8 or 15 epochs, total rise 15 or 30 SE_d), peak then decline, flat.
 Rates at the defaults:
 
 * false plateaus on curves whose true rise over the last quarter exceeds 3 SE_d (linear and concave rises of
-  3.25, 5 and 10 SE_d over the last quarter): worst cell 3.2 % (linear, K = 8, rise 3.25 SE_d), 0.9 % overall;
-* saturating curves: plateau detected in >= 94.8 % of curves in every cell (99.1 % on average); the plateau
-  epoch lies inside [flattening - 1 evaluation interval, flattening + E/4 + 1 interval], flattening being the
-  epoch where the remaining rise falls to the margin, in >= 95.3 % (K = 12), >= 98.2 % (K = 20) and >= 88.8 %
-  (K = 8: with 8 evaluations a slow curve is sometimes caught one interval late);
-* flat curves: plateau found in >= 99.8 %; a false ``peaked`` verdict in 0.0 %;
-* a decline of 10 SE_d after a peak at mid-training: ``peaked`` in 100 %.
+  3.25, 5 and 10 SE_d over the last quarter): worst cell 4.75 % without jitter (K = 8, linear, 3.25 SE_d),
+  4.98 % with j = 1, 5.65 % with j = 2 (concave, 3.25 SE_d); 1.3-1.6 % over all cells;
+* saturating curves: plateau detected in >= 95.3 % of curves in every cell without jitter (>= 92.2 % with);
+  without jitter the plateau epoch lies inside [flattening - 1 evaluation interval, flattening + E/4 + 1
+  interval], flattening being the epoch where the remaining rise falls to the margin, in >= 90.6 % (K = 8),
+  95.2 % (K = 12), 97.9 % (K = 20); with jitter in >= 82-91 % (later: the margin has to be estimated);
+* flat curves: plateau found in >= 98.6 %; a false ``peaked`` verdict in 0 % (no jitter) to 4.1 % (j = 2);
+* a decline of 10 SE_d after a peak at mid-training: ``peaked`` in >= 86 %.
 """
 
 from __future__ import annotations
@@ -64,6 +73,7 @@ import numpy as np
 
 __all__ = ["Curve", "PlateauRule", "Verdict", "assess", "decide", "decide_batch", "State", "STATES"]
 
+NOISE_RATIO = 4.0  # second differences must vary this many times more than measured before tau^2 counts
 State = Literal["rising", "plateaued", "peaked", "undetermined"]
 STATES: tuple[str, ...] = ("rising", "plateaued", "peaked", "undetermined")
 
@@ -78,6 +88,7 @@ class PlateauRule:
     margin_se: float = 3.0
     min_delta: float = 0.0
     confidence: float = 0.95
+    checkpoint_noise: bool = True
 
     def __post_init__(self) -> None:
         if self.patience < 1:
@@ -179,11 +190,40 @@ def _diff(k: int, i: int, j: int) -> np.ndarray:
     return c
 
 
+def student_t(confidence: float, df: int) -> float:
+    """One-sided Student-t quantile (scipy)."""
+    from scipy.stats import t
+
+    return float(t.ppf(confidence, max(df, 1)))
+
+
+def checkpoint_noise(s: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """tau^2 per curve: the variance of checkpoint-to-checkpoint fluctuation beyond the measurement covariance.
+
+    Second differences d_k = s_{k-1} - 2 s_k + s_{k+1} cancel a locally linear trend; with checkpoint noise of
+    variance tau^2 (independent between evaluated epochs) E[d_k^2] = 6 tau^2 + (measurement variance of d_k). The
+    median of d_k^2 / 0.455 (the median of a chi-square with one degree of freedom) estimates E[d_k^2] robustly:
+    the curvature of a rise's bend or a peak's kink, a few large d_k, does not pass for noise. So
+    tau^2 = max(0, (median d_k^2 / 0.455 - mean measurement variance) / 6). Zero with fewer than three evaluations.
+    """
+    s = np.atleast_2d(s)
+    k = s.shape[1]
+    if k < 3:
+        return np.zeros(s.shape[0])
+    d = s[:, :-2] - 2 * s[:, 1:-1] + s[:, 2:]
+    c = np.zeros((k - 2, k))
+    idx = np.arange(k - 2)
+    c[idx, idx], c[idx, idx + 1], c[idx, idx + 2] = 1.0, -2.0, 1.0
+    measured = np.einsum("ij,jk,ik->i", c, cov, c).mean()
+    ratio = np.median(d**2, axis=1) / 0.4549 / max(measured, 1e-300)
+    return np.where(ratio > NOISE_RATIO, (ratio - 1) * measured / 6, 0.0)
+
+
 def decide_batch(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: PlateauRule) -> tuple[np.ndarray, ...]:
     """The rule on B curves that share epochs and covariance (clean inputs: warm-up and non-finite values removed).
 
     ``s``: (B, K) estimates. Returns (plateau index or -1, peaked (bool), last candidate index considered) per curve.
-    Everything that depends on the covariance alone (contrasts, standard errors, margins) is computed once.
+    With ``rule.checkpoint_noise`` each curve's covariance is ``cov + tau^2 I`` (``checkpoint_noise``).
     """
     s = np.atleast_2d(s)
     b, k = s.shape
@@ -191,9 +231,16 @@ def decide_batch(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: Plate
     start = np.full(b, -1)
     if k < rule.patience + 1:
         return start, np.zeros(b, dtype=bool), -1
-    se = np.sqrt(np.maximum(np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2 * cov, 0.0))  # SE of s_j - s_i
+    tau2 = checkpoint_noise(s, cov) if rule.checkpoint_noise else np.zeros(b)  # (B,)
+    # an estimated variance widens the quantile: Student t with the K - 2 second differences it came from
+    z = np.where(tau2 > 0, student_t(rule.confidence, k - 2), z)
+    base = np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2 * cov  # measured variance of s_j - s_i
+    off = 1.0 - np.eye(k)
+    se = np.sqrt(np.maximum(base[None] + 2 * tau2[:, None, None] * off[None], 0.0))  # (B, K, K)
     # a float tolerance: with zero uncertainty a flat curve's rounding noise must not count as a rise
-    margins = np.maximum(rule.min_delta, rule.margin_se * se[:, k - 1]) + 1e-9 * max(1.0, float(np.abs(s).max()))
+    eps = 1e-9 * max(1.0, float(np.abs(s).max()))
+    margins = np.maximum(rule.min_delta, rule.margin_se * se[:, :, k - 1]) + eps  # (B, K)
+    rows = np.arange(b)
     last = -1
     for i in range(k - rule.patience):
         if epochs[-1] - epochs[i] < rule.tail_fraction * epochs[i]:
@@ -205,13 +252,14 @@ def decide_batch(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: Plate
         x = epochs[i:] - epochs[i:].mean()
         c = np.zeros(k)
         c[i:] = x / (x @ x) * (epochs[-1] - epochs[i])  # least-squares slope x tail length, as a contrast
-        ok = s @ c + z * math.sqrt(_var(cov, c)) <= margins[i]
-        jumps = s[:, i + 1 :] - s[:, [i]] - z * se[i, i + 1 :]
-        ok &= (jumps <= margins[i]).all(axis=1)
+        rise_se = np.sqrt(_var(cov, c) + tau2 * (c @ c))
+        ok = s @ c + z * rise_se <= margins[:, i]
+        jumps = s[:, i + 1 :] - s[:, [i]] - z[:, None] * se[:, i, i + 1 :]
+        ok &= (jumps <= margins[:, [i]]).all(axis=1)
         start[open_ & ok] = i
     p = np.argmax(s, axis=1)
-    decline = s[np.arange(b), p] - s[:, -1] - z * se[p, k - 1]
-    peaked = (p < k - 1) & (decline > margins[p])
+    decline = s[rows, p] - s[:, -1] - z * se[rows, p, k - 1]
+    peaked = (p < k - 1) & (decline > margins[rows, p])
     return start, peaked, last
 
 

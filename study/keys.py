@@ -51,6 +51,23 @@ TRAIN_LOSS, TRAIN_SECONDS, TRAIN_EPOCH_SECONDS, TRAIN_DIVERGED = (
     "train/loss", "train/seconds", "train/epoch_seconds", "train/diverged",
 )  # fmt: skip
 
+NETWORK_PARAMETERS = "network/parameters"
+EXTRACTOR_ACCURACY = "extractor/held_out_accuracy"  # parent run: the IS extractor's held-out accuracy
+CLASSIFIER_ACCURACY, CLASSIFIER_LOSS, CLASSIFIER_SECONDS = (
+    "classifier/accuracy", "classifier/loss", "classifier/train_seconds",
+)  # fmt: skip
+
+
+def dynamics_key(name: str) -> str:
+    """A fact of the trial's dynamics (alpha-bar end points, sigma range, ...), logged at step 0."""
+    return f"dynamics/{name}"
+
+
+def report_key(kind: Literal["is", "is_ci_low", "is_ci_high", "state"], evaluation: str) -> str:
+    """Keys of the per-epoch result a trial reports to Ray Tune (read by the progress line), not MLflow keys."""
+    return f"{kind}/{evaluation}"
+
+
 SCORES = ("is", "fid", "kid")
 IS_STATS = ("mean", "std", "se", "ci_low", "ci_high", "inf")
 _ID = r"[A-Za-z0-9_.:+-]+"
@@ -153,6 +170,11 @@ def image_key(evaluation: str) -> str:
 def evaluation_dir(evaluation: str) -> str:
     """Artifact folder of one evaluation's per-image outputs (':' is not portable in paths)."""
     return "evaluations/" + evaluation.replace(":", "/")
+
+
+def targets_artifact(evaluation: str) -> str:
+    """The guidance target labels of a guided evaluation (JSON)."""
+    return f"guidance/{evaluation}/targets.json"
 
 
 def evaluation_file(epoch: int) -> str:

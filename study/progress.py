@@ -8,6 +8,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from study.keys import report_key
+
 
 class CompactProgress(Callback):
     """``[12:03:04] t0_schedule=linear  epoch  4/30  loss 0.1035  IS ddim-20 3.86 [3.71, 4.02] rising``.
@@ -37,9 +39,9 @@ class CompactProgress(Callback):
         for key, value in result.items():
             if isinstance(key, str) and key.startswith("is/"):
                 ev = key[3:]
-                lo, hi = result.get(f"is_ci_low/{ev}"), result.get(f"is_ci_high/{ev}")
+                lo, hi = result.get(report_key("is_ci_low", ev)), result.get(report_key("is_ci_high", ev))
                 ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
-                scores.append(f"{ev} {value:.2f}{ci} {result.get(f'state/{ev}', '')}".rstrip())
+                scores.append(f"{ev} {value:.2f}{ci} {result.get(report_key('state', ev), '')}".rstrip())
         if scores:
             line += "  IS " + "  ".join(scores)
         status = result.get("status")

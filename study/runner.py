@@ -74,7 +74,7 @@ def prepare_extractor(spec: StudySpec, cache_dir: Path) -> tuple[str | None, dic
         path, accuracy = ensure_digits_classifier(
             cache_dir, spec.dataset.resolution, spec.dataset.held_out_fraction, spec.dataset.split_seed
         )
-        return str(path), {"extractor/held_out_accuracy": accuracy}
+        return str(path), {keys.EXTRACTOR_ACCURACY: accuracy}
     if spec.evaluation.inception_score.extractor == "inception-v3-compat":
         from trainables.metrics import WeightsUnavailable, ensure_inception_weights
 

@@ -1,8 +1,11 @@
 """Synthetic score curves with a known answer, for calibrating the plateau rule (analysis/plateau.py).
 
-Noise model: s_k = f(e_k) + eps, eps ~ N(0, sigma^2 [(1 - rho) I + rho J]) (equal correlation rho between
-evaluations: the pairing of evaluations that share their initial noise). SE of a paired difference:
-SE_d = sigma * sqrt(2 (1 - rho)). Curve shapes are scaled in units of SE_d.
+Noise model: s_k = f(e_k) + m_k + eps_k. eps ~ N(0, sigma^2 [(1 - rho) I + rho J]) is the measurement error
+(equal correlation rho between evaluations: the pairing of evaluations that share their initial noise), with
+SE of a paired difference se_meas = sigma sqrt(2 (1 - rho)); m_k ~ N(0, (jitter se_meas)^2), independent between
+evaluations, is checkpoint-to-checkpoint fluctuation (training noise the rule does not see in its covariance).
+SE_d = se_meas sqrt(1 + 2 jitter^2) is the SE of a difference of two evaluated checkpoints; curve shapes are sized
+in SE_d.
 """
 
 from __future__ import annotations
@@ -23,11 +26,18 @@ class Cell:
     sigma: float
     rho: float
     size: float  # shape-specific size in SE_d (rise over the last quarter, total rise, decline)
-    tau: float = 10.0  # saturating: time constant in epochs; peak: epoch of the peak / EPOCHS
+    tau: float = 10.0  # saturating: time constant in epochs
+    jitter: float = 0.0  # checkpoint noise sd (independent between evaluations), in units of se_meas
+
+    @property
+    def se_meas(self) -> float:
+        """SE of a paired difference of two measurements (the measurement noise alone)."""
+        return self.sigma * np.sqrt(2 * (1 - self.rho))
 
     @property
     def se_d(self) -> float:
-        return self.sigma * np.sqrt(2 * (1 - self.rho))
+        """SE of the difference between two evaluated checkpoints: measurement and checkpoint noise."""
+        return self.se_meas * np.sqrt(1 + 2 * self.jitter**2)
 
     def epochs(self) -> np.ndarray:
         return np.linspace(EPOCHS / self.k, EPOCHS, self.k)
@@ -60,6 +70,7 @@ class Cell:
         rng = np.random.default_rng(seed)
         e = self.epochs()
         s = self.truth(e) + rng.multivariate_normal(np.zeros(self.k), self.cov(), size=n, method="eigh")
+        s = s + rng.normal(size=s.shape) * self.jitter * self.se_meas
         keep = e > rule.warmup_epochs
         start, peaked, _ = decide_batch(e[keep], s[:, keep], self.cov()[np.ix_(keep, keep)], rule)
         ep = np.where(start >= 0, e[keep][np.maximum(start, 0)], np.nan)
@@ -71,6 +82,6 @@ GRID_SIGMA = (0.05, 0.1, 0.2)
 GRID_RHO = (0.0, 0.6)
 
 
-def cells(shape: str, sizes: tuple[float, ...], taus: tuple[float, ...] = (10.0,)) -> list[Cell]:
-    return [Cell(shape, k, s, r, size, tau) for k in GRID_K for s in GRID_SIGMA for r in GRID_RHO for size in sizes
-            for tau in taus]
+def cells(shape: str, sizes: tuple[float, ...], taus: tuple[float, ...] = (10.0,), jitter: float = 0.0) -> list[Cell]:
+    return [Cell(shape, k, s, r, size, tau, jitter) for k in GRID_K for s in GRID_SIGMA for r in GRID_RHO
+            for size in sizes for tau in taus]

@@ -24,7 +24,15 @@ import torch
 from mlflow import MlflowClient
 from torch.utils.data import DataLoader
 
-from study.keys import TAG_INSTANCE, TAG_PARENT, TAG_ROLE, TAG_STUDY
+from study.keys import (
+    CLASSIFIER_ACCURACY,
+    CLASSIFIER_LOSS,
+    CLASSIFIER_SECONDS,
+    TAG_INSTANCE,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_STUDY,
+)
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics.ddpm import q_sample
 from trainables.networks import build_network
@@ -182,10 +190,10 @@ def log_classifier_run(
     for k, v in params.items():
         retry(lambda k=k, v=v: client.log_param(run_id, k, v[:6000]))
     for step, acc in enumerate(job.meta["accuracy"]):
-        retry(lambda step=step, acc=acc: client.log_metric(run_id, "classifier/accuracy", acc, step=step))
+        retry(lambda step=step, acc=acc: client.log_metric(run_id, CLASSIFIER_ACCURACY, acc, step=step))
     for epoch, loss in enumerate(job.meta["losses"], start=1):
-        retry(lambda epoch=epoch, loss=loss: client.log_metric(run_id, "classifier/loss", loss, step=epoch))
-    retry(lambda: client.log_metric(run_id, "classifier/train_seconds", job.meta["train_seconds"]))
+        retry(lambda epoch=epoch, loss=loss: client.log_metric(run_id, CLASSIFIER_LOSS, loss, step=epoch))
+    retry(lambda: client.log_metric(run_id, CLASSIFIER_SECONDS, job.meta["train_seconds"]))
     retry(lambda: client.set_terminated(run_id, "FINISHED"))
     return run_id
 

@@ -194,8 +194,8 @@ def open_run(ctx: TrialContext, progress: Progress) -> TrialRun:
     if progress.epoch == 0:
         params = count_parameters(ctx.net)
         run.set_tags({"network.parameters": str(params)})
-        summary = {f"dynamics/{k}": v for k, v in ctx.dynamics.summary().items()}
-        run.log_metrics(summary | {"network/parameters": params}, 0)
+        summary = {keys.dynamics_key(k): v for k, v in ctx.dynamics.summary().items()}
+        run.log_metrics(summary | {keys.NETWORK_PARAMETERS: params}, 0)
     return run
 
 
@@ -296,11 +296,11 @@ def report_epoch(
     """
     tr = ctx.spec.training
     report: dict[str, Any] = {"epoch": outcome.epoch, "loss": outcome.loss, "train_seconds": progress.train_seconds}
-    report |= {f"state/{ev}": v.state for ev, v in outcome.verdicts.items()}
+    report |= {keys.report_key("state", ev): v.state for ev, v in outcome.verdicts.items()}
     for key, value in metrics.items():
         k = keys.parse_score_key(key)
         if k is not None and k.score == "is" and k.stat in ("mean", "ci_low", "ci_high"):
-            report[f"is/{k.evaluation}" if k.stat == "mean" else f"is_{k.stat}/{k.evaluation}"] = value
+            report[keys.report_key("is" if k.stat == "mean" else f"is_{k.stat}", k.evaluation)] = value  # type: ignore
     if stop is not None:
         report |= {"status": stop.status, "stop_reason": stop.reason}
     due = outcome.epoch % tr.checkpoint_every == 0 or _evaluation_due(ctx.spec, outcome.epoch)
@@ -389,7 +389,7 @@ def _log_targets(run: TrialRun, res: EvalResult) -> None:
         return
     labels = res.targets.tolist()
     hist = torch.bincount(res.targets).tolist()
-    run.log_dict({"labels": labels, "histogram": hist}, f"guidance/{res.sampler_id}/targets.json")
+    run.log_dict({"labels": labels, "histogram": hist}, keys.targets_artifact(res.sampler_id))
 
 
 def tune_trainable(config: dict[str, Any]) -> None:
