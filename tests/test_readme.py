@@ -19,3 +19,14 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     readme = (REPO / "README.md").read_text()
     assert any(line.strip() and line in readme and "pytest" in line for line in ci)
+
+
+def test_readme_early_stopping_snippet_is_a_valid_training_section() -> None:
+    from ruamel.yaml import YAML
+
+    from study.spec.study import TrainingSpec
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"\*\*Early stopping\*\*.*?```yaml\n(.*?)```", text, re.S).group(1)
+    training = TrainingSpec.model_validate(YAML(typ="safe").load(block)["training"])
+    assert training.stop is not None and training.stop.plateau.rule().margin_se == 3.0

@@ -127,3 +127,17 @@ def test_resumed_trial_decides_from_its_logged_history(store, classifier_r8, tmp
     client = MlflowClient(store[0])
     (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
     assert run.data.tags["study.stop.epoch"] == "3" and run.data.tags["study.status"] == "converged"
+
+
+def test_trial_restored_where_it_had_stopped_stops_again(store, classifier_r8, tmp_path: Path) -> None:
+    """The driver died after the trial converged but before Tune recorded it: restored from its last checkpoint,
+    the trial re-decides from its logged history and ends at once, training nothing more."""
+    runtime = _runtime(store, classifier_r8[0], tmp_path)
+    assert run_trial(_flat(), runtime, LocalSession(tmp_path / "s")) == "converged"
+    again = LocalSession(tmp_path / "s")
+    assert run_trial(_flat(), runtime, again) == "converged"
+    assert [(r["epoch"], r["status"]) for r in again.reports] == [(3, "converged")]
+    client = MlflowClient(store[0])
+    (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
+    assert run.data.tags["study.stop.epoch"] == "3"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3]

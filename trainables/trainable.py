@@ -128,8 +128,8 @@ def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
     history = restore_history(ctx, run, progress.epoch)
     guides = Guides.load(ctx, run)
     try:
-        stop = None
-        for epoch in range(progress.epoch + 1, ctx.spec.training.epochs + 1):
+        stop = decide_restored(ctx, session, progress, run, history)
+        for epoch in range(progress.epoch + 1, ctx.spec.training.epochs + 1 if stop is None else 0):
             metrics = train_epoch(ctx, progress, epoch)
             outcome = EpochOutcome(epoch, metrics[keys.TRAIN_LOSS], {})
             if math.isfinite(outcome.loss) and _evaluation_due(ctx.spec, epoch):
@@ -215,6 +215,21 @@ def restore_history(ctx: TrialContext, run: TrialRun, epoch: int) -> EvaluationH
     return history
 
 
+def decide_restored(
+    ctx: TrialContext, session: Session, progress: Progress, run: TrialRun, history: EvaluationHistory
+) -> Stop | None:
+    """The stopping rules on the restored epoch, from the logged history: a trial that had already stopped there
+    (its driver died before Ray Tune recorded the end) ends again with the same decision instead of training on."""
+    if progress.epoch == 0 or not _evaluation_due(ctx.spec, progress.epoch):
+        return None
+    outcome = EpochOutcome(progress.epoch, 0.0, _verdicts(ctx, history))  # a checkpointed epoch had a finite loss
+    stop = first_stop(outcome, ctx.spec)
+    if stop is not None:
+        log.info("%s: restored at epoch %d, where it had already stopped (%s)", ctx.name, progress.epoch, stop.rule)
+        report_epoch(ctx, session, progress, run, outcome, stop, {})
+    return stop
+
+
 def train_epoch(ctx: TrialContext, progress: Progress, epoch: int) -> dict[str, float]:
     """One pass over the training set (Adam, EMA, optional warm-up and clipping); metrics at step = epoch."""
     tr = ctx.spec.training
@@ -279,11 +294,17 @@ def evaluate_epoch(
         else:
             unguided[sampler.id] = res.seconds
     guides.check_frozen()
-    verdicts = history.verdicts(plateau_rule(ctx.spec), isc.splits, isc.shuffle, isc.bootstrap, ev.seed)
+    verdicts = _verdicts(ctx, history)
     for eval_id, v in verdicts.items():
         metrics[keys.convergence_key(eval_id, "state")] = STATES.index(v.state)
         metrics[keys.convergence_key(eval_id, "plateau_epoch")] = v.epoch if v.epoch is not None else math.nan
     return metrics, verdicts
+
+
+def _verdicts(ctx: TrialContext, history: EvaluationHistory) -> dict[str, Verdict]:
+    """The plateau rule on every evaluation curve so far (paired bootstrap over the kept logits)."""
+    isc = ctx.spec.evaluation.inception_score
+    return history.verdicts(plateau_rule(ctx.spec), isc.splits, isc.shuffle, isc.bootstrap, ctx.spec.evaluation.seed)
 
 
 def report_epoch(
