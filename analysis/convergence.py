@@ -113,3 +113,52 @@ def arm_curve(scores: pd.DataFrame, trials: list[str]) -> ArmCurve:
     )
     m = mean.to_numpy()
     return ArmCurve(mean.index.to_numpy(dtype=float), m, m - half, m + half, k.to_numpy())
+
+
+# ------------------------------------------------------------------------------------------ paired differences
+
+_PAIRING_PARAMS = ("evaluation.seed", "evaluation.num_samples", "evaluation.batch_size", "dataset.resolution",
+                   "dataset.kind", "evaluation.inception_score.extractor")  # fmt: skip
+
+
+def paired(study: StudyRuns, trial_a: str, trial_b: str) -> bool:
+    """Whether two trials' evaluations start from the same initial noise: same evaluation seed, sample count,
+    batch size (the noise is drawn batch by batch from one generator) and image shape, scored alike."""
+    pa, pb = study.params.get(trial_a, {}), study.params.get(trial_b, {})
+    return all(pa.get(k) == pb.get(k) for k in _PAIRING_PARAMS)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """IS(b) - IS(a) at one epoch with its 95 % interval: paired bootstrap when the evaluations share their
+    noise and both kept logits, else independent (sqrt of the summed variances)."""
+
+    estimate: float
+    low: float
+    high: float
+    paired: bool
+
+    @property
+    def resolved(self) -> bool:
+        """The interval excludes 0."""
+        return self.low > 0 or self.high < 0
+
+
+def difference(study: StudyRuns, a: tuple[str, str], b: tuple[str, str], epoch: int) -> Difference:
+    """IS of (trial, evaluation) ``b`` minus ``a`` at ``epoch`` (two samplers of one trial, or two trials)."""
+    from analysis.stats import bootstrap_is
+
+    la, lb = study.logits.get(a, {}).get(epoch), study.logits.get(b, {}).get(epoch)
+    splits, shuffle, boot, seed = _is_settings(study.params.get(a[0], {}))
+    if la is not None and lb is not None and la.shape[0] == lb.shape[0] and paired(study, a[0], b[0]):
+        est, lo, hi = bootstrap_is([la, lb], splits, shuffle, boot, seed).diff_ci(0, 1)
+        return Difference(est, lo, hi, True)
+    rows = study.scores[study.scores["epoch"] == epoch].set_index(["trial", "evaluation"])
+    ra, rb = rows.loc[a], rows.loc[b]
+    ra, rb = (r.iloc[0] if isinstance(r, pd.DataFrame) else r for r in (ra, rb))
+
+    def se(r: pd.Series) -> float:
+        return float(r["is_se"]) if math.isfinite(r["is_se"]) else split_std_to_se(float(r["is_std"]), splits)
+
+    d, s = float(rb["is_mean"] - ra["is_mean"]), math.hypot(se(ra), se(rb))
+    return Difference(d, d - 1.96 * s, d + 1.96 * s, False)

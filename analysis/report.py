@@ -37,9 +37,11 @@ from analysis.tables import (
     arm_table,
     compute_table,
     convergence_table,
+    differences_table,
     display_arms,
     display_compute,
     display_convergence,
+    display_differences,
     display_savings,
     savings_table,
     to_html,
@@ -92,6 +94,10 @@ def _sections(study: StudyRuns, rule: PlateauRule, tables: dict[str, str], figur
     if ARMS_FIGURE in figures:
         out.append(("Arms (mean over seeds)", ["Trials that differ only in `training.seed`: the mean curve with a "
                     "95 % t-interval across seeds, and the plateau epochs of the seeds."], "arms", ARMS_FIGURE))
+    out.append(("Paired differences", ["IS differences at the last epoch both sides were evaluated. Samplers of one "
+                "trial and trials with the same evaluation seed, sample count and batch size start from the same "
+                "noise: their difference gets a paired bootstrap interval (`paired = yes`). Intervals are per "
+                "comparison, without a family-wise correction."], "differences", None))
     out.append(("Early stopping", ["Trials stopped by a rule before their epoch budget, and the compute that "
                 "saved, estimated from each trial's measured seconds per epoch and per evaluation."], "savings", None))
     if SCORES_FIGURE in figures:
@@ -178,9 +184,11 @@ def write_report(
     comp = compute_table(study)
     saved = savings_table(study, comp)
     arm = arm_table(study, found)
+    diffs = differences_table(study)
     conv.to_csv(out_dir / "convergence.csv", index=False)
     comp.to_csv(out_dir / "compute.csv", index=False)
     saved.to_csv(out_dir / "early_stopping.csv", index=False)
+    diffs.to_csv(out_dir / "differences.csv", index=False)
     if not arm.empty:
         arm.to_csv(out_dir / "arms.csv", index=False)
 
@@ -198,10 +206,12 @@ def write_report(
 
     tables_md = {"convergence": to_markdown(display_convergence(conv, study.axes)),
                  "compute": to_markdown(display_compute(comp, study.axes)),
-                 "savings": to_markdown(display_savings(saved)), "arms": to_markdown(display_arms(arm))}
+                 "savings": to_markdown(display_savings(saved)), "arms": to_markdown(display_arms(arm)),
+                 "differences": to_markdown(display_differences(diffs))}
     tables_html = {"convergence": to_html(display_convergence(conv, study.axes)),
                    "compute": to_html(display_compute(comp, study.axes)),
-                   "savings": to_html(display_savings(saved)), "arms": to_html(display_arms(arm))}
+                   "savings": to_html(display_savings(saved)), "arms": to_html(display_arms(arm)),
+                   "differences": to_html(display_differences(diffs))}
     sections = _sections(study, rule, tables_md, figures)
     report = out_dir / "report.md"
     report.write_text(_markdown(study, sections, tables_md), encoding="utf-8")

@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.convergence import CURVE_KEYS, SEED_AXIS, CurveKey, arm_curve, arms
+from analysis.convergence import CURVE_KEYS, SEED_AXIS, CurveKey, arm_curve, arms, difference
 from analysis.plateau import Curve, Verdict
 from analysis.runs import StudyRuns
 
 __all__ = [
-    "convergence_table", "arm_table", "compute_table", "savings_table", "display_convergence", "display_arms",
-    "display_compute", "display_savings", "to_markdown", "to_html",
+    "convergence_table", "arm_table", "compute_table", "savings_table", "differences_table", "display_convergence",
+    "display_arms", "display_compute", "display_savings", "display_differences", "to_markdown", "to_html",
 ]
 
 def _finite(g: pd.DataFrame) -> pd.DataFrame:
@@ -175,6 +175,47 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
     for c in ("epochs_trained", "n_evaluations"):
         df[c] = df[c].astype("Int64")
     return df
+
+
+def differences_table(study: StudyRuns) -> pd.DataFrame:
+    """IS differences at the last epoch both sides evaluated, with 95 % intervals (paired where the noise is shared):
+    every pair of evaluations within a trial (samplers on the same checkpoint) and, per evaluation, every trial
+    against the first trial. Intervals are per comparison (no family-wise correction)."""
+    sc = study.scores[study.scores["extractor"].notna()]
+    rows = []
+
+    def add(kind: str, a: tuple[str, str], b: tuple[str, str]) -> None:
+        ea = set(sc[(sc["trial"] == a[0]) & (sc["evaluation"] == a[1])]["epoch"])
+        eb = set(sc[(sc["trial"] == b[0]) & (sc["evaluation"] == b[1])]["epoch"])
+        if not ea & eb:
+            return
+        epoch = int(max(ea & eb))
+        d = difference(study, a, b, epoch)
+        rows.append({"comparison": kind, "a": f"{a[0]} / {a[1]}", "b": f"{b[0]} / {b[1]}", "epoch": epoch,
+                     "difference": d.estimate, "low": d.low, "high": d.high, "paired": "yes" if d.paired else "no",
+                     "resolved": "yes" if d.resolved else "no"})  # fmt: skip
+
+    trials = [str(t) for t in study.trials["trial"]]
+    for t in trials:
+        evs = sorted(set(sc[sc["trial"] == t]["evaluation"]))
+        for i, ea in enumerate(evs):
+            for eb in evs[i + 1 :]:
+                add("samplers, same checkpoint", (t, ea), (t, eb))
+    for ev in sorted(set(sc["evaluation"])):
+        having = [t for t in trials if ((sc["trial"] == t) & (sc["evaluation"] == ev)).any()]
+        for t in having[1:]:
+            add("trials, same evaluation", (having[0], ev), (t, ev))
+    return pd.DataFrame(rows, columns=["comparison", "a", "b", "epoch", "difference", "low", "high", "paired",
+                                       "resolved"])  # fmt: skip
+
+
+def display_differences(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "comparison": df["comparison"], "a": df["a"], "b": df["b"], "epoch": df["epoch"],
+        "IS(b) - IS(a) [95% CI]": [f"{_num(d, '{:+.3f}')} {_ci(lo, hi)}"
+                                   for d, lo, hi in zip(df["difference"], df["low"], df["high"], strict=True)],
+        "paired": df["paired"], "resolved (CI excludes 0)": df["resolved"],
+    })  # fmt: skip
 
 
 def savings_table(study: StudyRuns, compute: pd.DataFrame) -> pd.DataFrame:

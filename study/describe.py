@@ -35,6 +35,12 @@ def describe_trial(trial: Trial) -> list[str]:
         f"    training  {tr.epochs} epochs, batch {tr.batch_size}, {tr.optimizer} lr {tr.lr:g}, "
         f"EMA {tr.ema_decay:g}, seed {tr.seed}, IS every {tr.eval_every} epochs"
     )
+    if tr.stop is not None:
+        p = tr.stop.plateau
+        lines.append(
+            f"    stop      early, once {tr.stop.curves} IS curves plateaued (margin {p.margin_se:g} SE, "
+            f"{p.confidence:.0%} confidence, patience {p.patience}), not before epoch {tr.stop.min_epochs}"
+        )
     ev = spec.evaluation
     for eval_id, s, g in ev.evaluations:
         # a guided step adds one classifier forward + backward per network evaluation (ADM Alg. 1/2)
@@ -53,7 +59,8 @@ def describe_study(base: Any, trials: list[Trial]) -> str:
     ev = base.evaluation
     head = [
         f"study {base.name}: {len(trials)} trial(s) x {len(ev.samplers)} sampler(s) x {len(ev.guidance)} guidance",
-        f"  IS: {ev.inception_score.extractor}, {ev.num_samples} samples, {ev.inception_score.splits} splits; "
+        f"  IS: {ev.inception_score.extractor}, {ev.num_samples} samples, {ev.inception_score.splits} splits, "
+        f"{ev.inception_score.bootstrap} bootstrap replicates; "
         f"resources per trial: {base.resources.cpus:g} CPU, {base.resources.gpus:g} GPU",
     ]
     body = [line for t in trials for line in describe_trial(t)]

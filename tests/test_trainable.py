@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import micro_spec
@@ -141,3 +142,29 @@ def test_trial_restored_where_it_had_stopped_stops_again(store, classifier_r8, t
     (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
     assert run.data.tags["study.stop.epoch"] == "3"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3]
+
+
+def test_report_differences_are_paired_from_kept_logits(classifier_r8, tmp_path: Path) -> None:
+    """Two samplers on one checkpoint share their initial noise: the report's difference is a paired bootstrap
+    interval, narrower than the unpaired one built from the two standard errors."""
+    from analysis import load_study
+    from analysis.convergence import difference
+    from analysis.tables import differences_table
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    eid = client.create_experiment("pairs", artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(eid, tags={"study.role": "parent", "study.name": "pairs"}).info.run_id
+    runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "pairs", str(tmp_path), str(classifier_r8[0]), True)
+    run_trial(_trial(), runtime, LocalSession(tmp_path / "p"))
+    study = load_study(uri, "pairs")
+    trial = study.trials["trial"].item()
+    assert sorted(study.logits) == [(trial, "ancestral-5"), (trial, "ddim-3")]
+    d = difference(study, (trial, "ancestral-5"), (trial, "ddim-3"), 2)
+    row = study.scores.set_index(["evaluation", "epoch"])
+    se = np.hypot(row.loc[("ancestral-5", 2), "is_se"], row.loc[("ddim-3", 2), "is_se"])
+    assert d.paired and d.low <= d.estimate <= d.high and (d.high - d.low) < 2 * 1.96 * se
+    assert d.estimate == pytest.approx(row.loc[("ddim-3", 2), "is_mean"] - row.loc[("ancestral-5", 2), "is_mean"],
+                                       abs=2e-3)  # the logged means vs the float16 logits  # fmt: skip
+    table = differences_table(study)
+    assert list(table["comparison"]) == ["samplers, same checkpoint"] and table["paired"].item() == "yes"
