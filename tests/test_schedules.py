@@ -146,3 +146,14 @@ def test_every_dynamics_summarises_its_prior_mismatch(spec):
     summary = build_dynamics(TypeAdapter(DynamicsSpec).validate_python(spec)).summary()
     assert {"alpha_bar_T", "log_snr_T", "log_snr_1"} <= set(summary)
     assert 0 < summary["alpha_bar_T"] < 1 and summary["log_snr_T"] < summary["log_snr_1"]
+
+
+def test_vp_default_sigma_range_is_float64_exact() -> None:
+    """EDM's VP sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) at t = 1 and t = epsilon_s, in float64."""
+    import math
+
+    from trainables.samplers.karras import default_sigma_range
+
+    lo, hi = default_sigma_range("vp", 1e-3)
+    assert hi == pytest.approx(math.sqrt(math.expm1(0.5 * 19.9 + 0.1)), rel=1e-15)  # was 4e-8 off in float32
+    assert lo == pytest.approx(math.sqrt(math.expm1(0.5 * 19.9 * 1e-6 + 0.1 * 1e-3)), rel=1e-15)

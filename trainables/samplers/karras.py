@@ -81,7 +81,8 @@ def karras_sigmas(
 def default_sigma_range(discretization: str, epsilon_s: float = 1e-3) -> tuple[float, float]:
     if discretization == "vp":
         sig = vp_sigma(*_VP_REF)
-        return float(sig(torch.tensor(epsilon_s, dtype=torch.float64))), float(sig(torch.tensor(1.0)))
+        one = torch.tensor(1.0, dtype=torch.float64)  # float64 like every other grid (a float32 1.0 shifts it 4e-8)
+        return float(sig(torch.tensor(epsilon_s, dtype=torch.float64))), float(sig(one))
     return {"ve": (0.02, 100.0), "iddpm": (0.002, 81.0), "edm": (0.002, 80.0)}[discretization]
 
 
