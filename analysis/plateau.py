@@ -109,8 +109,11 @@ class PlateauRule:
             f">= {self.patience} evaluations and >= {self.tail_fraction:.2g}*e epochs whose tail rise (least-squares "
             f"slope x tail length) is below the margin with {self.confidence:.0%} confidence and after which no "
             f"evaluation is a resolved improvement beyond the margin; margin = max({self.min_delta:g}, "
-            f"{self.margin_se:g} x SE of the paired difference e -> last); peaked = a resolved decline beyond the "
-            f"margin after the best evaluation; intervals from paired bootstrap draws"
+            f"{self.margin_se:g} x SE of the difference e -> last: paired bootstrap"
+            + (" plus the checkpoint-to-checkpoint noise estimated from the curve when clearly present"
+               if self.checkpoint_noise else "")
+            + "); peaked = a resolved decline beyond the margin after the best evaluation; intervals from paired "
+            "bootstrap draws"
         )
 
 
@@ -172,6 +175,7 @@ class Verdict:
     peak_epoch: int | None = None
     reason: str = ""
     paired: bool = False
+    margin: float = math.nan  # the equivalence margin (score units) at the plateau start, or the last candidate
     rule: str = field(default="", repr=False)
 
     @property
@@ -222,7 +226,8 @@ def checkpoint_noise(s: np.ndarray, cov: np.ndarray) -> np.ndarray:
 def decide_batch(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: PlateauRule) -> tuple[np.ndarray, ...]:
     """The rule on B curves that share epochs and covariance (clean inputs: warm-up and non-finite values removed).
 
-    ``s``: (B, K) estimates. Returns (plateau index or -1, peaked (bool), last candidate index considered) per curve.
+    ``s``: (B, K) estimates. Returns per curve: the plateau index (-1: none), peaked (bool), the last candidate
+    index considered (shared), and the margins (B, K) in score units.
     With ``rule.checkpoint_noise`` each curve's covariance is ``cov + tau^2 I`` (``checkpoint_noise``).
     """
     s = np.atleast_2d(s)
@@ -230,7 +235,7 @@ def decide_batch(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: Plate
     z = rule.z
     start = np.full(b, -1)
     if k < rule.patience + 1:
-        return start, np.zeros(b, dtype=bool), -1
+        return start, np.zeros(b, dtype=bool), -1, np.full((b, k), np.nan)
     tau2 = checkpoint_noise(s, cov) if rule.checkpoint_noise else np.zeros(b)  # (B,)
     # an estimated variance widens the quantile: Student t with the K - 2 second differences it came from
     z = np.where(tau2 > 0, student_t(rule.confidence, k - 2), z)
@@ -260,24 +265,27 @@ def decide_batch(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: Plate
     p = np.argmax(s, axis=1)
     decline = s[rows, p] - s[:, -1] - z * se[rows, p, k - 1]
     peaked = (p < k - 1) & (decline > margins[rows, p])
-    return start, peaked, last
+    return start, peaked, last, margins
 
 
-def decide(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: PlateauRule) -> tuple[State, int | None, str]:
-    """The rule on one clean curve: (state, plateau index, reason)."""
+def decide(
+    epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: PlateauRule
+) -> tuple[State, int | None, str, float]:
+    """The rule on one clean curve: (state, plateau index, reason, margin at the plateau start or the last one)."""
     k = len(s)
     if k < rule.patience + 1:
-        return "undetermined", None, f"{k} evaluation(s) after warm-up; need {rule.patience + 1}"
-    start, peaked, last = decide_batch(epochs, s[None], cov, rule)
+        return "undetermined", None, f"{k} evaluation(s) after warm-up; need {rule.patience + 1}", math.nan
+    start, peaked, last, margins = decide_batch(epochs, s[None], cov, rule)
     i = int(start[0])
     if peaked[0]:
         p = int(np.argmax(s))
-        return "peaked", i if 0 <= i <= p else p, "declined after its best evaluation"
+        j = i if 0 <= i <= p else p
+        return "peaked", j, "declined after its best evaluation", float(margins[0, j])
     if i >= 0:
-        return "plateaued", i, ""
+        return "plateaued", i, "", float(margins[0, i])
     if last < 0:
-        return "rising", None, "too little training observed after the first candidate plateau start"
-    return "rising", None, "still rising: the tail's rise is not bounded below the margin"
+        return "rising", None, "too little training observed after the first candidate plateau start", math.nan
+    return "rising", None, "still rising: the tail's rise is not bounded below the margin", float(margins[0, last])
 
 
 def assess(curve: Curve, rule: PlateauRule | None = None, draws: int = 200, seed: int = 0) -> Verdict:
@@ -288,15 +296,16 @@ def assess(curve: Curve, rule: PlateauRule | None = None, draws: int = 200, seed
     c = curve.select(keep)
     if len(c.epochs) == 0:
         return Verdict("undetermined", None, None, reason="no finite score after warm-up", paired=c.paired, rule=text)
-    state, idx, reason = decide(c.epochs, c.estimates, c.cov, rule)
+    state, idx, reason, margin = decide(c.epochs, c.estimates, c.cov, rule)
     peak = int(c.epochs[int(np.argmax(c.estimates))])
     if idx is None:
-        return Verdict(state, None, None, peak_epoch=peak, reason=reason, paired=c.paired, rule=text)
+        return Verdict(state, None, None, peak_epoch=peak, reason=reason, paired=c.paired, margin=margin, rule=text)
     found = _draw_epochs(c, rule, draws, seed)
     lo, hi = (int(np.quantile(found, 0.025, method="lower")), int(np.quantile(found, 0.975, method="higher"))) \
         if found.size else (None, None)  # fmt: skip
     support = found.size / draws if draws else math.nan
-    return Verdict(state, int(c.epochs[idx]), float(c.estimates[idx]), lo, hi, support, peak, reason, c.paired, text)
+    return Verdict(state, int(c.epochs[idx]), float(c.estimates[idx]), lo, hi, support, peak, reason, c.paired,
+                   margin, text)  # fmt: skip
 
 
 def _draw_epochs(c: Curve, rule: PlateauRule, draws: int, seed: int) -> np.ndarray:
@@ -308,5 +317,5 @@ def _draw_epochs(c: Curve, rule: PlateauRule, draws: int, seed: int) -> np.ndarr
     else:
         rows = np.random.default_rng(seed).multivariate_normal(c.estimates, c.cov, size=draws, method="eigh") \
             if np.any(c.cov) else np.repeat(c.estimates[None], draws, axis=0)  # fmt: skip
-    start, _, _ = decide_batch(c.epochs, rows, c.cov, rule)
+    start = decide_batch(c.epochs, rows, c.cov, rule)[0]
     return c.epochs[start[start >= 0]]

@@ -62,7 +62,7 @@ def convergence_table(
             "trial": trial, "status": status, **{a: trial_info.loc[trial, a] for a in axes},
             "evaluation": k[1], "extractor": k[2], "n_samples": k[3], "state": v.state,
             "plateau_epoch": v.epoch, "plateau_epoch_low": v.epoch_low, "plateau_epoch_high": v.epoch_high,
-            "plateau_support": v.support, "plateau_is": v.value, "plateau_is_low": plateau_lo,
+            "plateau_support": v.support, "margin": v.margin, "plateau_is": v.value, "plateau_is_low": plateau_lo,
             "plateau_is_high": plateau_hi,
             "final_epoch": int(final["epoch"]) if final is not None else None,
             "final_is_mean": float(final["is_mean"]) if final is not None else math.nan,
@@ -94,7 +94,7 @@ def convergence_table(
 
 CONVERGENCE_COLUMNS = [
     "evaluation", "extractor", "n_samples", "state", "plateau_epoch", "plateau_epoch_low", "plateau_epoch_high",
-    "plateau_support", "plateau_is", "plateau_is_low", "plateau_is_high", "final_epoch", "final_is_mean",
+    "plateau_support", "margin", "plateau_is", "plateau_is_low", "plateau_is_high", "final_epoch", "final_is_mean",
     "final_is_std", "final_is_low", "final_is_high", "final_is_inf", "best_epoch", "best_is_mean", "paired",
     "converged", "note",
 ]
@@ -282,6 +282,7 @@ def display_convergence(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
             f"{_num(e, '{:.0f}')} [{_num(lo, '{:.0f}')}-{_num(hi, '{:.0f}')}]" if _num(lo) else _num(e, "{:.0f}")
             for e, lo, hi in zip(df["plateau_epoch"], df["plateau_epoch_low"], df["plateau_epoch_high"], strict=True)
         ],
+        "margin (IS)": [_num(m, '{:.2f}') for m in df["margin"]],
         "IS at plateau [95% CI]": [
             f"{_num(m)} {_ci(lo, hi)}".strip()
             for m, lo, hi in zip(df["plateau_is"], df["plateau_is_low"], df["plateau_is_high"], strict=True)

@@ -14,8 +14,15 @@ from study.keys import report_key
 class CompactProgress(Callback):
     """``[12:03:04] t0_schedule=linear  epoch  4/30  loss 0.1035  IS ddim-20 3.86 [3.71, 4.02] rising``.
 
-    Scores appear on the line of the epoch that measured them, never carried forward to later epochs.
+    Scores appear on the line of the epoch that measured them, never carried forward to later epochs. A trial
+    prints a line at every evaluation and when it ends, and otherwise at most every ``QUIET_S`` seconds, so a study
+    of hundreds of one-second epochs stays readable.
     """
+
+    QUIET_S = 30.0
+
+    def __init__(self) -> None:
+        self.last_line: dict[str, float] = {}  # trial name -> time of its last printed line
 
     def _print(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stdout, flush=True)
@@ -32,6 +39,11 @@ class CompactProgress(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         name = self._name(trial)
+        now = time.monotonic()
+        evaluated = any(isinstance(k, str) and k.startswith("is/") for k in result)
+        if not (evaluated or result.get("status") or now - self.last_line.get(name, -1e9) >= self.QUIET_S):
+            return
+        self.last_line[name] = now
         epochs = trial.config["trial"]["spec"]["training"]["epochs"]
         width = len(str(epochs))
         line = f"{name}  epoch {result.get('epoch', 0):>{width}}/{epochs}  loss {result.get('loss', float('nan')):.4f}"

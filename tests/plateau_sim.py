@@ -72,7 +72,7 @@ class Cell:
         s = self.truth(e) + rng.multivariate_normal(np.zeros(self.k), self.cov(), size=n, method="eigh")
         s = s + rng.normal(size=s.shape) * self.jitter * self.se_meas
         keep = e > rule.warmup_epochs
-        start, peaked, _ = decide_batch(e[keep], s[:, keep], self.cov()[np.ix_(keep, keep)], rule)
+        start, peaked, _, _ = decide_batch(e[keep], s[:, keep], self.cov()[np.ix_(keep, keep)], rule)
         ep = np.where(start >= 0, e[keep][np.maximum(start, 0)], np.nan)
         return ep, peaked, e
 

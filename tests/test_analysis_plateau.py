@@ -97,7 +97,8 @@ def test_non_finite_and_warmup_evaluations_are_dropped() -> None:
 
 def test_decide_is_the_same_rule_on_clean_inputs() -> None:
     means = 7.5 - 3.5 * np.exp(-EPOCHS / 12)
-    state, idx, _ = decide(EPOCHS, means, 0.05**2 * np.eye(20), PlateauRule())
+    state, idx, _, margin = decide(EPOCHS, means, 0.05**2 * np.eye(20), PlateauRule())
+    assert margin == pytest.approx(3 * 0.05 * np.sqrt(2), rel=1e-6)  # 3 SE of a difference (no checkpoint noise)
     assert state == "plateaued" and EPOCHS[idx] == assess(summary(means)).epoch
 
 
@@ -106,7 +107,7 @@ def test_rule_parameters_are_validated_and_described() -> None:
         PlateauRule(patience=0)
     with pytest.raises(ValueError):
         PlateauRule(margin_se=-1)
-    assert "3 x SE of the paired difference" in PlateauRule().describe()
+    assert "3 x SE of the difference e -> last: paired bootstrap plus" in PlateauRule().describe()
 
 
 def test_curve_from_shared_noise_logits_is_paired() -> None:

@@ -129,22 +129,29 @@ def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
     guides = Guides.load(ctx, run)
     try:
         stop = decide_restored(ctx, session, progress, run, history)
-        for epoch in range(progress.epoch + 1, ctx.spec.training.epochs + 1 if stop is None else 0):
-            metrics = train_epoch(ctx, progress, epoch)
-            outcome = EpochOutcome(epoch, metrics[keys.TRAIN_LOSS], {})
-            if math.isfinite(outcome.loss) and _evaluation_due(ctx.spec, epoch):
-                scores, verdicts = evaluate_epoch(ctx, run, guides, history, epoch)
-                metrics |= scores
-                outcome = EpochOutcome(epoch, outcome.loss, verdicts)
-            stop = first_stop(outcome, ctx.spec)
-            run.log_metrics(metrics, epoch)
-            report_epoch(ctx, session, progress, run, outcome, stop, metrics)
-            if stop is not None:
-                break
+        while stop is None:  # the budget rule ends the last epoch at the latest
+            stop = run_epoch(ctx, session, progress, run, guides, history, progress.epoch + 1)
     except BaseException:
         run.finish("errored")
         raise
     return finish(ctx, run, stop)
+
+
+def run_epoch(
+    ctx: TrialContext, session: Session, progress: Progress, run: TrialRun, guides: Guides,
+    history: EvaluationHistory, epoch: int,
+) -> Stop | None:  # fmt: skip
+    """Train one epoch, evaluate when due, ask the stopping rules, log, report (and checkpoint)."""
+    metrics = train_epoch(ctx, progress, epoch)
+    outcome = EpochOutcome(epoch, metrics[keys.TRAIN_LOSS], {})
+    if math.isfinite(outcome.loss) and _evaluation_due(ctx.spec, epoch):
+        scores, verdicts = evaluate_epoch(ctx, run, guides, history, epoch)
+        metrics |= scores
+        outcome = EpochOutcome(epoch, outcome.loss, verdicts)
+    stop = first_stop(outcome, ctx.spec)
+    run.log_metrics(metrics, epoch)
+    report_epoch(ctx, session, progress, run, outcome, stop, metrics)
+    return stop
 
 
 def build(trial: dict[str, Any], runtime: Runtime) -> TrialContext:
@@ -340,10 +347,8 @@ def report_epoch(
         session.report(report, Path(d))
 
 
-def finish(ctx: TrialContext, run: TrialRun, stop: Stop | None) -> str:
+def finish(ctx: TrialContext, run: TrialRun, stop: Stop) -> str:
     """Tag how the trial ended (rule, epoch, reason) and close its run with the matching MLflow status."""
-    if stop is None:  # the loop had nothing left to run: a restored trial whose last epoch was already done
-        stop = Stop("finished", "budget", ctx.spec.training.epochs, "all epochs were already trained")
     run.set_tags({keys.TAG_STOP_RULE: stop.rule, keys.TAG_STOP_EPOCH: str(stop.epoch),
                   keys.TAG_STOP_REASON: stop.reason[:5000]})  # fmt: skip
     if stop.status == "diverged":
