@@ -54,7 +54,7 @@ def test_bad_literal_lists_allowed_values(tmp_path: Path) -> None:
 
 def test_missing_field_and_wrong_type(tmp_path: Path) -> None:
     no_epochs = re.sub(r"\n  epochs: \d+\n", "\n", GOOD)
-    problems = _problems(tmp_path, no_epochs.replace("lr: 2.0e-3", "lr: fast"))
+    problems = _problems(tmp_path, no_epochs.replace("lr: 3.0e-3", "lr: fast"))
     assert any("training.epochs" in p and "missing" in p for p in problems)
     assert any("training.lr" in p for p in problems)
 
@@ -81,7 +81,7 @@ def test_duplicate_sampler_ids_are_rejected() -> None:
 def test_yaml_1_2_floats(tmp_path: Path) -> None:
     # PyYAML (YAML 1.1) would read 1e-3 as a string; the spec loader uses YAML 1.2.
     path = tmp_path / "s.yaml"
-    path.write_text(GOOD.replace("lr: 2.0e-3", "lr: 1e-3"))
+    path.write_text(GOOD.replace("lr: 3.0e-3", "lr: 1e-3"))
     _, trials = load_study(path)
     assert trials[0].spec.training.lr == pytest.approx(1e-3)
 
