@@ -237,7 +237,7 @@ def expand(raw: dict[str, Any], tree: Any = None, source: str = "<spec>") -> tup
     problems: list[str] = []
     trials: list[Trial] = []
     for index, combo in enumerate(itertools.product(*(base.grid[p] for p in paths))):
-        data = base.model_dump(mode="json", exclude={"grid"})
+        data = base.model_dump(mode="json", exclude={"grid", "claims"})  # claims are the study's, checked by the report
         for path, value in zip(paths, combo, strict=True):
             for field_path, field_value in _assignments(path, value):
                 try:
@@ -271,7 +271,7 @@ def spec_fingerprint(trials: list[Trial]) -> str:
     """Stable hash of the expanded trials: a resumed study must have the same trials."""
     blob = json.dumps(
         [
-            [t.name, t.spec.model_dump(mode="json", exclude={"tracking", "resources"}, exclude_defaults=True)]
+            [t.name, t.spec.model_dump(mode="json", exclude={"tracking", "resources", "claims"}, exclude_defaults=True)]
             for t in trials
         ],
         sort_keys=True,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from study.spec.base import Strict
+from study.spec.claims import ClaimSpec
 from study.spec.compat import compatibility_problems
 from study.spec.datasets import DatasetSpec, DigitsData
 from study.spec.dynamics import DynamicsSpec
@@ -169,6 +170,9 @@ class StudySpec(Strict):
     )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    claims: list[ClaimSpec] = Field(
+        default_factory=list, max_length=100, description="expected findings the report checks (study/spec/claims.py)"
+    )
     grid: dict[str, list[Any]] = Field(
         default_factory=dict,
         description="dotted path of a training field -> list of values, or an axis name -> list of "
