@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import re
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -131,6 +132,11 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+def _slug(heading: str) -> str:
+    """``Paired differences`` -> ``paired-differences`` (section anchors; the browser test finds sections by id)."""
+    return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
+
+
 def _html(study: StudyRuns, sections: list[tuple], tables: dict[str, str], out_dir: Path) -> str:
     name = html.escape(study.study_name)
     summary = "".join(f"<li>{html.escape(line[2:]).replace('`', '')}</li>" for line in _summary(study))
@@ -141,7 +147,7 @@ def _html(study: StudyRuns, sections: list[tuple], tables: dict[str, str], out_d
              "img{max-width:100%;height:auto}p{max-width:75em}")
     body = []
     for heading, paragraphs, table, figure in sections:
-        body.append(f"<h2>{html.escape(heading)}</h2>")
+        body.append(f'<h2 id="{_slug(heading)}">{html.escape(heading)}</h2>')
         body += [f"<p>{html.escape(p).replace('`', '')}</p>" for p in paragraphs]
         if table:
             body.append(f'<div class="scroll">{tables[table]}</div>')
