@@ -144,21 +144,35 @@ class Difference:
         return self.low > 0 or self.high < 0
 
 
-def difference(study: StudyRuns, a: tuple[str, str], b: tuple[str, str], epoch: int) -> Difference:
-    """IS of (trial, evaluation) ``b`` minus ``a`` at ``epoch`` (two samplers of one trial, or two trials)."""
+def difference(
+    study: StudyRuns, a: tuple[str, str], b: tuple[str, str], epoch: int, epoch_b: int | None = None
+) -> Difference:
+    """IS of (trial, evaluation) ``b`` minus ``a``, at ``epoch`` (and ``epoch_b`` for ``b`` when it differs).
+
+    Paired (the same resampled images on both sides) when both kept their logits and share their initial noise:
+    two samplers of one trial, two epochs of one trial, or two trials with the same evaluation seed, sample count
+    and batch size. Otherwise independent: the interval is +-1.96 sqrt(SE_a^2 + SE_b^2).
+    """
     from analysis.stats import bootstrap_is
 
-    la, lb = study.logits.get(a, {}).get(epoch), study.logits.get(b, {}).get(epoch)
+    eb = epoch if epoch_b is None else epoch_b
+    la, lb = study.logits.get(a, {}).get(epoch), study.logits.get(b, {}).get(eb)
     splits, shuffle, boot, seed = _is_settings(study.params.get(a[0], {}))
     if la is not None and lb is not None and la.shape[0] == lb.shape[0] and paired(study, a[0], b[0]):
         est, lo, hi = bootstrap_is([la, lb], splits, shuffle, boot, seed).diff_ci(0, 1)
         return Difference(est, lo, hi, True)
-    rows = study.scores[study.scores["epoch"] == epoch].set_index(["trial", "evaluation"])
-    ra, rb = rows.loc[a], rows.loc[b]
-    ra, rb = (r.iloc[0] if isinstance(r, pd.DataFrame) else r for r in (ra, rb))
+    ra, rb = _score_row(study, a, epoch), _score_row(study, b, eb)
 
     def se(r: pd.Series) -> float:
         return float(r["is_se"]) if math.isfinite(r["is_se"]) else split_std_to_se(float(r["is_std"]), splits)
 
     d, s = float(rb["is_mean"] - ra["is_mean"]), math.hypot(se(ra), se(rb))
     return Difference(d, d - 1.96 * s, d + 1.96 * s, False)
+
+
+def _score_row(study: StudyRuns, curve: tuple[str, str], epoch: int) -> pd.Series:
+    sc = study.scores
+    rows = sc[(sc["trial"] == curve[0]) & (sc["evaluation"] == curve[1]) & (sc["epoch"] == epoch)]
+    if rows.empty:
+        raise KeyError(f"no IS of {curve[0]} / {curve[1]} at epoch {epoch}")
+    return rows.iloc[0]

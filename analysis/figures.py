@@ -51,13 +51,14 @@ def plot_is_vs_epoch(
     title: str,
     trials: list[str],
     statuses: Mapping[str, str] | None = None,
-    references: Mapping[tuple[str, int], float] | None = None,
+    references: Mapping[tuple[str, int], Mapping[str, float]] | None = None,
 ) -> Path:
     """IS vs epoch: one panel per evaluation (columns) and per (extractor, n) (rows).
 
     One line per trial with its 95 % bootstrap interval as a band (where logged; else +-1.96 SE from the split
     std); the plateau is a star in the trial's colour with a horizontal bar over the plateau epoch's 95 % range,
-    and the legend names each curve's state. ``references[(extractor, n)]`` draws the real-data IS (dashed).
+    and the legend names each curve's state. ``references[(extractor, n)]`` draws the IS of real data (dashed) and
+    of Gaussian noise (dotted) at the same n, each labelled with its value.
     """
     data = _finite(scores, "is_mean")
     if data.empty:
@@ -94,8 +95,12 @@ def plot_is_vs_epoch(
                 if p is not None:
                     ax.annotate(p.state, (float(g["epoch"].iloc[-1]), float(g["is_mean"].iloc[-1])), fontsize=8,
                                 color=colour, xytext=(3, 0), textcoords="offset points", va="center")
-            if references and (extractor, n) in references:
-                ax.axhline(references[(extractor, n)], color="grey", linestyle="--", linewidth=1)
+            for source, style in (("real", "--"), ("noise", ":")):
+                value = (references or {}).get((extractor, n), {}).get(source)
+                if value is not None:
+                    ax.axhline(value, color="grey", linestyle=style, linewidth=1)
+                    ax.annotate(f"{source} {value:.2f}", (0.01, value), xycoords=("axes fraction", "data"),
+                                fontsize=8, color="dimgrey", va="bottom")
             ax.set_title(f"{evaluation}" if len(combos) == 1 else f"{evaluation} ({extractor}, n={n})")
             ax.set_xlabel("epoch")
             ax.set_ylabel(f"Inception Score ({extractor}, n={n})")
@@ -110,7 +115,8 @@ def plot_is_vs_epoch(
         handles.append(Line2D([], [], color="black", linestyle="-", linewidth=2.5, marker="*", markersize=11,
                               markerfacecolor="white", label="plateau start, bar: 95% range"))
         if references:
-            handles.append(Line2D([], [], color="grey", linestyle="--", label="real data"))
+            handles.append(Line2D([], [], color="grey", linestyle="--", label="real data (same n)"))
+            handles.append(Line2D([], [], color="grey", linestyle=":", label="Gaussian noise (same n)"))
         fig.legend(handles=handles, loc="outside right center", title="trial", fontsize="small")
         fig.suptitle(title)
         fig.savefig(path, dpi=110)

@@ -30,8 +30,10 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from analysis.claims import ClaimCheck, check_claims, claims_table
 from analysis.convergence import arms, verdicts
 from analysis.figures import plot_arms, plot_is_vs_epoch, plot_loss, plot_scores
+from analysis.findings import Finding, findings, findings_table, ranking_table
 from analysis.plateau import PlateauRule
 from analysis.runs import StudyRuns, load_study
 from analysis.tables import (
@@ -77,7 +79,9 @@ STATES_TEXT = (
 def _summary(study: StudyRuns) -> list[str]:
     counts = Counter(study.trials["status"]) if len(study.trials) else Counter()
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
-    return [
+    refs = [f"- reference IS ({x}, n={n}): real data {v['real']:.2f}, Gaussian noise {v['noise']:.2f}"
+            for (x, n), v in sorted(study.references.items()) if {"real", "noise"} <= set(v)]  # fmt: skip
+    return refs + [
         f"- experiment id: `{study.experiment_id}`",
         f"- parent run: `{study.parent_run_id}`" if study.parent_run_id else "- parent run: none",
         f"- trials: {len(study.trials)} ({status})",
@@ -86,9 +90,28 @@ def _summary(study: StudyRuns) -> list[str]:
     ]
 
 
-def _sections(study: StudyRuns, rule: PlateauRule, tables: dict[str, str], figures: list[str]) -> list[tuple]:
+def _sections(
+    study: StudyRuns, rule: PlateauRule, tables: dict[str, str], figures: list[str], found: list[Finding],
+    checks: list[ClaimCheck],
+) -> list[tuple]:  # fmt: skip
     """(heading, paragraphs, table key, figure) in report order: one source for report.md and index.html."""
-    out = [
+    axis = [f.sentence + f" {f.plateau}." for f in found if f.family.startswith("axis")]
+    within = [f"{f.evaluation}: " + f.sentence.replace(f" under trial {f.evaluation}", "") + f" {f.plateau}."
+              for f in found if f.family == "evaluations"]  # fmt: skip
+    verdicts = Counter(c.verdict for c in checks)
+    first = axis + ([f"Claims: {', '.join(f'{n} {v}' for v, n in sorted(verdicts.items()))} (see Claims)."]
+                    if checks else [])  # fmt: skip
+    out = [("Verdicts", first or ["No comparison between trials (a single trial or no IS yet); see Findings."],
+            None, None)]  # fmt: skip
+    if checks:
+        out.append(("Claims", ["The study's claims (from its spec) against our measurements: supported when the "
+                    "claimed sign is resolved (the 95 % interval excludes the alternative), contradicted when the "
+                    "opposite is resolved, unresolved otherwise."], "claims", None))
+    out += [
+        ("Findings", ["Trials that differ in one axis, under the same evaluation, then the evaluations of each "
+         "trial (samplers and guidance on the same checkpoint, always paired). Intervals are 95 %, per "
+         "comparison (about 1 in 20 null comparisons resolves by chance). A curve that never plateaued is "
+         "censored at its last evaluation.", *axis, *within], "ranking", None),
         ("Inception Score vs epoch", [], None, IS_FIGURE),
         ("Convergence", [f"Plateau rule: {rule.describe()}.", STATES_TEXT, UNCERTAINTY], "convergence", None),
     ]
@@ -107,7 +130,8 @@ def _sections(study: StudyRuns, rule: PlateauRule, tables: dict[str, str], figur
     out.append(("Compute", ["Training seconds exclude evaluation; sampling seconds are wall seconds to generate the "
                 "n samples of one evaluation at one epoch (mean over evaluated epochs); NFE per sample."], "compute",
                 None))
-    out.append(("Training loss", [], None, LOSS_FIGURE))
+    out.append(("Training loss", ["Losses of different schedules or dynamics weight the noise levels differently: "
+                "they are not comparable across trials, only along one trial."], None, LOSS_FIGURE))
     return out
 
 
@@ -173,12 +197,12 @@ def write_report(
     *,
     log_to_mlflow: bool = True,
     rule: PlateauRule | None = None,
-    references: dict[tuple[str, int], float] | None = None,
+    claims: list | None = None,
 ) -> Path:
     """Load ``study_name`` from ``tracking_uri``, write the report into ``out_dir``, return ``report.md``'s path.
 
-    ``rule`` overrides the default :class:`PlateauRule`; ``references`` maps (extractor, n_samples) to
-    a real-data IS drawn as a dashed line.
+    ``rule`` is the rule described in the report (each trial is judged with its own ``training.stop.plateau``);
+    ``claims`` (the spec's ``claims``) adds the claims table.
     """
     rule = rule or PlateauRule()
     out_dir = Path(out_dir)
@@ -191,6 +215,12 @@ def write_report(
     saved = savings_table(study, comp)
     arm = arm_table(study, found)
     diffs = differences_table(study)
+    found_findings = findings(study, found)
+    checks = check_claims(study, found, claims or [])
+    ranking = ranking_table(conv, study.axes)
+    findings_table(found_findings).to_csv(out_dir / "findings.csv", index=False)
+    if checks:
+        claims_table(checks).to_csv(out_dir / "claims.csv", index=False)
     conv.to_csv(out_dir / "convergence.csv", index=False)
     comp.to_csv(out_dir / "compute.csv", index=False)
     saved.to_csv(out_dir / "early_stopping.csv", index=False)
@@ -202,7 +232,7 @@ def write_report(
     statuses = dict(zip(study.trials["trial"], study.trials["status"], strict=True))
     figures = [IS_FIGURE, LOSS_FIGURE]
     plot_is_vs_epoch(study.scores, found, out_dir / IS_FIGURE, title=f"{study_name}: Inception Score vs epoch",
-                     trials=trials, statuses=statuses, references=references)
+                     trials=trials, statuses=statuses, references=study.references)
     plot_loss(study.losses, out_dir / LOSS_FIGURE, title=f"{study_name}: training loss", trials=trials)
     if not arm.empty:
         plot_arms(study.scores, arms(study), out_dir / ARMS_FIGURE, title=f"{study_name}: arms (mean over seeds)")
@@ -213,12 +243,14 @@ def write_report(
     tables_md = {"convergence": to_markdown(display_convergence(conv, study.axes)),
                  "compute": to_markdown(display_compute(comp, study.axes)),
                  "savings": to_markdown(display_savings(saved)), "arms": to_markdown(display_arms(arm)),
-                 "differences": to_markdown(display_differences(diffs))}
+                 "differences": to_markdown(display_differences(diffs)),
+                 "claims": to_markdown(claims_table(checks)), "ranking": to_markdown(ranking)}
     tables_html = {"convergence": to_html(display_convergence(conv, study.axes)),
                    "compute": to_html(display_compute(comp, study.axes)),
                    "savings": to_html(display_savings(saved)), "arms": to_html(display_arms(arm)),
-                   "differences": to_html(display_differences(diffs))}
-    sections = _sections(study, rule, tables_md, figures)
+                   "differences": to_html(display_differences(diffs)),
+                   "claims": to_html(claims_table(checks)), "ranking": to_html(ranking)}
+    sections = _sections(study, rule, tables_md, figures, found_findings, checks)
     report = out_dir / "report.md"
     report.write_text(_markdown(study, sections, tables_md), encoding="utf-8")
     (out_dir / "index.html").write_text(_html(study, sections, tables_html, out_dir), encoding="utf-8")

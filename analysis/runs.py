@@ -86,6 +86,7 @@ class StudyRuns:
     description: str | None = None
     metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=METRIC_COLUMNS))
     params: dict[str, dict[str, str]] = field(default_factory=dict)
+    references: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)  # (extractor, n) -> real/noise
     logits: dict[tuple[str, str], dict[int, np.ndarray]] = field(default_factory=dict)
 
 
@@ -285,8 +286,18 @@ def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> 
         parent_run_id=parent.info.run_id if parent else None, axes=ax,
         scores=scores, losses=losses, trials=trials,
         description=parent.data.tags.get(keys.TAG_DESCRIPTION) if parent else None,
-        metrics=metrics, params=params, logits=logits,
+        metrics=metrics, params=params, logits=logits, references=_references(parent),
     )
+
+
+def _references(parent: Run | None) -> dict[tuple[str, int], dict[str, float]]:
+    """IS of real data and of noise at the study's sample count, logged on the parent run."""
+    out: dict[tuple[str, int], dict[str, float]] = {}
+    for key, value in (parent.data.metrics if parent else {}).items():
+        parsed = keys.parse_reference_key(key)
+        if parsed is not None and parsed[0] == "is" and parsed[4] == "mean":
+            out.setdefault((parsed[1], parsed[2]), {})[parsed[3]] = value
+    return out
 
 
 def _cutoffs(first_epochs: list[float]) -> list[float]:

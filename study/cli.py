@@ -60,10 +60,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from analysis import write_report
-    from study.runner import _reference_lines
     from study.tracking import resolve_tracking
 
     target = Path(args.study)
+    base = None
     if target.suffix in (".yaml", ".yml") and target.is_file():
         base, _ = load_study(target)
         name, spec_uri = base.name, base.tracking.tracking_uri
@@ -77,13 +77,10 @@ def _report(args: argparse.Namespace) -> int:
     else:
         tracking = resolve_tracking(spec_uri)
         uri, experiment = tracking.tracking_uri, tracking.experiment_prefix + name
-    refs = {}
-    if state_file.exists():
-        from mlflow import MlflowClient
-
-        refs = _reference_lines(MlflowClient(uri), state["parent_run_id"])
+    if base is None and state_file.exists() and Path(state.get("spec", "")).is_file():
+        base, _ = load_study(state["spec"])  # the claims to check live in the study's spec
     out = Path(args.output) if args.output else study_dir / "report"
-    path = write_report(uri, experiment, out, references=refs)
+    path = write_report(uri, experiment, out, claims=base.claims if base is not None else [])
     print(f"report: {path.parent / 'index.html'}  ({path})")
     return 0
 

@@ -227,8 +227,7 @@ def run_study(
     if write_report:
         from analysis import write_report as _write_report
 
-        refs = _reference_lines(client, state["parent_run_id"])
-        report = _write_report(tracking.tracking_uri, experiment, study_dir / "report", references=refs)
+        report = _write_report(tracking.tracking_uri, experiment, study_dir / "report", claims=base.claims)
     return StudyOutcome(finished, diverged, errored, report, study_dir, converged)
 
 
@@ -239,17 +238,6 @@ def _metrics(values: dict[str, float]) -> list:
 
     ts = int(time.time() * 1000)
     return [Metric(k, float(v), ts, 0) for k, v in values.items()]
-
-
-def _reference_lines(client: MlflowClient, parent_run_id: str) -> dict[tuple[str, int], float]:
-    """Real-data IS per (extractor, n) logged on the parent run, drawn as a reference line in the report."""
-    metrics = retry(lambda: client.get_run(parent_run_id)).data.metrics
-    refs = {}
-    for key, value in metrics.items():
-        parsed = keys.parse_reference_key(key)
-        if parsed is not None and parsed[0] == "is" and parsed[3:] == ("real", "mean"):
-            refs[(parsed[1], parsed[2])] = value
-    return refs
 
 
 def _fit(spec: StudySpec, payloads: list[dict[str, Any]], runtime: Runtime, tune_dir: Path) -> Any:

@@ -373,3 +373,53 @@ def test_report_logged_to_latest_parent(report: Path, store: Store) -> None:
     figs = {a.path for a in store.client.list_artifacts(store.parent_new, "report/figures")}
     assert figs == {"report/figures/is_vs_epoch.png", "report/figures/loss.png", "report/figures/scores.png"}
     assert store.client.list_artifacts(store.parent_old) == []
+
+
+# ---------------------------------------------------------------- findings and claims
+
+
+def _claims() -> list:
+    from study.spec.claims import ClaimSpec
+
+    return [ClaimSpec.model_validate(c) for c in (
+        {"text": "linear beats cosine", "kind": "better", "a": {"axes": {"schedule": "linear"}},
+         "b": {"axes": {"schedule": "cosine"}}},
+        {"text": "cosine converges earlier", "kind": "converges_earlier", "a": {"axes": {"schedule": "cosine"}},
+         "b": {"axes": {"schedule": "linear"}}},
+        {"text": "samplers are equivalent", "kind": "equivalent", "margin": 0.1,
+         "a": {"axes": {"schedule": "linear"}, "evaluation": "ancestral"},
+         "b": {"axes": {"schedule": "linear"}, "evaluation": "ddim-50"}},
+        {"text": "sigmoid stays below 5", "kind": "below", "value": 5.0, "a": {"axes": {"schedule": "sigmoid"}}},
+        {"text": "cosine beats quad (no common epoch)", "kind": "better", "a": {"axes": {"schedule": "cosine"}},
+         "b": {"axes": {"schedule": "quad"}}},
+    )]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def judged(store: Store) -> Path:
+    return write_report(store.uri, STUDY, store.tmp / "judged", claims=_claims(), log_to_mlflow=False)
+
+
+def test_claims_are_checked_with_their_measurements(judged: Path) -> None:
+    table = pd.read_csv(judged.parent / "claims.csv").set_index("claim")
+    assert table.loc["linear beats cosine", "verdict"] == "supported"  # -1.0 (ancestral), -1.8 (ddim) at epoch 30
+    assert "ancestral: +1.00" in table.loc["linear beats cosine", "our measurement (95% CI)"]
+    assert table.loc["cosine converges earlier", "verdict"] == "supported"  # 8 vs 12; 10 vs never (censored)
+    assert table.loc["samplers are equivalent", "verdict"] == "contradicted"  # 6.5 vs 8.2 at epoch 30
+    assert table.loc["sigmoid stays below 5", "verdict"] == "supported"
+    assert table.loc["cosine beats quad (no common epoch)", "verdict"] == "no data"
+
+
+def test_findings_state_each_comparison_in_one_sentence(judged: Path) -> None:
+    found = pd.read_csv(judged.parent / "findings.csv")
+    row = found[(found["family"] == "axis schedule") & (found["under"] == "ancestral") & (found["a"] == "linear")
+                & (found["b"] == "cosine")].iloc[0]  # fmt: skip
+    assert row["epoch"] == 30 and row["difference"] == pytest.approx(-1.0) and bool(row["resolved"])
+    assert row["sentence"].startswith("linear beats cosine under ancestral at epoch 30: IS(cosine) - IS(linear)")
+    assert "cosine converges earlier" in row["plateau"]
+    within = found[(found["family"] == "evaluations") & (found["under"] == "t0_schedule=linear")]
+    assert within["difference"].item() == pytest.approx(8.2 - 6.5)
+    md = judged.read_text()
+    first = md[: md.index("## Findings")]
+    assert "## Verdicts" in first and "## Claims" in first and "linear beats cosine under ancestral" in first
+    assert "| claim | source | kind | our measurement (95% CI) | verdict |" in md

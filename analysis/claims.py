@@ -1,0 +1,163 @@
+"""Checking a study's claims (study/spec/claims.py) against its measurements.
+
+Each claim selects curves for its sides ``a`` and ``b`` and pairs them: two curves pair when they agree on
+everything neither side names (every other axis; the evaluation too unless a side names evaluations). Each pair
+gives a measurement with a 95 % interval (analysis.convergence.difference: paired where the noise is shared) and
+a verdict; the claim is *supported* when every pair supports it, *contradicted* when any pair contradicts it,
+*unresolved* otherwise (shared/STATISTICS.md section 4: "not significant" is not "no effect").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis.convergence import CurveKey, difference
+from analysis.plateau import Verdict
+from analysis.runs import StudyRuns
+
+__all__ = ["ClaimCheck", "check_claims", "claims_table"]
+
+Curve = tuple[str, str]  # (trial, evaluation)
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    text: str
+    kind: str
+    verdict: str  # supported | contradicted | unresolved | no data
+    measurement: str
+    source: str = ""
+
+
+def _select(study: StudyRuns, side: object) -> list[Curve]:
+    trials = study.trials.set_index("trial")
+    wanted = side.evaluations()  # type: ignore[attr-defined]
+    out = []
+    for (t, e), _ in study.scores.groupby(["trial", "evaluation"], sort=True):
+        if any(str(trials.loc[t, ax]) != str(label) if ax in trials.columns else True
+               for ax, label in side.axes.items()):  # type: ignore[attr-defined]  # fmt: skip
+            continue
+        if wanted is not None and e not in wanted:
+            continue
+        out.append((str(t), str(e)))
+    return out
+
+
+def _pairs(study: StudyRuns, claim: object) -> list[tuple[Curve, Curve]]:
+    a, b = claim.a, claim.b  # type: ignore[attr-defined]
+    named = set(a.axes) | set(b.axes)
+    with_eval = a.evaluation is None and b.evaluation is None
+    trials = study.trials.set_index("trial")
+
+    def key(c: Curve) -> tuple:
+        return tuple(str(trials.loc[c[0], ax]) for ax in study.axes if ax not in named) + ((c[1],) if with_eval
+                                                                                             else ())  # fmt: skip
+
+    bs: dict[tuple, list[Curve]] = {}
+    for c in _select(study, b):
+        bs.setdefault(key(c), []).append(c)
+    return [(ca, cb) for ca in _select(study, a) for cb in bs.get(key(ca), []) if ca != cb]
+
+
+def _curve_epochs(study: StudyRuns, c: Curve) -> list[int]:
+    sc = study.scores
+    g = sc[(sc["trial"] == c[0]) & (sc["evaluation"] == c[1])]
+    return sorted(int(e) for e in g["epoch"][g["is_mean"].notna()])
+
+
+def _verdict_of(verdicts: dict[CurveKey, Verdict], c: Curve) -> Verdict | None:
+    return next((v for k, v in verdicts.items() if (k[0], k[1]) == c), None)
+
+
+def _compare(study: StudyRuns, verdicts: dict, claim: object, ca: Curve, cb: Curve) -> tuple[str, str]:
+    """(verdict, measurement text) of one pair for a difference claim: d = IS(a) - IS(b)."""
+    if claim.at == "plateau":  # type: ignore[attr-defined]
+        va, vb = _verdict_of(verdicts, ca), _verdict_of(verdicts, cb)
+        if va is None or va.epoch is None or vb is None or vb.epoch is None:
+            return "unresolved", f"{ca[1]}/{cb[1]}: no plateau on both sides"
+        ea, eb = va.epoch, vb.epoch
+        where = f"plateaus (epochs {ea}, {eb})"
+    else:
+        common = set(_curve_epochs(study, ca)) & set(_curve_epochs(study, cb))
+        if not common:
+            return "no data", "no common evaluated epoch"
+        ea = eb = max(common)
+        where = f"epoch {ea}"
+    d = difference(study, cb, ca, eb, ea)  # IS(a) - IS(b)
+    lo, hi, m = d.low, d.high, claim.margin  # type: ignore[attr-defined]
+    kind = claim.kind  # type: ignore[attr-defined]
+    if kind == "better":
+        v = "supported" if lo > 0 else "contradicted" if hi < 0 else "unresolved"
+    elif kind == "not_worse":
+        v = "supported" if lo > -m else "contradicted" if hi < -m else "unresolved"
+    else:  # equivalent
+        v = "supported" if -m < lo and hi < m else "contradicted" if lo > m or hi < -m else "unresolved"
+    label = _label(study, ca, cb)
+    return v, f"{label}: {d.estimate:+.2f} [{lo:+.2f}, {hi:+.2f}] at {where}{' paired' if d.paired else ''}"
+
+
+def _label(study: StudyRuns, ca: Curve, cb: Curve) -> str:
+    return ca[1] if ca[1] == cb[1] else f"{ca[1]} vs {cb[1]}" + ("" if ca[0] == cb[0] else f" ({ca[0]})")
+
+
+def _earlier(study: StudyRuns, verdicts: dict, ca: Curve, cb: Curve) -> tuple[str, str]:
+    va, vb = _verdict_of(verdicts, ca), _verdict_of(verdicts, cb)
+    last_a, last_b = _curve_epochs(study, ca)[-1], _curve_epochs(study, cb)[-1]
+
+    def rng(v: Verdict | None, last: int) -> tuple[float, float, str]:
+        if v is None or v.epoch is None:
+            return last + 0.5, math.inf, f"none (> {last})"
+        lo = v.epoch_low if v.epoch_low is not None else v.epoch
+        hi = v.epoch_high if v.epoch_high is not None else v.epoch
+        return float(lo), float(hi), f"{v.epoch} [{lo}-{hi}]"
+
+    lo_a, hi_a, ta = rng(va, last_a)
+    lo_b, hi_b, tb = rng(vb, last_b)
+    v = "supported" if hi_a <= lo_b else "contradicted" if hi_b < lo_a else "unresolved"
+    return v, f"{_label(study, ca, cb)}: plateau {ta} vs {tb}"
+
+
+def _below(study: StudyRuns, claim: object, c: Curve) -> tuple[str, str]:
+    sc = study.scores
+    g = sc[(sc["trial"] == c[0]) & (sc["evaluation"] == c[1])].dropna(subset=["is_mean"])
+    hi = g["is_ci_high"].where(g["is_ci_high"].notna(), g["is_mean"]).max()
+    lo = g["is_ci_low"].where(g["is_ci_low"].notna(), g["is_mean"]).max()
+    value = claim.value  # type: ignore[attr-defined]
+    v = "supported" if hi < value else "contradicted" if lo > value else "unresolved"
+    return v, f"{c[0]} / {c[1]}: best IS {g['is_mean'].max():.2f} (upper 95% bound {hi:.2f}) vs {value:g}"
+
+
+def check_claims(study: StudyRuns, verdicts: dict[CurveKey, Verdict], claims: list) -> list[ClaimCheck]:
+    """The verdict of every claim (see the module docstring)."""
+    out = []
+    for claim in claims:
+        if claim.kind == "below":
+            results = [_below(study, claim, c) for c in _select(study, claim.a)]
+        else:
+            pairs = _pairs(study, claim)
+            if claim.kind == "converges_earlier":
+                results = [_earlier(study, verdicts, ca, cb) for ca, cb in pairs]
+            else:
+                results = [_compare(study, verdicts, claim, ca, cb) for ca, cb in pairs]
+        verdict = _combine([v for v, _ in results])
+        out.append(ClaimCheck(claim.text, claim.kind, verdict, "; ".join(m for _, m in results) or "no matching "
+                              "curves", claim.source))  # fmt: skip
+    return out
+
+
+def _combine(verdicts: list[str]) -> str:
+    found = [v for v in verdicts if v != "no data"]
+    if not found:
+        return "no data"
+    if "contradicted" in found:
+        return "contradicted"
+    return "supported" if all(v == "supported" for v in found) else "unresolved"
+
+
+def claims_table(checks: list[ClaimCheck]) -> pd.DataFrame:
+    return pd.DataFrame([{"claim": c.text, "source": c.source, "kind": c.kind, "our measurement (95% CI)":
+                          c.measurement, "verdict": c.verdict} for c in checks],
+                        columns=["claim", "source", "kind", "our measurement (95% CI)", "verdict"])  # fmt: skip

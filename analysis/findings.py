@@ -1,0 +1,196 @@
+"""Findings: every comparison a study's axes allow, stated in one sentence with its numbers.
+
+Two families (shared/STATISTICS.md section 4):
+
+* **Trials that differ in exactly one axis** (a schedule, VP vs VE, conditional vs unconditional, a learning
+  rate...) under the same evaluation: the IS difference at the last epoch both evaluated, with its 95 % interval
+  (paired when the trials share their evaluation noise), and their plateau epochs with their ranges. With a seed
+  axis, trials are compared seed by seed and the arm's difference is the mean over seeds with a t-interval across
+  seeds (independent training runs; the paired bootstrap would ignore the between-seed spread).
+* **Evaluations of one trial** (sampler vs sampler, guided vs unguided vs misguided): the same checkpoint and the
+  same initial noise, so every difference is paired.
+
+A difference is *resolved* when its interval excludes 0; a plateau comparison when the two plateau-epoch ranges do
+not overlap (a curve that never plateaued is censored at its last evaluation, not equal to it). Intervals are per
+comparison: with many comparisons some resolve by chance (about 1 in 20 of the null ones).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from analysis.convergence import SEED_AXIS, CurveKey, Difference, difference
+from analysis.plateau import Verdict
+from analysis.runs import StudyRuns
+
+__all__ = ["Finding", "findings", "findings_table", "ranking_table"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One comparison: ``b`` against ``a`` (IS(b) - IS(a)) under one evaluation."""
+
+    family: str  # "axis <name>" or "evaluations"
+    evaluation: str
+    a: str
+    b: str
+    epoch: int
+    diff: Difference
+    pairs: int  # trial pairs behind it (seeds)
+    plateau: str  # the convergence comparison, in words
+    sentence: str
+
+
+def _curves(study: StudyRuns) -> dict[tuple[str, str], pd.DataFrame]:
+    return {(str(t), str(e)): g for (t, e), g in study.scores.groupby(["trial", "evaluation"], sort=True)}
+
+
+def _last_common_epoch(curves: dict, a: tuple[str, str], b: tuple[str, str]) -> int | None:
+    common = set(curves[a]["epoch"]) & set(curves[b]["epoch"])
+    return int(max(common)) if common else None
+
+
+def _verdict(verdicts: dict[CurveKey, Verdict], study: StudyRuns, curve: tuple[str, str]) -> Verdict | None:
+    for key, v in verdicts.items():
+        if key[0] == curve[0] and key[1] == curve[1]:
+            return v
+    return None
+
+
+def _plateau_words(va: Verdict | None, vb: Verdict | None, la: str, lb: str, last_a: int, last_b: int) -> str:
+    def one(v: Verdict | None, label: str, last: int) -> str:
+        if v is None or v.epoch is None:
+            return f"{label} has not plateaued (censored at epoch {last})"
+        rng = f" [{v.epoch_low}-{v.epoch_high}]" if v.epoch_low is not None else ""
+        return f"{label} plateaued at epoch {v.epoch}{rng}"
+
+    text = f"{one(va, la, last_a)}, {one(vb, lb, last_b)}"
+    lo_a, hi_a = _range(va, last_a)
+    lo_b, hi_b = _range(vb, last_b)
+    if hi_a < lo_b:
+        return text + f": {la} converges earlier (ranges do not overlap)"
+    if hi_b < lo_a:
+        return text + f": {lb} converges earlier (ranges do not overlap)"
+    return text + ": convergence not resolved"
+
+
+def _range(v: Verdict | None, last: int) -> tuple[float, float]:
+    """A plateau epoch's range; a curve without plateau is censored: later than its last evaluation."""
+    if v is None or v.epoch is None:
+        return last + 0.5, math.inf
+    return float(v.epoch_low if v.epoch_low is not None else v.epoch), float(
+        v.epoch_high if v.epoch_high is not None else v.epoch
+    )
+
+
+def _sentence(family: str, evaluation: str, la: str, lb: str, epoch: int, d: Difference, pairs: int) -> str:
+    how = "paired" if d.paired else ("across seeds" if pairs > 1 else "unpaired")
+    if d.resolved:
+        lead = f"{lb} beats {la}" if d.estimate > 0 else f"{la} beats {lb}"
+        verdict = "resolved"
+    else:
+        lead, verdict = f"{lb} vs {la}: no resolved difference", "not resolved"
+    return (f"{lead} under {evaluation} at epoch {epoch}: IS({lb}) - IS({la}) = {d.estimate:+.2f} "
+            f"[{d.low:+.2f}, {d.high:+.2f}] ({how}, {verdict}).")  # fmt: skip
+
+
+def _seed_mean(diffs: list[Difference]) -> Difference:
+    """Mean of per-seed differences with a 95 % t-interval across seeds."""
+    est = np.array([d.estimate for d in diffs])
+    m = float(est.mean())
+    half = float(sps.t.ppf(0.975, len(est) - 1) * est.std(ddof=1) / math.sqrt(len(est)))
+    return Difference(m, m - half, m + half, False)
+
+
+def _axis_findings(study: StudyRuns, curves: dict, verdicts: dict[CurveKey, Verdict]) -> list[Finding]:
+    out = []
+    trials = study.trials.set_index("trial")
+    axes = [a for a in study.axes if a != SEED_AXIS]
+    for axis in axes:
+        others = [a for a in study.axes if a != axis]
+        labels = list(dict.fromkeys(trials[axis].astype(str)))
+        for i, la in enumerate(labels):
+            for lb in labels[i + 1 :]:
+                out += _compare_labels(study, curves, verdicts, trials, axis, others, la, lb)
+    return out
+
+
+def _compare_labels(
+    study: StudyRuns, curves: dict, verdicts: dict, trials: pd.DataFrame, axis: str, others: list[str], la: str,
+    lb: str,
+) -> list[Finding]:  # fmt: skip
+    """Every evaluation: trials labelled ``la`` vs ``lb`` on ``axis`` and equal on every other axis."""
+    ta = trials[trials[axis].astype(str) == la]
+    tb = trials[trials[axis].astype(str) == lb]
+    pairs = [(a, b) for a in ta.index for b in tb.index if all(ta.loc[a, o] == tb.loc[b, o] for o in others)]
+    out = []
+    evaluations = sorted({e for t, e in curves if t in {p for pair in pairs for p in pair}})
+    for ev in evaluations:
+        found = [((a, ev), (b, ev)) for a, b in pairs if (a, ev) in curves and (b, ev) in curves]
+        found = [(x, y, _last_common_epoch(curves, x, y)) for x, y in found]
+        found = [(x, y, e) for x, y, e in found if e is not None]
+        if not found:
+            continue
+        diffs = [difference(study, x, y, e) for x, y, e in found]
+        d = diffs[0] if len(diffs) == 1 else _seed_mean(diffs)
+        x, y, e = found[0]
+        plateau = _plateau_words(_verdict(verdicts, study, x), _verdict(verdicts, study, y), la, lb,
+                                 int(curves[x]["epoch"].max()), int(curves[y]["epoch"].max()))  # fmt: skip
+        family = f"axis {axis}"
+        out.append(Finding(family, ev, la, lb, e, d, len(diffs), plateau,
+                           _sentence(family, ev, la, lb, e, d, len(diffs))))  # fmt: skip
+    return out
+
+
+def _evaluation_findings(study: StudyRuns, curves: dict, verdicts: dict[CurveKey, Verdict]) -> list[Finding]:
+    out = []
+    for t in study.trials["trial"]:
+        evs = sorted(e for tt, e in curves if tt == t)
+        for i, ea in enumerate(evs):
+            for eb in evs[i + 1 :]:
+                a, b = (str(t), ea), (str(t), eb)
+                e = _last_common_epoch(curves, a, b)
+                if e is None:
+                    continue
+                d = difference(study, a, b, e)
+                plateau = _plateau_words(_verdict(verdicts, study, a), _verdict(verdicts, study, b), ea, eb,
+                                         int(curves[a]["epoch"].max()), int(curves[b]["epoch"].max()))  # fmt: skip
+                sentence = _sentence("evaluations", f"trial {t}", ea, eb, e, d, 1)
+                out.append(Finding("evaluations", str(t), ea, eb, e, d, 1, plateau, sentence))
+    return out
+
+
+def findings(study: StudyRuns, verdicts: dict[CurveKey, Verdict]) -> list[Finding]:
+    """Every comparison of trials differing in one axis, and of evaluations within each trial."""
+    curves = _curves(study)
+    return _axis_findings(study, curves, verdicts) + _evaluation_findings(study, curves, verdicts)
+
+
+def findings_table(found: list[Finding]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "family": f.family, "under": f.evaluation, "a": f.a, "b": f.b, "epoch": f.epoch,
+        "difference": f.diff.estimate, "low": f.diff.low, "high": f.diff.high, "paired": f.diff.paired,
+        "resolved": f.diff.resolved, "pairs": f.pairs, "plateau": f.plateau, "sentence": f.sentence,
+    } for f in found], columns=["family", "under", "a", "b", "epoch", "difference", "low", "high", "paired",
+                                "resolved", "pairs", "plateau", "sentence"])  # fmt: skip
+
+
+def ranking_table(conv: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Per evaluation, trials ranked by their final IS (with interval), with their state and plateau epoch."""
+    rows = []
+    data = conv[conv["final_is_mean"].notna()]
+    for ev, g in data.groupby("evaluation", sort=True):
+        g = g.sort_values("final_is_mean", ascending=False)
+        for rank, r in enumerate(g.itertuples(index=False), 1):
+            rows.append({"evaluation": ev, "rank": rank, "trial": r.trial,
+                         **{a: getattr(r, a, "") for a in axes if a.isidentifier()},
+                         "final IS [95% CI] (epoch)": f"{r.final_is_mean:.2f} [{r.final_is_low:.2f}, "
+                                                      f"{r.final_is_high:.2f}] ({r.final_epoch})",
+                         "state": r.state,
+                         "plateau epoch": "" if pd.isna(r.plateau_epoch) else int(r.plateau_epoch)})  # fmt: skip
+    return pd.DataFrame(rows)
