@@ -226,3 +226,29 @@ def plot_loss(losses: pd.DataFrame, path: Path, *, title: str, trials: list[str]
         fig.savefig(path, dpi=110)
     log.info("wrote %s", path)
     return path
+
+
+def plot_sample_grids(grids: Mapping[str, Mapping[int, np.ndarray]], path: Path, *, title: str) -> Path | None:
+    """Sample grids side by side (the paper's Fig. A.7-A.16): a row per trial, its chosen epochs left to right."""
+    rows = [(t, g) for t, g in grids.items() if g]
+    if not rows:
+        return None
+    ncols = max(len(g) for _, g in rows)
+    fig = Figure(figsize=(2.4 * ncols + 1.5, 2.5 * len(rows) + 0.5), layout="constrained")
+    axs = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, (trial, g) in enumerate(rows):
+        for c in range(ncols):
+            ax = axs[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(g):
+                ax.set_axis_off()
+                continue
+            epoch = sorted(g)[c]
+            ax.imshow(g[epoch], cmap="gray" if g[epoch].ndim == 2 else None)
+            ax.set_title(f"epoch {epoch}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(trial, fontsize=8)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    return path

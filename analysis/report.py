@@ -32,7 +32,7 @@ from mlflow import MlflowClient
 
 from analysis.claims import ClaimCheck, check_claims, claims_table
 from analysis.convergence import arms, verdicts
-from analysis.figures import plot_arms, plot_is_vs_epoch, plot_loss, plot_scores
+from analysis.figures import plot_arms, plot_is_vs_epoch, plot_loss, plot_sample_grids, plot_scores
 from analysis.findings import Finding, findings, findings_table, ranking_table
 from analysis.plateau import PlateauRule
 from analysis.runs import StudyRuns, load_study
@@ -124,12 +124,23 @@ def _sections(
                 "comparison, without a family-wise correction."], "differences", None))
     out.append(("Early stopping", ["Trials stopped by a rule before their epoch budget, and the compute that "
                 "saved, estimated from each trial's measured seconds per epoch and per evaluation."], "savings", None))
+    grids = [f for f in figures if f.startswith("figures/samples_")]
+    if grids:
+        out.append(("Samples", ["Sample grids of each trial at its first evaluation, a third of the way, its plateau "
+                    "start (or two thirds) and its last evaluation (the paper's Fig. A.7-A.16): the first images of "
+                    "the evaluation's fixed noise, so columns differ only by training."], None, grids))
+    sizes = [f for f in figures if f.startswith("figures/sample_size_")]
+    if sizes:
+        out.append(("Sample size", ["IS mean and split std against the number of samples N for one checkpoint "
+                    "(`python -m study sample-size`; the paper's Fig. A.1), with IS-infinity."], None, sizes))
     if SCORES_FIGURE in figures:
         out.append(("Other scores", ["Every other score the trials logged (FID, KID: lower is better)."], None,
                     SCORES_FIGURE))
     out.append(("Compute", ["Training seconds exclude evaluation; sampling seconds are wall seconds to generate the "
-                "n samples of one evaluation at one epoch (mean over evaluated epochs); NFE per sample."], "compute",
-                None))
+                "n samples of one evaluation at one epoch (mean over evaluated epochs); NFE per sample. Columns "
+                "marked * are in the paper's units (Tables A.5/A.6: training time per 90 epochs, sampling time per "
+                "10k images) and are extrapolated from the measured rates on the named device, not measured."],
+                "compute", None))
     out.append(("Training loss", ["Losses of different schedules or dynamics weight the noise levels differently: "
                 "they are not comparable across trials, only along one trial."], None, LOSS_FIGURE))
     return out
@@ -146,8 +157,8 @@ def _markdown(study: StudyRuns, sections: list[tuple], tables: dict[str, str]) -
             parts += [para, ""]
         if table:
             parts += [tables[table], ""]
-        if figure:
-            parts += [f"![{heading}]({figure})", ""]
+        for fig in [figure] if isinstance(figure, str) else figure or []:
+            parts += [f"![{heading}]({fig})", ""]
     return "\n".join(parts)
 
 
@@ -175,8 +186,8 @@ def _html(study: StudyRuns, sections: list[tuple], tables: dict[str, str], out_d
         body += [f"<p>{html.escape(p).replace('`', '')}</p>" for p in paragraphs]
         if table:
             body.append(f'<div class="scroll">{tables[table]}</div>')
-        if figure:
-            body.append(_img(out_dir / figure, heading))
+        for fig in [figure] if isinstance(figure, str) else figure or []:
+            body.append(_img(out_dir / fig, heading))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Study report: {name}</title>
@@ -188,6 +199,44 @@ def _html(study: StudyRuns, sections: list[tuple], tables: dict[str, str], out_d
 {chr(10).join(body)}
 </body></html>
 """
+
+
+def _grid_epochs(epochs: list[int], plateau: int | None) -> list[int]:
+    """First, a third of the way, the plateau start (or two thirds) and the last evaluated epoch."""
+    if not epochs:
+        return []
+    third = epochs[len(epochs) // 3]
+    later = plateau if plateau is not None else epochs[2 * len(epochs) // 3]
+    return sorted({epochs[0], third, later, epochs[-1]})
+
+
+def _sample_figures(study: StudyRuns, found: dict, out_dir: Path) -> list[str]:
+    """Sample-grid figures (one per evaluation) and the sample-size study's figures, saved under figures/."""
+    import matplotlib.image
+
+    from analysis.runs import load_images, load_sample_grids
+
+    out = []
+    sc = study.scores
+    for i, evaluation in enumerate(sorted(set(sc["evaluation"]))):
+        grids = {}
+        for trial in study.trials["trial"]:
+            epochs = sorted(int(e) for e in sc[(sc["trial"] == trial) & (sc["evaluation"] == evaluation)]["epoch"])
+            v = next((v for k, v in found.items() if (k[0], k[1]) == (trial, evaluation)), None)
+            try:
+                grids[str(trial)] = load_sample_grids(study, str(trial), evaluation,
+                                                      _grid_epochs(epochs, v.epoch if v else None))  # fmt: skip
+            except Exception as e:  # noqa: BLE001 - missing images must not stop the report
+                log.warning("no sample grids of %s / %s (%s)", trial, evaluation, e)
+        name = f"figures/samples_{i}.png"
+        if plot_sample_grids(grids, out_dir / name, title=f"{study.study_name}: samples, {evaluation}"):
+            out.append(name)
+    for j, run_id in enumerate(study.sample_size_runs):
+        for k, img in enumerate(load_images(study, run_id, "sample_size", lambda n: n.endswith(".png")).values()):
+            name = f"figures/sample_size_{j}_{k}.png"
+            matplotlib.image.imsave(out_dir / name, img)
+            out.append(name)
+    return out
 
 
 def write_report(
@@ -239,6 +288,7 @@ def write_report(
         figures.append(ARMS_FIGURE)
     if plot_scores(study.metrics, out_dir / SCORES_FIGURE, title=f"{study_name}: other scores", trials=trials):
         figures.append(SCORES_FIGURE)
+    figures += _sample_figures(study, found, out_dir)
 
     tables_md = {"convergence": to_markdown(display_convergence(conv, study.axes)),
                  "compute": to_markdown(display_compute(comp, study.axes)),

@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,7 +54,8 @@ SCORE_COLUMNS = [
     *IS_STAT_COLUMNS.values(), "sampling_seconds", "nfe", "train_seconds",
 ]
 LOSS_COLUMNS = ["trial", "epoch", "loss", "train_seconds", "epoch_seconds"]
-TRIAL_COLUMNS = ["trial", "run_id", "status", "start_time", "n_runs", "stop_epoch", "stop_rule", "stop_reason"]
+TRIAL_COLUMNS = ["trial", "run_id", "status", "start_time", "n_runs", "stop_epoch", "stop_rule", "stop_reason",
+                 "device"]
 METRIC_COLUMNS = ["trial", "score", "extractor", "n_samples", "evaluation", "stat", "epoch", "value"]
 
 
@@ -87,6 +89,7 @@ class StudyRuns:
     metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=METRIC_COLUMNS))
     params: dict[str, dict[str, str]] = field(default_factory=dict)
     references: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)  # (extractor, n) -> real/noise
+    sample_size_runs: list[str] = field(default_factory=list)  # runs of ``study sample-size``
     logits: dict[tuple[str, str], dict[int, np.ndarray]] = field(default_factory=dict)
 
 
@@ -225,7 +228,7 @@ def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> 
     runs = _search_all_runs(client, exp.experiment_id)
     log.info("study %s: %d run(s) in experiment %s", study_name, len(runs), exp.experiment_id)
 
-    parents, trials_runs = [], {}
+    parents, trials_runs, sample_size = [], {}, []
     for run in runs:
         tags = run.data.tags
         if tags.get(TAG_NAME, study_name) != study_name:
@@ -234,6 +237,8 @@ def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> 
         role = tags.get(TAG_ROLE)
         if role == "parent":
             parents.append(run)
+        elif role == "sample-size":
+            sample_size.append(run.info.run_id)
         elif role == "trial":
             trial = tags.get(TAG_TRIAL) or run.info.run_name or run.info.run_id
             trials_runs.setdefault(trial, []).append(run)
@@ -271,6 +276,7 @@ def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> 
             "start_time": newest.info.start_time, "n_runs": len(trial_runs),
             "stop_epoch": int(stop_epoch) if stop_epoch and stop_epoch.isdigit() else None,
             "stop_rule": tags.get(keys.TAG_STOP_RULE), "stop_reason": tags.get(keys.TAG_STOP_REASON),
+            "device": tags.get(keys.TAG_DEVICE, ""),
         })
 
     ax = list(axis_cols.values())
@@ -287,6 +293,7 @@ def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> 
         scores=scores, losses=losses, trials=trials,
         description=parent.data.tags.get(keys.TAG_DESCRIPTION) if parent else None,
         metrics=metrics, params=params, logits=logits, references=_references(parent),
+        sample_size_runs=sample_size,
     )
 
 
@@ -315,3 +322,30 @@ def _frame(rows: list[dict], columns: list[str], sort: list[str], dtypes: dict[s
     for col, dt in dtypes.items():
         df[col] = df[col].astype(dt)
     return df.sort_values(sort, kind="stable").reset_index(drop=True)
+
+
+def load_images(study: StudyRuns, run_id: str, folder: str, keep: Callable[[str], bool]) -> dict[str, np.ndarray]:
+    """{file name: image array} of a run's PNG artifacts under ``folder`` whose names ``keep`` accepts."""
+    import matplotlib.image
+
+    client = MlflowClient(study.tracking_uri)
+    names = [f.path for f in client.list_artifacts(run_id, folder) if keep(f.path.rsplit("/", 1)[-1])]
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        for path in names:
+            local = client.download_artifacts(run_id, path, d)
+            out[path.rsplit("/", 1)[-1]] = matplotlib.image.imread(local)
+    return out
+
+
+def load_sample_grids(study: StudyRuns, trial: str, evaluation: str, epochs: Iterable[int]) -> dict[int, np.ndarray]:
+    """The sample grids a trial logged for ``evaluation`` at ``epochs`` (those that exist), by epoch."""
+    wanted, key = set(epochs), keys.image_key(evaluation)
+    run_id = str(study.trials.set_index("trial").loc[trial, "run_id"])
+
+    def keep(name: str) -> bool:
+        parsed = keys.parse_image_file(name)
+        return parsed is not None and parsed[0] == key and parsed[1] in wanted
+
+    images = load_images(study, run_id, "images", keep)
+    return {keys.parse_image_file(name)[1]: img for name, img in images.items()}  # type: ignore[index]

@@ -151,8 +151,9 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
             per_epoch = total / int(at["epoch"]) if int(at["epoch"]) > 0 else math.nan
         if len(epoch_secs):
             per_epoch = float(epoch_secs.mean())
-        base = {"trial": trial, "status": t["status"], **{a: t[a] for a in axes},
-                "epochs_trained": last_epoch, "train_seconds_total": total, "seconds_per_epoch": per_epoch}
+        base = {"trial": trial, "status": t["status"], **{a: t[a] for a in axes}, "device": t.get("device", ""),
+                "epochs_trained": last_epoch, "train_seconds_total": total, "seconds_per_epoch": per_epoch,
+                "train_minutes_per_90_epochs": per_epoch * 90 / 60}
         if sc.empty:
             rows.append(base)
             continue
@@ -166,11 +167,14 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
                 **base, "evaluation": evaluation,
                 "n_samples": ", ".join(str(n) for n in sorted(g["n_samples"].unique())),
                 "sampling_seconds_mean": float(s.mean()) if len(s) else math.nan,
+                "sampling_minutes_per_10k": float(s.mean()) * 10_000 / max(int(g["n_samples"].max()), 1) / 60
+                if len(s) else math.nan,
                 "nfe": float(nfe.iloc[-1]) if len(nfe) else math.nan,
                 "n_evaluations": int(per_epoch_rows["epoch"].nunique()),
             })
-    cols = ["trial", "status", *axes, "epochs_trained", "train_seconds_total", "seconds_per_epoch",
-            "evaluation", "n_samples", "sampling_seconds_mean", "nfe", "n_evaluations"]
+    cols = ["trial", "status", *axes, "device", "epochs_trained", "train_seconds_total", "seconds_per_epoch",
+            "train_minutes_per_90_epochs", "evaluation", "n_samples", "sampling_seconds_mean",
+            "sampling_minutes_per_10k", "nfe", "n_evaluations"]
     df = pd.DataFrame(rows, columns=cols)
     for c in ("epochs_trained", "n_evaluations"):
         df[c] = df[c].astype("Int64")
@@ -345,6 +349,9 @@ def display_compute(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         "train s / epoch": [_num(x, "{:.2f}") for x in df["seconds_per_epoch"]],
         "evaluation": df["evaluation"].fillna(""), "n samples": df["n_samples"].fillna(""),
         "sampling s (mean)": [_num(x, "{:.2f}") for x in df["sampling_seconds_mean"]],
+        "train min / 90 epochs*": [_num(x, "{:.1f}") for x in df["train_minutes_per_90_epochs"]],
+        "sampling min / 10k images*": [_num(x, "{:.1f}") for x in df["sampling_minutes_per_10k"]],
+        "device": df["device"].fillna(""),
         "NFE": [_num(x, "{:.0f}") for x in df["nfe"]],
     })
 

@@ -38,6 +38,7 @@ TAG_PARENT = "mlflow.parentRunId"
 TAG_STOP_EPOCH = "study.stop.epoch"  # epoch at which a stopping rule ended the trial
 TAG_STOP_RULE = "study.stop.rule"
 TAG_STOP_REASON = "study.stop.reason"
+TAG_DEVICE = "study.device"  # what the trial ran on (GPU name, or CPU model and threads): compute tables name it
 AXIS_PREFIX = "axis."
 
 
@@ -165,6 +166,16 @@ def sample_size_key(extractor: str, evaluation: str, stat: str) -> str:
 def image_key(evaluation: str) -> str:
     """MLflow image keys reject ':' (guided ids): ``samples/<sampler>/<guidance>``."""
     return "samples/" + evaluation.replace(":", "/")
+
+
+_IMAGE_FILE = re.compile(r"^(?P<key>.+)\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+\.png$")
+
+
+def parse_image_file(name: str) -> tuple[str, int] | None:
+    """(image key, step) of a file MLflow's ``log_image`` wrote under ``images/`` (it writes '/' in keys as '~');
+    its compressed thumbnails are not matched."""
+    m = _IMAGE_FILE.match(name)
+    return (m["key"].replace("~", "/"), int(m["step"])) if m else None
 
 
 def evaluation_dir(evaluation: str) -> str:

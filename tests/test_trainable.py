@@ -168,3 +168,9 @@ def test_report_differences_are_paired_from_kept_logits(classifier_r8, tmp_path:
                                        abs=2e-3)  # the logged means vs the float16 logits  # fmt: skip
     table = differences_table(study)
     assert list(table["comparison"]) == ["samplers, same checkpoint"] and table["paired"].item() == "yes"
+    from analysis import write_report
+
+    md = write_report(uri, "pairs", tmp_path / "report", log_to_mlflow=False).read_text()
+    assert "## Samples" in md and (tmp_path / "report" / "figures" / "samples_0.png").stat().st_size > 5_000
+    compute = (tmp_path / "report" / "compute.csv").read_text()
+    assert "cpu: " in compute and "train_minutes_per_90_epochs" in compute  # the device is named

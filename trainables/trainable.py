@@ -82,6 +82,19 @@ def _device(spec: StudySpec) -> torch.device:
     return torch.device("cuda" if spec.resources.gpus > 0 and torch.cuda.is_available() else "cpu")
 
 
+def describe_device(device: torch.device) -> str:
+    """``cuda: NVIDIA H100 80GB HBM3`` or ``cpu: <model name> x 1 thread(s)``: what compute tables are measured on."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"cpu: {model} x {torch.get_num_threads()} thread(s)"
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     # Every epoch's randomness (data order, t, noise, dropout) derives from (seed, epoch): a trial restored
     # from a checkpoint replays exactly the epochs it would have run, without carrying generator states.
@@ -198,6 +211,7 @@ def open_run(ctx: TrialContext, progress: Progress) -> TrialRun:
         ctx.spec.model_dump(mode="json"), progress.run_id,
     )  # fmt: skip
     progress.run_id = run.run_id
+    run.set_tags({keys.TAG_DEVICE: describe_device(ctx.device)})  # again after a resume: it may have moved
     if progress.epoch == 0:
         params = count_parameters(ctx.net)
         run.set_tags({"network.parameters": str(params)})
