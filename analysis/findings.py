@@ -124,26 +124,33 @@ def _compare_labels(
     study: StudyRuns, curves: dict, verdicts: dict, trials: pd.DataFrame, axis: str, others: list[str], la: str,
     lb: str,
 ) -> list[Finding]:  # fmt: skip
-    """Every evaluation: trials labelled ``la`` vs ``lb`` on ``axis`` and equal on every other axis."""
+    """Every evaluation and every setting of the other axes: trials labelled ``la`` vs ``lb`` on ``axis`` and equal
+    on every other axis; pairs that differ only in their seed are one comparison (mean over seeds)."""
     ta = trials[trials[axis].astype(str) == la]
     tb = trials[trials[axis].astype(str) == lb]
     pairs = [(a, b) for a in ta.index for b in tb.index if all(ta.loc[a, o] == tb.loc[b, o] for o in others)]
+    context = [o for o in others if o != SEED_AXIS]
+    groups: dict[tuple, list[tuple[str, str]]] = {}
+    for a, b in pairs:
+        groups.setdefault(tuple(str(ta.loc[a, o]) for o in context), []).append((a, b))
     out = []
     evaluations = sorted({e for t, e in curves if t in {p for pair in pairs for p in pair}})
     for ev in evaluations:
-        found = [((a, ev), (b, ev)) for a, b in pairs if (a, ev) in curves and (b, ev) in curves]
-        found = [(x, y, _last_common_epoch(curves, x, y)) for x, y in found]
-        found = [(x, y, e) for x, y, e in found if e is not None]
-        if not found:
-            continue
-        diffs = [difference(study, x, y, e) for x, y, e in found]
-        d = diffs[0] if len(diffs) == 1 else _seed_mean(diffs)
-        x, y, e = found[0]
-        plateau = _plateau_words(_verdict(verdicts, study, x), _verdict(verdicts, study, y), la, lb,
-                                 int(curves[x]["epoch"].max()), int(curves[y]["epoch"].max()))  # fmt: skip
-        family = f"axis {axis}"
-        out.append(Finding(family, ev, la, lb, e, d, len(diffs), plateau,
-                           _sentence(family, ev, la, lb, e, d, len(diffs))))  # fmt: skip
+        for setting, group in groups.items():
+            found = [((a, ev), (b, ev)) for a, b in group if (a, ev) in curves and (b, ev) in curves]
+            found = [(x, y, _last_common_epoch(curves, x, y)) for x, y in found]
+            found = [(x, y, e) for x, y, e in found if e is not None]
+            if not found:
+                continue
+            diffs = [difference(study, x, y, e) for x, y, e in found]
+            d = diffs[0] if len(diffs) == 1 else _seed_mean(diffs)
+            x, y, e = found[0]
+            plateau = _plateau_words(_verdict(verdicts, study, x), _verdict(verdicts, study, y), la, lb,
+                                     int(curves[x]["epoch"].max()), int(curves[y]["epoch"].max()))  # fmt: skip
+            where = ev + "".join(f", {o}={v}" for o, v in zip(context, setting, strict=True))
+            family = f"axis {axis}"
+            out.append(Finding(family, where, la, lb, e, d, len(diffs), plateau,
+                               _sentence(family, where, la, lb, e, d, len(diffs))))  # fmt: skip
     return out
 
 

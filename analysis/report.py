@@ -51,7 +51,7 @@ from analysis.tables import (
     to_markdown,
 )
 
-__all__ = ["write_report", "ARTIFACT_PATH"]
+__all__ = ["write_report", "render_report", "ARTIFACT_PATH"]
 
 log = logging.getLogger(__name__)
 
@@ -253,10 +253,25 @@ def write_report(
     ``rule`` is the rule described in the report (each trial is judged with its own ``training.stop.plateau``);
     ``claims`` (the spec's ``claims``) adds the claims table.
     """
+    study = load_study(tracking_uri, study_name)
+    report = render_report(study, out_dir, rule=rule, claims=claims)
+    if log_to_mlflow:
+        if study.parent_run_id is None:
+            log.warning("study %s has no parent run; report not logged to MLflow", study_name)
+        else:
+            MlflowClient(tracking_uri=tracking_uri).log_artifacts(study.parent_run_id, str(out_dir), ARTIFACT_PATH)
+            log.info("logged report to run %s under %s/", study.parent_run_id, ARTIFACT_PATH)
+    return report
+
+
+def render_report(
+    study: StudyRuns, out_dir: Path, *, rule: PlateauRule | None = None, claims: list | None = None
+) -> Path:
+    """Write the report of a study already read back (one study, or several merged by analysis/compare.py)."""
     rule = rule or PlateauRule()
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    study = load_study(tracking_uri, study_name)
+    study_name = study.study_name
 
     found, curves = verdicts(study)
     conv = convergence_table(study, found, curves)
@@ -305,11 +320,4 @@ def write_report(
     report.write_text(_markdown(study, sections, tables_md), encoding="utf-8")
     (out_dir / "index.html").write_text(_html(study, sections, tables_html, out_dir), encoding="utf-8")
     log.info("wrote report of %s to %s", study_name, out_dir)
-
-    if log_to_mlflow:
-        if study.parent_run_id is None:
-            log.warning("study %s has no parent run; report not logged to MLflow", study_name)
-        else:
-            MlflowClient(tracking_uri=tracking_uri).log_artifacts(study.parent_run_id, str(out_dir), ARTIFACT_PATH)
-            log.info("logged report to run %s under %s/", study.parent_run_id, ARTIFACT_PATH)
     return report

@@ -58,29 +58,53 @@ def _run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _report(args: argparse.Namespace) -> int:
-    from analysis import write_report
+def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, StudySpec | None]:
+    """(name, tracking URI, experiment, study directory, spec or None) of a study named or given by its spec."""
     from study.tracking import resolve_tracking
 
-    target = Path(args.study)
+    target = Path(target_arg)
     base = None
     if target.suffix in (".yaml", ".yml") and target.is_file():
         base, _ = load_study(target)
         name, spec_uri = base.name, base.tracking.tracking_uri
     else:
-        name, spec_uri = args.study, None
-    study_dir = Path(args.storage).resolve() / name
+        name, spec_uri = target_arg, None
+    study_dir = Path(storage).resolve() / name
     state_file = study_dir / "study.json"
     if state_file.exists():
         state = json.loads(state_file.read_text())
         uri, experiment = state["tracking_uri"], state["experiment"]
+        if base is None and Path(state.get("spec", "")).is_file():
+            base, _ = load_study(state["spec"])  # the claims to check live in the study's spec
     else:
         tracking = resolve_tracking(spec_uri)
         uri, experiment = tracking.tracking_uri, tracking.experiment_prefix + name
-    if base is None and state_file.exists() and Path(state.get("spec", "")).is_file():
-        base, _ = load_study(state["spec"])  # the claims to check live in the study's spec
+    return name, uri, experiment, study_dir, base
+
+
+def _report(args: argparse.Namespace) -> int:
+    from analysis import write_report
+
+    _, uri, experiment, study_dir, base = _resolve_study(args.study, args.storage)
     out = Path(args.output) if args.output else study_dir / "report"
     path = write_report(uri, experiment, out, claims=base.claims if base is not None else [])
+    print(f"report: {path.parent / 'index.html'}  ({path})")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from analysis.compare import comparison_mode, load_studies, merge_studies, output_dir
+    from analysis.report import render_report
+
+    if len(args.studies) < 2:
+        raise ValueError("compare needs two or more studies")
+    resolved = [_resolve_study(t, args.storage) for t in args.studies]
+    studies = load_studies([(uri, experiment) for _, uri, experiment, _, _ in resolved])
+    mode, why = comparison_mode(studies)
+    print(f"comparing {', '.join(s.study_name for s in studies)}: {why}")
+    claims = [c for *_, base in resolved if base is not None for c in base.claims] if mode == "is" else []
+    out = Path(args.output) if args.output else output_dir(Path(args.storage).resolve(), [r[0] for r in resolved])
+    path = render_report(merge_studies(studies, mode), out, claims=claims)
     print(f"report: {path.parent / 'index.html'}  ({path})")
     return 0
 
@@ -115,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="discard this study's checkpoints and start over")
     p.set_defaults(fn=_run)
 
+    p = sub.add_parser("compare", help="several studies' curves and findings in one report, when comparable")
+    p.add_argument("studies", nargs="+", metavar="STUDY", help="study names or spec files (two or more)")
+    p.add_argument("--storage", default="studies")
+    p.add_argument("-o", "--output", help="report directory (default: <storage>/compare_<a>__<b>...)")
+    p.set_defaults(fn=_compare)
+
     p = sub.add_parser("report", help="(re)write a study's convergence report from MLflow")
     p.add_argument("study", help="study name or spec file")
     p.add_argument("--storage", default="studies")
@@ -146,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         from study.runner import StudyError
 
-        if isinstance(e, StudyError | ValueError):
+        if isinstance(e, StudyError | ValueError):  # IncomparableStudies is a ValueError
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise
