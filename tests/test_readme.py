@@ -30,3 +30,14 @@ def test_readme_early_stopping_snippet_is_a_valid_training_section() -> None:
     block = re.search(r"\*\*Early stopping\*\*.*?```yaml\n(.*?)```", text, re.S).group(1)
     training = TrainingSpec.model_validate(YAML(typ="safe").load(block)["training"])
     assert training.stop is not None and training.stop.plateau.rule().margin_se == 3.0
+
+
+def test_readme_claims_snippet_validates() -> None:
+    from ruamel.yaml import YAML
+
+    from study.spec.claims import ClaimSpec
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"\*\*Findings, claims and comparisons\.\*\*.*?```yaml\n(.*?)```", text, re.S).group(1)
+    (claim,) = [ClaimSpec.model_validate(c) for c in YAML(typ="safe").load(block)["claims"]]
+    assert claim.kind == "converges_earlier" and claim.a.evaluations() == ["ddim-20"]
