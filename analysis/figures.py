@@ -68,13 +68,8 @@ def plot_is_vs_epoch(
     combos = sorted({(str(x), int(n)) for x, n in zip(data["extractor"], data["n_samples"], strict=True)})
     # Panels wrap at 3 per row (a sampler with its guidance variants fills one row when ids sort together).
     panels = [(extractor, n, evaluation) for extractor, n in combos for evaluation in evaluations]
-    ncols = min(3, len(evaluations))
-    nrows = -(-len(panels) // ncols)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
-        fig = Figure(figsize=(4.8 * ncols + 0.5, 3.8 * nrows + 0.6), layout="constrained")
-        axs = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax in axs[len(panels):]:
-            ax.set_visible(False)
+        fig, axs = _panel_grid(len(panels), min(3, len(evaluations)))
         xlim = (0, float(data["epoch"].max()) * 1.03 + 0.5)
         for ax, (extractor, n, evaluation) in zip(axs, panels, strict=False):
             panel = data[(data["extractor"] == extractor) & (data["n_samples"] == n)
@@ -124,6 +119,16 @@ def plot_is_vs_epoch(
     return path
 
 
+def _panel_grid(panels: int, ncols: int) -> tuple[Figure, np.ndarray]:
+    """A figure of ``panels`` axes wrapped at ``ncols`` per row (unused cells hidden), sized for reading."""
+    nrows = -(-panels // ncols)
+    fig = Figure(figsize=(4.8 * ncols + 0.5, 3.8 * nrows + 0.6), layout="constrained")
+    axs = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axs[panels:]:
+        ax.set_visible(False)
+    return fig, axs
+
+
 def _band(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The 95 % interval of each evaluation: the bootstrap CI where logged, else +-1.96 SE from the split std."""
     mean = g["is_mean"].to_numpy(dtype=float)
@@ -142,13 +147,8 @@ def plot_arms(scores: pd.DataFrame, arms: Mapping[str, list[str]], path: Path, *
     palette = trial_palette(labels)
     panels = sorted({(str(x), int(n), str(e)) for x, n, e in
                      zip(data["extractor"], data["n_samples"], data["evaluation"], strict=True)})  # fmt: skip
-    ncols = min(3, len(panels))
-    nrows = -(-len(panels) // ncols)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
-        fig = Figure(figsize=(4.8 * ncols + 0.5, 3.8 * nrows + 0.6), layout="constrained")
-        axs = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax in axs[len(panels):]:
-            ax.set_visible(False)
+        fig, axs = _panel_grid(len(panels), min(3, len(panels)))
         for ax, (extractor, n, evaluation) in zip(axs, panels, strict=False):
             panel = data[(data["extractor"] == extractor) & (data["n_samples"] == n)
                          & (data["evaluation"] == evaluation)]
@@ -179,13 +179,8 @@ def plot_scores(metrics: pd.DataFrame, path: Path, *, title: str, trials: list[s
     palette = trial_palette(trials)
     panels = sorted({(str(s), str(x), int(n), str(e)) for s, x, n, e in
                      zip(other["score"], other["extractor"], other["n_samples"], other["evaluation"], strict=True)})
-    ncols = min(3, len(panels))
-    nrows = -(-len(panels) // ncols)
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
-        fig = Figure(figsize=(4.8 * ncols + 0.5, 3.6 * nrows + 0.6), layout="constrained")
-        axs = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax in axs[len(panels):]:
-            ax.set_visible(False)
+        fig, axs = _panel_grid(len(panels), min(3, len(panels)))
         for ax, (score, extractor, n, evaluation) in zip(axs, panels, strict=False):
             panel = other[(other["score"] == score) & (other["extractor"] == extractor)
                           & (other["n_samples"] == n) & (other["evaluation"] == evaluation)]

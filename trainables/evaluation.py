@@ -22,13 +22,13 @@ from trainables.guidance import classifier_grad, target_accuracy
 from trainables.metrics import extractor_weights as resolve_weights
 from trainables.metrics import image_metrics, reference_features, to_uint8
 from trainables.samplers import sampler_from_spec
-from trainables.scores import ScoreSettings, stored_logits
+from trainables.scores import HasScores, ScoreSettings, stored_logits
 
 Tensor = torch.Tensor
 
 
 @dataclass(frozen=True)
-class EvalResult:
+class EvalResult(HasScores):
     """One evaluation (sampler x guidance) of one checkpoint: its scores, per-image logits and cost."""
 
     sampler_id: str  # the evaluation id: <sampler id>[:<guidance>-<scale>]
@@ -40,14 +40,6 @@ class EvalResult:
     labels: Tensor | None  # class labels the samples were drawn for (class-conditional models)
     targets: Tensor | None = None  # guidance target labels (guided evaluations)
     target_accuracy: float | None = None  # share of samples the trained classifier assigns to their target
-
-    @property
-    def is_mean(self) -> float:
-        return self.scores["is"]["mean"]
-
-    @property
-    def is_std(self) -> float:
-        return self.scores["is"]["std"]
 
     def metrics(self, extractor: str, num_samples: int) -> dict[str, float]:
         """Every score statistic and the sampling cost under their keys (study/keys.py)."""

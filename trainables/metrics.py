@@ -36,7 +36,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from trainables.digits_classifier import load_digits_classifier
-from trainables.scores import SCORES, ScoreSettings, compute_scores
+from trainables.scores import SCORES, HasScores, ScoreSettings, compute_scores
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -321,19 +321,11 @@ class InceptionScore:
 
 
 @dataclass(frozen=True)
-class ImageScores:
+class ImageScores(HasScores):
     """The registered scores of one set of images (``{score: {stat: value}}``) and their per-image IS logits."""
 
     scores: dict[str, dict[str, float]]
     logits: Tensor  # [N, classes] float32: what every IS statistic is computed from
-
-    @property
-    def is_mean(self) -> float:
-        return self.scores["is"]["mean"]
-
-    @property
-    def is_std(self) -> float:
-        return self.scores["is"]["std"]
 
 
 def image_metrics(

@@ -42,6 +42,20 @@ class ScoreSettings:
     reference: object | None = None  # trainables.metrics.ReferenceFeatures
 
 
+class HasScores:
+    """``scores["is"]["mean"|"std"]`` under their usual names (evaluation results, image metrics)."""
+
+    scores: dict[str, dict[str, float]]
+
+    @property
+    def is_mean(self) -> float:
+        return self.scores["is"]["mean"]
+
+    @property
+    def is_std(self) -> float:
+        return self.scores["is"]["std"]
+
+
 @dataclass(frozen=True)
 class Score:
     feature: Literal["isc", "fid"]
