@@ -100,7 +100,10 @@ def _compare(study: StudyRuns, verdicts: dict, claim: object, ca: Curve, cb: Cur
 
 
 def _label(study: StudyRuns, ca: Curve, cb: Curve) -> str:
-    return ca[1] if ca[1] == cb[1] else f"{ca[1]} vs {cb[1]}" + ("" if ca[0] == cb[0] else f" ({ca[0]})")
+    """``ddim-20`` (two trials, one evaluation) or ``<trial>: ddim-20 vs markovian-40`` (one trial)."""
+    if ca[1] == cb[1]:
+        return ca[1]
+    return (f"{ca[0]}: " if ca[0] == cb[0] else "") + f"{ca[1]} vs {cb[1]}"
 
 
 def _earlier(study: StudyRuns, verdicts: dict, ca: Curve, cb: Curve) -> tuple[str, str]:
