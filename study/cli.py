@@ -22,7 +22,7 @@ def _validate(args: argparse.Namespace) -> int:
     print(describe_study(base, trials))
     # Missing data or weights are warnings here (the spec is valid; another machine may have the files);
     # `study run` stops with exit code 2 on the same problems.
-    for problem in preflight(base, *default_dirs()):
+    for problem in preflight(base, default_dirs()[0]):
         print(f"warning: {problem}", file=sys.stderr)
     return 0
 

@@ -77,14 +77,12 @@ def _extractor_problems(spec: Any, fetch: bool) -> list[str]:
     return []
 
 
-def preflight(
-    spec: Any, data_dir: str | Path, cache_dir: str | Path | None = None, *, fetch: bool = False
-) -> list[str]:
+def preflight(spec: Any, data_dir: str | Path, *, fetch: bool = False) -> list[str]:
     """Problems that would stop the trials of ``spec`` (a ``StudySpec``); empty when it can run here.
 
     ``fetch=True`` (the ``study run`` driver) downloads what is missing when allowed and prepares image-folder
-    caches; ``fetch=False`` (``study validate``) only looks. ``cache_dir`` is accepted for symmetry with the
-    runner; the digits classifier it holds is trained on demand and never a problem.
+    caches; ``fetch=False`` (``study validate``) only looks. The digits classifier is trained on demand and never
+    a problem.
     """
     data_dir = Path(data_dir).expanduser().resolve()
     problems = _dataset_problems(spec, data_dir, fetch) + _extractor_problems(spec, fetch)

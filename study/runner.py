@@ -165,7 +165,7 @@ def run_study(
     data_dir = Path(os.environ.get("STUDY_DATA_DIR", study_dir.parent / ".data")).resolve()
     from study.preflight import preflight
 
-    problems = preflight(base, data_dir, cache_dir, fetch=True)  # downloads/prepares once, before Ray starts
+    problems = preflight(base, data_dir, fetch=True)  # downloads/prepares once, before Ray starts
     if problems:
         raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
     study_dir.mkdir(parents=True, exist_ok=True)

@@ -303,5 +303,5 @@ def test_preflight_flags_extractor_dataset_mismatch_and_unlabelled_conditioning(
     _save(Image.new("RGB", (8, 8)), root / "0.png")
     d = _study_dict(tmp_path, {"kind": "image_folder", "root": str(root), "resolution": 8}, {"extractor": "digits-cnn"})
     d["class_conditional"] = True
-    problems = preflight(StudySpec.model_validate(d), tmp_path, tmp_path, fetch=True)
+    problems = preflight(StudySpec.model_validate(d), tmp_path, fetch=True)
     assert any("needs labels" in p for p in problems) and any("only scores the digits" in p for p in problems)

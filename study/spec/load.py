@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ class Trial:
     name: str
     axes: dict[str, str]
     spec: StudySpec
-    values: dict[str, Any] = field(default_factory=dict)
 
 
 def _plain(node: Any) -> Any:
@@ -253,8 +252,7 @@ def expand(raw: dict[str, Any], tree: Any = None, source: str = "<spec>") -> tup
             label = ", ".join(f"{k}={v}" for k, v in axes.items())
             problems += describe_errors(e, data, None, prefix=f"grid combination {index} ({label}): ")
             continue
-        values = dict(zip(paths, combo, strict=True))
-        trials.append(Trial(index=index, name=_trial_name(index, axes), axes=axes, spec=spec, values=values))
+        trials.append(Trial(index=index, name=_trial_name(index, axes), axes=axes, spec=spec))
     if problems:
         raise SpecError(source, sorted(set(problems), key=problems.index))
     return base, trials
