@@ -72,16 +72,25 @@ def resolve_tracking(spec_uri: str | None = None, cwd: Path | None = None) -> Tr
     return TrackingConfig(uri, artifacts, cfg.get("experiment_prefix") or "", dict(cfg.get("tags") or {}))
 
 
+# The UI's kind of experiment: model training, not GenAI. MLflow 3.7's UI opens an experiment by this tag (runs,
+# not traces); 3.17's UI ignores it and follows its own GenAI / Model training switch (README, "The MLflow UI").
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None) -> str:
+    """The experiment's id, created if needed, tagged as a model-training experiment (unless a kind is set)."""
     exp = retry(lambda: client.get_experiment_by_name(name))
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             raise ValueError(
                 f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments restore) or rename"
             )
+        if EXPERIMENT_KIND_TAG not in exp.tags:
+            retry(lambda: client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND))
         return exp.experiment_id
     location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
-    return retry(lambda: client.create_experiment(name, artifact_location=location))
+    tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+    return retry(lambda: client.create_experiment(name, artifact_location=location, tags=tags))
 
 
 def git_commit(path: Path) -> str | None:

@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from study.keys import (
     MLFLOW_RUN_STATUS,
     TAG_AXES,
+    TAG_DESCRIPTION,
     TAG_INSTANCE,
     TAG_PARENT,
     TAG_ROLE,
@@ -62,6 +63,31 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+PARAM_MAX_CHARS = 250  # longer values (JSON lists of samplers, claims) are tags: see ``split_params``
+TEXT_PARAMS = {"description": TAG_DESCRIPTION}  # free text: a tag, never a param
+MAX_TAG_CHARS = 8000  # MLflow's limit on a tag value
+
+
+def split_params(flat: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(params, tags) of a flattened config: free text and values over ``PARAM_MAX_CHARS`` become tags.
+
+    The MLflow UI prints every param as ``key=value`` above each image card and in Compare, so a long
+    description or JSON list buries the sample grids. Text goes to its tag (``study.description``), a long
+    value to a tag of the same key (the whole spec is also in the parent run's ``spec/`` artifacts).
+    """
+    params: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    for k, v in flat.items():
+        if k in TEXT_PARAMS:
+            if v and v != "None":
+                tags[TEXT_PARAMS[k]] = v[:MAX_TAG_CHARS]
+        elif len(v) > PARAM_MAX_CHARS:
+            tags[k] = v[:MAX_TAG_CHARS]
+        else:
+            params[k] = v
+    return params, tags
+
+
 class TrialRun:
     """The child run of one trial."""
 
@@ -99,10 +125,10 @@ class TrialRun:
                 TAG_PARENT: parent_run_id, TAG_STUDY: study, TAG_ROLE: "trial", TAG_TRIAL: trial,
                 TAG_AXES: json.dumps(list(axes)), TAG_INSTANCE: instance, TAG_STATUS: "running",
             } | {axis_tag(k): v for k, v in axes.items()}  # fmt: skip
-            run = retry(lambda: client.create_run(experiment_id, run_name=trial, tags=tags))
+            short, long = split_params(flatten(params))
+            run = retry(lambda: client.create_run(experiment_id, run_name=trial, tags=long | tags))
             run_id = run.info.run_id
-            flat = flatten(params)
-            batch = [Param(k, v[:6000]) for k, v in flat.items()]
+            batch = [Param(k, v) for k, v in short.items()]
             for i in range(0, len(batch), 100):
                 retry(lambda i=i: client.log_batch(run_id, params=batch[i : i + 100]))
         else:

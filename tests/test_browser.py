@@ -1,0 +1,321 @@
+"""What a person sees, in a real headless Chromium: the study's HTML report, and the MLflow UI path of the README.
+
+Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them), driven by selenium with the driver's path
+given, so selenium never downloads a browser or a driver. Both tests read one real micro study: two trials trained
+by ``run_trial`` into a SQLite MLflow store whose experiment and parent run come from the study's own
+``ensure_experiment`` and ``create_parent_run``, and the report ``write_report`` writes from it. Screenshots are
+kept under each test's ``tmp_path`` (their paths are printed).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, free_port, micro_spec, write_spec
+
+pytestmark = pytest.mark.integration
+
+# Sections the report must have (each <h2> gets id = slug of its heading). WHEN_PRESENT sections are checked only
+# when the page has them; once every report carries one, move its id up to REQUIRED_SECTIONS.
+REQUIRED_SECTIONS = ("convergence", "paired-differences", "early-stopping")
+WHEN_PRESENT_SECTIONS = ("findings", "claims")
+REPORT_WIDTH = 900  # px: a laptop window; the body must not scroll sideways (tables scroll in their own div.scroll)
+CHROMIUM_FLAGS = (  # without the networking flags Chromium stalls on a machine with no network
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)  # fmt: skip
+DESCRIPTION = " ".join(["Micro study for the browser tests: linear vs cosine schedule."] * 4)  # long: not a param
+WAIT_S = 90  # generous: 2 shared cores; the MLflow UI's first render alone takes several seconds there
+
+
+@dataclass(frozen=True)
+class Browser:
+    chromium: str
+    driver: str
+
+
+@dataclass(frozen=True)
+class MicroStudy:
+    root: Path
+    tracking_uri: str
+    name: str
+    experiment_id: str
+    parent_name: str
+    trials: list[str]
+    evaluations: list[str]  # sampler ids, e.g. "ddim-3"
+    report: Path  # index.html
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:
+    """Debian's Chromium and its driver. Skipped when they are missing, except under CI, where that fails."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    missing = [name for name, path in (("chromium", chromium), ("chromium-driver", driver)) if path is None]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium (the dev extra)")
+    if missing:
+        reason = f"needs {', '.join(missing)}: apt-get install chromium chromium-driver (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI {reason}")
+        pytest.skip(reason)
+    return Browser(chromium, driver)
+
+
+@pytest.fixture(scope="module")
+def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPathFactory) -> MicroStudy:
+    """A real micro study (about a minute on 2 cores): experiment, parent run, two trials, references, report."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from analysis import write_report
+    from study.runner import reference_scores
+    from study.spec import load_study
+    from study.tracking import create_parent_run, ensure_experiment
+    from trainables.trainable import LocalSession, Runtime, run_trial
+
+    root = tmp_path_factory.mktemp("browser-study")
+    spec_path = write_spec(root / "micro.yaml", micro_spec("micro", description=DESCRIPTION))
+    base, trials = load_study(spec_path)
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment_id = ensure_experiment(client, base.name, str(root / "mlartifacts"))
+    payloads = [{"name": t.name, "index": t.index, "axes": t.axes, "spec": t.spec.model_dump(mode="json")}
+                for t in trials]  # fmt: skip
+    instance = uuid.uuid4().hex[:12]
+    parent = create_parent_run(client, experiment_id, base.name, base.description, instance, spec_path, payloads, {})
+    weights = str(classifier_r8[0])
+    refs = reference_scores(base, weights, root / "data")
+    client.log_batch(parent, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in refs.items()])
+    runtime = Runtime(uri, experiment_id, parent, instance, base.name, str(root / "data"), weights, True)
+    for payload in payloads:
+        assert run_trial(payload, runtime, LocalSession(root / payload["name"])) == "finished"
+    client.set_terminated(parent, "FINISHED")
+    write_report(uri, base.name, root / "report")
+    evaluations = [eval_id for eval_id, _, _ in base.evaluation.evaluations]
+    return MicroStudy(root, uri, base.name, experiment_id, f"{base.name} (study)", [t.name for t in trials],
+                      evaluations, root / "report" / "index.html")  # fmt: skip
+
+
+@pytest.fixture
+def open_browser(browser: Browser, tmp_path: Path) -> Iterator[Callable[[int, int], Any]]:
+    """``open_browser(width, height)``: a fresh headless Chromium (its own profile), closed after the test."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+
+    def start(width: int, height: int):
+        options = webdriver.ChromeOptions()
+        options.binary_location = browser.chromium
+        profile = tmp_path / f"chromium-profile-{len(drivers)}"
+        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        driver = webdriver.Chrome(service=Service(executable_path=browser.driver), options=options)
+        driver.set_page_load_timeout(WAIT_S)
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        with contextlib.suppress(Exception):
+            driver.quit()
+
+
+@contextlib.contextmanager
+def screenshot_on_failure(driver, path: Path) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            driver.save_screenshot(str(path))
+            print(f"failure screenshot: {path}")
+        raise
+
+
+def full_page_screenshot(driver, path: Path) -> Path:
+    """The whole page, not just the window (Chrome DevTools Protocol)."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ the HTML report
+
+
+def test_report_is_readable_in_chromium(micro_study: MicroStudy, open_browser, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = open_browser(REPORT_WIDTH, 1000)
+    driver.execute_cdp_cmd(  # exactly 900 CSS px wide, whatever the window decorations
+        "Emulation.setDeviceMetricsOverride",
+        {"width": REPORT_WIDTH, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+    )
+    with screenshot_on_failure(driver, tmp_path / "report-failure.png"):
+        driver.get(micro_study.report.as_uri())
+        WebDriverWait(driver, WAIT_S).until(
+            lambda d: d.execute_script(
+                "return document.readyState === 'complete' && [...document.images].every(i => i.complete)"
+            )
+        )
+        images = driver.execute_script(
+            "return [...document.images].map(i => [i.alt, i.getAttribute('src').slice(0, 22), i.naturalWidth])"
+        )
+        assert len(images) >= 3, images  # IS vs epoch, samples, loss at least
+        assert [i for i in images if not i[1].startswith("data:image/")] == [], "images must be embedded"
+        assert [i for i in images if i[2] == 0] == [], "images that did not decode"
+
+        headings = driver.execute_script("return [...document.querySelectorAll('h2')].map(h => [h.id, h.textContent])")
+        ids = {h[0] for h in headings}
+        assert [h for h in headings if not h[0]] == [], "every section heading has an id"
+        assert set(REQUIRED_SECTIONS) <= ids, headings
+        for section in [s for s in WHEN_PRESENT_SECTIONS if s in ids] + list(REQUIRED_SECTIONS):
+            tables = driver.execute_script(
+                """let n = document.getElementById(arguments[0]).nextElementSibling, k = 0;
+                   for (; n && n.tagName !== 'H2'; n = n.nextElementSibling)
+                       k += n.tagName === 'TABLE' ? 1 : n.querySelectorAll('table').length;
+                   return k;""",
+                section,
+            )
+            assert tables >= 1, f"section #{section} has no table"
+
+        width = driver.execute_script("return [window.innerWidth, document.documentElement.scrollWidth]")
+        assert width[0] == REPORT_WIDTH and width[1] <= width[0], f"page scrolls sideways at {width[0]} px: {width}"
+        wide = driver.execute_script(
+            """return [...document.body.querySelectorAll('*')].filter(e => !e.closest('div.scroll'))
+                   .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+                   .map(e => e.tagName + (e.id ? '#' + e.id : ''));"""
+        )
+        assert wide == [], f"wider than {REPORT_WIDTH} px outside a div.scroll: {wide}"
+
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
+        print(f"report screenshot: {full_page_screenshot(driver, tmp_path / 'report.png')}")
+
+
+# ------------------------------------------------------------------------------------ the MLflow UI path of README
+
+
+def readme_ui_path() -> str:
+    """The README's "The MLflow UI" subsection (under Quickstart), which this test follows click by click."""
+    text = (REPO / "README.md").read_text()
+    found = re.search(r"^### The MLflow UI\n(.*?)(?=^#)", text, re.S | re.M)
+    assert found, "README.md lost its '### The MLflow UI' subsection"
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(micro_study: MicroStudy) -> Iterator[str]:
+    """``mlflow ui --backend-store-uri sqlite:///…`` as the README starts it, on a free port, in its lean mode."""
+    port = free_port()
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", micro_study.tracking_uri,
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=micro_study.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("mlflow ui did not come up") from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_study_runs_are_readable_in_the_mlflow_ui(micro_study: MicroStudy) -> None:
+    """What the UI shows comes from the store: a model-training experiment, and params without long texts
+    (MLflow prints every param as key=value above each sample-grid card)."""
+    from mlflow import MlflowClient
+
+    from trainables.tracking import PARAM_MAX_CHARS
+
+    client = MlflowClient(micro_study.tracking_uri)
+    assert client.get_experiment(micro_study.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([micro_study.experiment_id], "tags.`study.role` = 'trial'")
+    assert sorted(r.info.run_name for r in runs) == sorted(micro_study.trials)
+    for run in runs:
+        params = run.data.params
+        assert "description" not in params and run.data.tags["study.description"] == DESCRIPTION
+        assert max(len(v) for v in params.values()) <= PARAM_MAX_CHARS
+        assert params["training.lr"] == "0.002"
+
+
+def test_mlflow_ui_path_of_the_readme(micro_study: MicroStudy, mlflow_ui: str, open_browser, tmp_path: Path) -> None:
+    """Home, "Model training", Experiments, the study, expand its parent run, chart view, search the IS metric:
+    one chart with a line per trial against step = epoch. Screenshot: tmp_path/mlflow-is-vs-epoch.png."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    readme = readme_ui_path()
+    for words in ("mlflow ui --backend-store-uri", "http://127.0.0.1:5000", "**Model training**", "**Experiments**",
+                  "**Search metric charts**", "/mean", "**⊞**", "**⛶**"):  # fmt: skip
+        assert words in readme, f"the README's MLflow UI path no longer says {words!r}"
+    evaluation = micro_study.evaluations[-1]  # e.g. ddim-3; the README's quickstart names ddim-20
+    metric = f"is/digits-cnn/n40/{evaluation}/mean"
+
+    driver = open_browser(1400, 900)
+    wait = WebDriverWait(driver, WAIT_S)
+
+    def click(locator: tuple[str, str]) -> None:
+        wait.until(ec.element_to_be_clickable(locator)).click()
+
+    with screenshot_on_failure(driver, tmp_path / "mlflow-failure.png"):
+        driver.get(mlflow_ui)  # the home page, in MLflow's GenAI mode
+        click((By.XPATH, "//*[normalize-space(text())='Model training']"))  # README step 1
+        click((By.LINK_TEXT, "Experiments"))  # step 2: the study's experiment, its parent run, expanded
+        click((By.LINK_TEXT, micro_study.name))
+        parent = wait.until(ec.visibility_of_element_located((By.LINK_TEXT, micro_study.parent_name)))
+        assert "/runs" in driver.current_url, driver.current_url  # the runs table, not GenAI's traces overview
+        parent.find_element(By.XPATH, "./ancestor::div[contains(@class, 'ag-cell')][1]//button").click()  # ⊞
+        for trial in micro_study.trials:
+            wait.until(ec.visibility_of_element_located((By.LINK_TEXT, trial)))
+        chart_view = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[value=CHART]")))
+        chart_view.find_element(By.XPATH, "./ancestor::label[1]").click()  # step 3: the chart view
+        search = wait.until(
+            ec.visibility_of_element_located((By.CSS_SELECTOR, "input[placeholder='Search metric charts']"))
+        )
+        search.send_keys(f"{evaluation}/mean")
+        card = "[data-testid=experiment-view-compare-runs-card]:has(.js-plotly-plot)"  # image cards are not searched
+        lines = f"return [...document.querySelectorAll('{card}')].map(c => c.querySelectorAll('.trace').length)"
+        wait.until(lambda d: (n := d.execute_script(lines)) and len(n) == 1 and n[0] >= len(micro_study.trials))
+        click((By.CSS_SELECTOR, f"{card} button[data-component-id=fullscreen_button_chartcard]"))  # ⛶
+        dialog = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
+        wait.until(lambda d: all(f"{t} ({metric})" in dialog.text for t in micro_study.trials))
+        assert metric in dialog.text and "Step" in dialog.text, dialog.text
+        time.sleep(1)  # let plotly finish drawing before the screenshot
+        shot = tmp_path / "mlflow-is-vs-epoch.png"
+        dialog.screenshot(str(shot))
+        print(f"MLflow UI screenshot: {shot}")
