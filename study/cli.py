@@ -54,7 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     state = json.loads((outcome.study_dir / "study.json").read_text())
     uri = state["tracking_uri"]
     ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
-    print(f"MLflow UI: {ui}   (experiment {state['experiment']!r})")
+    print(f"MLflow UI: {ui}   (experiment {state['experiment']!r}; click 'Model training', then the experiment: "
+          "README, 'The MLflow UI')")  # fmt: skip
     return outcome.exit_code
 
 

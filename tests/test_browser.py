@@ -32,8 +32,8 @@ pytestmark = pytest.mark.integration
 
 # Sections the report must have (each <h2> gets id = slug of its heading). WHEN_PRESENT sections are checked only
 # when the page has them; once every report carries one, move its id up to REQUIRED_SECTIONS.
-REQUIRED_SECTIONS = ("convergence", "paired-differences", "early-stopping")
-WHEN_PRESENT_SECTIONS = ("findings", "claims")
+REQUIRED_SECTIONS = ("claims", "findings", "convergence", "paired-differences", "early-stopping")
+WHEN_PRESENT_SECTIONS = ("arms",)
 REPORT_WIDTH = 900  # px: a laptop window; the body must not scroll sideways (tables scroll in their own div.scroll)
 CHROMIUM_FLAGS = (  # without the networking flags Chromium stalls on a machine with no network
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -91,7 +91,9 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
     from trainables.trainable import LocalSession, Runtime, run_trial
 
     root = tmp_path_factory.mktemp("browser-study")
-    spec_path = write_spec(root / "micro.yaml", micro_spec("micro", description=DESCRIPTION))
+    claims = [{"text": "cosine beats linear under DDIM", "kind": "better", "a": {"axes": {"schedule": "cosine"}},
+               "b": {"axes": {"schedule": "linear"}, "evaluation": "ddim-3"}}]  # fmt: skip
+    spec_path = write_spec(root / "micro.yaml", micro_spec("micro", description=DESCRIPTION, claims=claims))
     base, trials = load_study(spec_path)
     uri = f"sqlite:///{root}/mlflow.db"
     client = MlflowClient(uri)
@@ -107,7 +109,7 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
     for payload in payloads:
         assert run_trial(payload, runtime, LocalSession(root / payload["name"])) == "finished"
     client.set_terminated(parent, "FINISHED")
-    write_report(uri, base.name, root / "report")
+    write_report(uri, base.name, root / "report", claims=base.claims)
     evaluations = [eval_id for eval_id, _, _ in base.evaluation.evaluations]
     return MicroStudy(root, uri, base.name, experiment_id, f"{base.name} (study)", [t.name for t in trials],
                       evaluations, root / "report" / "index.html")  # fmt: skip
@@ -187,7 +189,9 @@ def test_report_is_readable_in_chromium(micro_study: MicroStudy, open_browser, t
         headings = driver.execute_script("return [...document.querySelectorAll('h2')].map(h => [h.id, h.textContent])")
         ids = {h[0] for h in headings}
         assert [h for h in headings if not h[0]] == [], "every section heading has an id"
-        assert set(REQUIRED_SECTIONS) <= ids, headings
+        assert set(REQUIRED_SECTIONS) | {"verdicts"} <= ids, headings  # the first screen: one line per comparison
+        first = driver.execute_script("return document.getElementById('verdicts').nextElementSibling.textContent")
+        assert "beats" in first or "no resolved difference" in first, first
         for section in [s for s in WHEN_PRESENT_SECTIONS if s in ids] + list(REQUIRED_SECTIONS):
             tables = driver.execute_script(
                 """let n = document.getElementById(arguments[0]).nextElementSibling, k = 0;
