@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from trainables.files import atomic_torch_save, atomic_write
+
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
 
@@ -119,14 +121,6 @@ def offline() -> bool:
     return os.environ.get("STUDY_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    # Concurrent trials may prepare the same cache: each writes a private temp file and renames it into place.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 @contextmanager
 def _socket_timeout(seconds: float) -> Iterator[None]:
     previous = socket.getdefaulttimeout()
@@ -193,17 +187,13 @@ def fetch_cifar10(root: Path) -> Path:
         raise DatasetUnavailable(cifar10_missing_message(root) + " [STUDY_OFFLINE is set, no download attempted]")
     from torchvision.datasets.utils import download_url
 
-    root.mkdir(parents=True, exist_ok=True)
-    tmp_name = f".{CIFAR10_ARCHIVE}.{os.getpid()}.part"
     log.info("downloading %s to %s", CIFAR10_URL, root / CIFAR10_ARCHIVE)
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-            download_url(CIFAR10_URL, str(root), filename=tmp_name, md5=CIFAR10_TGZ_MD5)
+            return atomic_write(root / CIFAR10_ARCHIVE, lambda tmp: download_url(
+                CIFAR10_URL, str(tmp.parent), filename=tmp.name, md5=CIFAR10_TGZ_MD5))  # fmt: skip
     except Exception as e:  # URLError, socket errors, md5 mismatch: all mean "not available here"
-        (root / tmp_name).unlink(missing_ok=True)
         raise DatasetUnavailable(f"{cifar10_missing_message(root)} [download failed: {e}]") from e
-    os.replace(root / tmp_name, root / CIFAR10_ARCHIVE)
-    return root / CIFAR10_ARCHIVE
 
 
 def ensure_cifar10(spec: Any, data_dir: Path | str | None, allow_download: bool | None = None) -> Path:
@@ -369,7 +359,7 @@ def prepare_image_folder(spec: Any, data_dir: Path | str | None) -> tuple[dict[s
         list(pool.map(one, range(len(files))))
     content = {"images": images, "labels": torch.tensor(labels, dtype=torch.long), "classes": classes,
                "root": str(root)}  # fmt: skip
-    _atomic_save(content, path)
+    atomic_torch_save(content, path)
     return content, path
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from trainables.data import digits_tensors
+from trainables.files import atomic_torch_save
 
 log = logging.getLogger(__name__)
 Tensor = torch.Tensor
@@ -77,9 +78,7 @@ def ensure_digits_classifier(
     log.info("training the digits IS classifier (once; cached at %s)", path)
     with torch.random.fork_rng():
         net, accuracy = _train(resolution, held_out_fraction, split_seed, epochs, seed=0)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": net.state_dict(), "resolution": resolution}, tmp)
-    tmp.replace(path)  # atomic: concurrent readers never see half a file
+    atomic_torch_save({"state_dict": net.state_dict(), "resolution": resolution}, path)
     meta_path.write_text(json.dumps({"held_out_accuracy": accuracy, "resolution": resolution, "epochs": epochs}))
     log.info("digits classifier held-out accuracy %.4f", accuracy)
     return path, accuracy

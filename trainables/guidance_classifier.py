@@ -35,6 +35,7 @@ from study.keys import (
 )
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics.ddpm import q_sample
+from trainables.files import atomic_torch_save
 from trainables.networks import build_network
 from trainables.schedules import make_schedule
 from trainables.tracking import flatten, retry
@@ -151,9 +152,7 @@ def ensure_noisy_classifier(
         raise ValueError(f"classifier guidance needs class labels; dataset {spec.dataset.kind!r} has none")
     log.info("training the noisy classifier %s (once; cached at %s)", key, path)
     net, meta = train_noisy_classifier(data, spec, device)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": net.state_dict(), "key": key}, tmp)
-    tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+    atomic_torch_save({"state_dict": net.state_dict(), "key": key}, path)
     meta_path.write_text(json.dumps(meta | {"spec": json.loads(_spec_blob(spec))}, indent=1))
     return ClassifierJob(key, path, True, meta)
 

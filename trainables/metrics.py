@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from trainables.digits_classifier import load_digits_classifier
+from trainables.files import atomic_torch_save, atomic_write
 from trainables.scores import SCORES, HasScores, ScoreSettings, compute_scores
 
 Tensor = torch.Tensor
@@ -141,20 +141,16 @@ def fetch_inception_weights(weights_path: str | Path | None = None) -> Path:
     )
     if offline():
         raise WeightsUnavailable(inception_weights_missing_message(weights_path) + " [STUDY_OFFLINE is set]")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     log.info("downloading %s to %s", INCEPTION_WEIGHTS_URL, target)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a firewall that drops packets must not hang the driver
     try:
-        torch.hub.download_url_to_file(INCEPTION_WEIGHTS_URL, str(tmp), progress=False)
+        return atomic_write(target, lambda tmp: torch.hub.download_url_to_file(INCEPTION_WEIGHTS_URL, str(tmp),
+                                                                               progress=False))  # fmt: skip
     except Exception as e:  # URLError, socket errors: all mean "not available here"
-        tmp.unlink(missing_ok=True)
         raise WeightsUnavailable(f"{inception_weights_missing_message(weights_path)} [download failed: {e}]") from e
     finally:
         socket.setdefaulttimeout(previous)
-    os.replace(tmp, target)
-    return target
 
 
 def ensure_inception_weights(weights_path: str | Path | None = None, allow_download: bool = True) -> Path:
@@ -304,9 +300,7 @@ def reference_features(
             log.info("computing %s reference features of %d training images (once; cached at %s)", extractor, n, path)
             images = reference_uint8(dataset, max_samples)
             features = extract_features(images, extractor, weights, (layer,), batch_size)[layer]
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            torch.save(features, tmp)
-            os.replace(tmp, path)
+            atomic_torch_save(features, path)
     _REFERENCES[path] = ReferenceFeatures(features, path)
     return _REFERENCES[path]
 

@@ -27,6 +27,7 @@ from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
 from trainables.evaluation import EvalResult, evaluate
+from trainables.files import atomic_write
 from trainables.networks import build_network, count_parameters
 from trainables.stopping import EpochOutcome, EvaluationHistory, Stop, first_stop, plateau_rule
 from trainables.tracking import TrialRun
@@ -456,7 +457,5 @@ class LocalSession:
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         self.reports.append(dict(metrics))
         if checkpoint_dir is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / (CHECKPOINT_FILE + ".tmp")
-            tmp.write_bytes((checkpoint_dir / CHECKPOINT_FILE).read_bytes())
-            tmp.replace(self.directory / CHECKPOINT_FILE)
+            data = (checkpoint_dir / CHECKPOINT_FILE).read_bytes()
+            atomic_write(self.directory / CHECKPOINT_FILE, lambda tmp: tmp.write_bytes(data))
