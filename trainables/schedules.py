@@ -160,6 +160,11 @@ class VPSDE:
     def sigma_inv(self, sigma: Tensor) -> Tensor:
         return ((self.beta_min**2 + 2 * self.beta_d * torch.log1p(sigma**2)).sqrt() - self.beta_min) / self.beta_d
 
+    def sigma_deriv(self, t: Tensor) -> Tensor:
+        """d sigma / dt = 1/2 beta(t) (sigma + 1/sigma) (EDM's ``vp_sigma_deriv``)."""
+        sigma = self.sigma(t)
+        return 0.5 * self.beta(t) * (sigma + 1 / sigma)
+
     def scale(self, t: Tensor) -> Tensor:
         return torch.exp(-0.5 * (0.5 * self.beta_d * t**2 + self.beta_min * t))
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from trainables.samplers.base import SampleResult, randn_like, sigma_batch
+from trainables.schedules import VPSDE
 
 Tensor = torch.Tensor
 Fn = Callable[[Tensor], Tensor]
@@ -25,16 +26,21 @@ Fn = Callable[[Tensor], Tensor]
 _VP_REF = (19.9, 0.1)  # (beta_d, beta_min) of the reference VP process
 
 
+def _vp(beta_d: float, beta_min: float) -> VPSDE:
+    # EDM parameterises the VP process by (beta_d, beta_min); one sigma(t) for every VP formula: VPSDE's
+    return VPSDE(beta_min=beta_min, beta_max=beta_min + beta_d)
+
+
 def vp_sigma(beta_d: float, beta_min: float) -> Fn:
-    return lambda t: (torch.exp(0.5 * beta_d * t**2 + beta_min * t) - 1).sqrt()
+    return _vp(beta_d, beta_min).sigma
 
 
 def vp_sigma_deriv(beta_d: float, beta_min: float) -> Fn:
-    return lambda t: 0.5 * (beta_min + beta_d * t) * (vp_sigma(beta_d, beta_min)(t) + 1 / vp_sigma(beta_d, beta_min)(t))
+    return _vp(beta_d, beta_min).sigma_deriv
 
 
 def vp_sigma_inv(beta_d: float, beta_min: float) -> Fn:
-    return lambda sigma: ((beta_min**2 + 2 * beta_d * torch.log1p(sigma**2)).sqrt() - beta_min) / beta_d
+    return _vp(beta_d, beta_min).sigma_inv
 
 
 def iddpm_sigmas(M: int = 1000, C_1: float = 0.001, C_2: float = 0.008) -> Tensor:
