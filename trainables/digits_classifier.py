@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from torch import nn
 
 from trainables.data import digits_tensors
 from trainables.files import atomic_torch_save
+from trainables.training import fit_epoch
 
 log = logging.getLogger(__name__)
 Tensor = torch.Tensor
@@ -50,16 +52,19 @@ def _train(
     torch.manual_seed(seed)
     net = DigitCNN(resolution)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def batches() -> Iterator[Tensor]:
+        # one generator across epochs (not epoch_seed): the cached classifier stays the one the results used
+        yield from torch.randperm(len(tx), generator=g).split(64)
+
+    def loss_of(idx: Tensor) -> tuple[Tensor, int]:
+        # +-1 pixel shifts: cheap augmentation that makes the extractor less brittle to generated strokes
+        dx, dy = torch.randint(-1, 2, (2,), generator=g).tolist()
+        xb = torch.roll(tx[idx], shifts=(dx, dy), dims=(2, 3))
+        return nn.functional.cross_entropy(net(xb), ty[idx]), idx.shape[0]
+
     for _ in range(epochs):
-        net.train()
-        for idx in torch.randperm(len(tx), generator=g).split(64):
-            # +-1 pixel shifts: cheap augmentation that makes the extractor less brittle to generated strokes
-            dx, dy = torch.randint(-1, 2, (2,), generator=g).tolist()
-            xb = torch.roll(tx[idx], shifts=(dx, dy), dims=(2, 3))
-            loss = nn.functional.cross_entropy(net(xb), ty[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        fit_epoch(net, opt, batches(), loss_of)
     net.eval()
     with torch.no_grad():
         accuracy = (net(hx).argmax(1) == hy).float().mean().item()

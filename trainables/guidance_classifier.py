@@ -39,6 +39,7 @@ from trainables.files import atomic_torch_save
 from trainables.networks import build_network
 from trainables.schedules import make_schedule
 from trainables.tracking import flatten, retry
+from trainables.training import epoch_seed, fit_epoch
 
 log = logging.getLogger(__name__)
 Tensor = torch.Tensor
@@ -106,24 +107,18 @@ def train_noisy_classifier(
         gen = torch.Generator().manual_seed(cfg.seed)
         ab_dev = ab.to(device)
         losses, start = [], time.perf_counter()
+        def loss_of(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
+            x, y = batch
+            t = torch.randint(0, ab.shape[0], (x.shape[0],), generator=gen)
+            noise = torch.randn(x.shape, generator=gen)
+            x, y, t, noise = x.to(device), y.to(device), t.to(device), noise.to(device)
+            logits = net(q_sample(ab_dev, x, t, noise), t.to(x.dtype))
+            return torch.nn.functional.cross_entropy(logits, y), x.shape[0]
+
         for epoch in range(cfg.epochs):
-            net.train()
-            loader = DataLoader(
-                data.train, batch_size=cfg.batch_size, shuffle=True,
-                generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch),
-            )  # fmt: skip
-            total, count = 0.0, 0
-            for x, y in loader:
-                t = torch.randint(0, ab.shape[0], (x.shape[0],), generator=gen)
-                noise = torch.randn(x.shape, generator=gen)
-                x, y, t, noise = x.to(device), y.to(device), t.to(device), noise.to(device)
-                logits = net(q_sample(ab_dev, x, t, noise), t.to(x.dtype))
-                loss = torch.nn.functional.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total, count = total + loss.item() * x.shape[0], count + x.shape[0]
-            losses.append(total / max(count, 1))
+            loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=True,
+                                generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch)))  # fmt: skip
+            losses.append(fit_epoch(net, opt, loader, loss_of))
             log.info("noisy classifier epoch %d/%d: loss %.4f", epoch + 1, cfg.epochs, losses[-1])
         seconds = time.perf_counter() - start
     net = net.cpu().eval()

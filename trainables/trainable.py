@@ -31,8 +31,10 @@ from trainables.files import atomic_write
 from trainables.networks import build_network, count_parameters
 from trainables.stopping import EpochOutcome, EvaluationHistory, Stop, first_stop, plateau_rule
 from trainables.tracking import TrialRun
+from trainables.training import epoch_seed, fit_epoch
 
 log = logging.getLogger(__name__)
+Tensor = torch.Tensor
 CHECKPOINT_FILE = "state.pt"
 
 
@@ -94,12 +96,6 @@ def describe_device(device: torch.device) -> str:
     except OSError:
         pass
     return f"cpu: {model} x {torch.get_num_threads()} thread(s)"
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    # Every epoch's randomness (data order, t, noise, dropout) derives from (seed, epoch): a trial restored
-    # from a checkpoint replays exactly the epochs it would have run, without carrying generator states.
-    return seed * 1_000_003 + epoch
 
 
 @dataclass
@@ -255,32 +251,32 @@ def decide_restored(
 def train_epoch(ctx: TrialContext, progress: Progress, epoch: int) -> dict[str, float]:
     """One pass over the training set (Adam, EMA, optional warm-up and clipping); metrics at step = epoch."""
     tr = ctx.spec.training
-    torch.manual_seed(_epoch_seed(tr.seed, epoch))
-    gen = torch.Generator(ctx.device).manual_seed(_epoch_seed(tr.seed, epoch))
+    seed = epoch_seed(tr.seed, epoch)
+    torch.manual_seed(seed)
+    gen = torch.Generator(ctx.device).manual_seed(seed)
     loader = DataLoader(ctx.data.train, batch_size=tr.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(_epoch_seed(tr.seed, epoch)))  # fmt: skip
-    ctx.net.train()
-    t0, total, count = time.perf_counter(), 0.0, 0
-    for x, y in loader:
+                        generator=torch.Generator().manual_seed(seed))  # fmt: skip
+
+    def loss_of(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
+        x, y = batch
         x = x.to(ctx.device, non_blocking=True)
-        labels = y.to(ctx.device) if ctx.num_classes else None
-        if tr.warmup_steps:
-            for group in ctx.opt.param_groups:
-                group["lr"] = tr.lr * min(1.0, (progress.step + 1) / tr.warmup_steps)
-        loss = ctx.dynamics.loss(ctx.net, x, gen, labels)
-        ctx.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tr.grad_clip:
-            torch.nn.utils.clip_grad_norm_(ctx.net.parameters(), tr.grad_clip)
-        ctx.opt.step()
+        return ctx.dynamics.loss(ctx.net, x, gen, y.to(ctx.device) if ctx.num_classes else None), x.shape[0]
+
+    def warm_up() -> None:
+        for group in ctx.opt.param_groups:
+            group["lr"] = tr.lr * min(1.0, (progress.step + 1) / tr.warmup_steps)
+
+    def after_step() -> None:
         ctx.ema.update(ctx.net)
         progress.step += 1
-        total, count = total + loss.item() * x.shape[0], count + x.shape[0]
+
+    t0 = time.perf_counter()
+    loss = fit_epoch(ctx.net, ctx.opt, loader, loss_of, grad_clip=tr.grad_clip,
+                     before_step=warm_up if tr.warmup_steps else None, after_step=after_step)  # fmt: skip
     seconds = time.perf_counter() - t0
     progress.train_seconds += seconds
     progress.epoch = epoch
-    return {keys.TRAIN_LOSS: total / max(count, 1), keys.TRAIN_SECONDS: progress.train_seconds,
-            keys.TRAIN_EPOCH_SECONDS: seconds}  # fmt: skip
+    return {keys.TRAIN_LOSS: loss, keys.TRAIN_SECONDS: progress.train_seconds, keys.TRAIN_EPOCH_SECONDS: seconds}
 
 
 def _evaluation_due(spec: StudySpec, epoch: int) -> bool:
