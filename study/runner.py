@@ -142,7 +142,25 @@ def run_study(
     fresh: bool = False,
     write_report: bool = True,
 ) -> StudyOutcome:
-    """Run (or resume) a study. Raises ``SpecError`` for a bad spec and ``StudyError`` when it cannot start."""
+    """Run (or resume) a study. Raises ``SpecError`` for a bad spec and ``StudyError`` when it cannot start.
+
+    Everything derived (the driver's classifiers, and the prepared image folders and FID/KID reference features
+    that preflight and the trials write, ``trainables.data.prepared_dir``) goes to one cache, ``STUDY_CACHE_DIR``
+    or ``<storage>/.cache`` (README): it is set for the run's duration and passed to the trials.
+    """
+    previous = os.environ.get("STUDY_CACHE_DIR")
+    os.environ["STUDY_CACHE_DIR"] = str(Path(previous or Path(storage) / ".cache").resolve())
+    try:
+        return _run_study(Path(spec_path), address, Path(storage), fresh, write_report)
+    finally:
+        if previous is None:
+            os.environ.pop("STUDY_CACHE_DIR", None)
+        else:
+            os.environ["STUDY_CACHE_DIR"] = previous
+
+
+def _run_study(spec_path: Path, address: str | None, storage: Path, fresh: bool, write_report: bool) -> StudyOutcome:
+    """``run_study`` with the study's cache directory in the environment."""
     spec_path = Path(spec_path).resolve()
     base, trials = load_study(spec_path)
     study_dir = (Path(storage) / base.name).resolve()
@@ -200,7 +218,7 @@ def run_study(
     runtime = Runtime(
         tracking_uri=tracking.tracking_uri, experiment_id=experiment_id, parent_run_id=state["parent_run_id"],
         instance=state["instance"], study=base.name, data_dir=str(data_dir), extractor_weights=weights,
-        log_images=base.tracking.log_images, classifier_weights=classifiers or None,
+        log_images=base.tracking.log_images, classifier_weights=classifiers or None, cache_dir=str(cache_dir),
     )  # fmt: skip
     _init_ray(address, base)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -52,6 +53,8 @@ class Runtime:
     log_images: bool = True
     # guidance: trained noisy classifier weights by ``guidance_classifier.classifier_key(spec)`` (trained by the driver)
     classifier_weights: dict[str, str] | None = None
+    # derived data (prepared image folders, FID/KID reference features): the driver's resolved cache directory
+    cache_dir: str | None = None
 
 
 class Session(Protocol):
@@ -167,6 +170,8 @@ def run_epoch(
 def build(trial: dict[str, Any], runtime: Runtime) -> TrialContext:
     """Data, dynamics (fitted to the data where it needs it), network, EMA and optimiser of one trial."""
     spec = StudySpec.model_validate(trial["spec"])
+    if runtime.cache_dir:  # the driver's cache, also on a worker node whose environment does not carry it
+        os.environ["STUDY_CACHE_DIR"] = runtime.cache_dir
     tr = spec.training
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
     device = _device(spec)
