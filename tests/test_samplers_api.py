@@ -164,3 +164,13 @@ def test_class_labels_reach_the_network():
     dyn = build_dynamics(DYN.validate_python({"kind": "vp_sde"}))
     SAMPLERS["karras"](dyn.sampling_model(net, labels), torch.randn(2, 2), generator=None, steps=2)
     assert all(lab is labels for lab in got) and len(got) == 3
+
+
+def test_declarations_derive_compatibility_and_match_spec_fields():
+    """Which dynamics a sampler samples comes from its declared interface; every spec field is a keyword argument
+    of the declared function (a field that is not would only fail when a trial samples)."""
+    assert SAMPLER_DYNAMICS["ddim"] == ("ddpm",) and SAMPLER_DYNAMICS["annealed_langevin"] == ("ncsnv2",)
+    assert set(SAMPLER_DYNAMICS["karras"]) == {"ncsnv2", "vp_sde", "ve_sde"}
+    for kind, decl in SAMPLERS.items():
+        fields = set(SAMPLER.validate_python({"kind": kind}).model_dump()) - {"kind", "name", "preset"}
+        assert fields <= decl.params, (kind, fields - decl.params)

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-# sampler kind -> dynamics kinds it can sample
-# Discrete DDPM samplers need an eps model on the training schedule; annealed Langevin needs discrete sigma levels;
-# the sigma-space samplers take any denoiser D(x, sigma), NCSNv2's included (its levels span [sigma_L, sigma_1]).
-SIGMA_SPACE = ("vp_sde", "ve_sde", "ncsnv2")
-SAMPLER_DYNAMICS: dict[str, tuple[str, ...]] = {
-    "ancestral": ("ddpm",),
-    "ddim": ("ddpm",),
-    "annealed_langevin": ("ncsnv2",),
-    "euler_maruyama": SIGMA_SPACE,
-    "probability_flow_euler": SIGMA_SPACE,
-    "predictor_corrector": SIGMA_SPACE,
-    "karras": SIGMA_SPACE,
-}
+from trainables.samplers import SAMPLERS, samples
 
-# samplers that take a classifier gradient (``cond_fn``): ADM Alg. 1 (ancestral) and Alg. 2 (DDIM)
-GUIDED_SAMPLERS = ("ancestral", "ddim")
+# Derived from the declarations (trainables/samplers: the interface a sampler needs and whether it takes a classifier
+# gradient; trainables/dynamics: the interfaces a family's sampling model provides), never kept by hand.
+SAMPLER_DYNAMICS: dict[str, tuple[str, ...]] = {kind: tuple(samples(kind)) for kind in SAMPLERS}
+GUIDED_SAMPLERS: tuple[str, ...] = tuple(kind for kind, s in SAMPLERS.items() if s.guidable)
 
 
 def compatibility_problems(spec: Any) -> list[str]:

@@ -7,6 +7,7 @@ The trainable only talks to this protocol, so adding a family touches no trainin
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -66,11 +67,23 @@ def _ve_sde(spec: Any) -> Dynamics:
     return VESDEDynamics.from_spec(spec)
 
 
-DYNAMICS: dict[str, Callable[[Any], Dynamics]] = {
-    "ddpm": _ddpm,
-    "ncsnv2": _ncsnv2,
-    "vp_sde": _vp_sde,
-    "ve_sde": _ve_sde,
+@dataclass(frozen=True)
+class DynamicsDecl:
+    """A family: how to build it from its spec, and the model interfaces its ``sampling_model`` provides
+    (``eps``: an ``EpsModel`` on the discrete schedule; ``denoiser``: D(x, sigma); ``levels``: discrete sigmas)."""
+
+    build: Callable[[Any], Dynamics]
+    provides: frozenset[str]
+
+    def __call__(self, spec: Any) -> Dynamics:
+        return self.build(spec)
+
+
+DYNAMICS: dict[str, DynamicsDecl] = {
+    "ddpm": DynamicsDecl(_ddpm, frozenset({"eps"})),
+    "ncsnv2": DynamicsDecl(_ncsnv2, frozenset({"denoiser", "levels"})),
+    "vp_sde": DynamicsDecl(_vp_sde, frozenset({"denoiser"})),
+    "ve_sde": DynamicsDecl(_ve_sde, frozenset({"denoiser"})),
 }
 
 
@@ -79,4 +92,4 @@ def build_dynamics(spec: Any) -> Dynamics:
     return DYNAMICS[spec.kind](spec)
 
 
-__all__ = ["DYNAMICS", "Dynamics", "build_dynamics"]
+__all__ = ["DYNAMICS", "Dynamics", "DynamicsDecl", "build_dynamics"]

@@ -6,7 +6,9 @@ function's keyword parameters.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from trainables.samplers.base import Denoiser, EpsModel, SampleResult, timestep_sequence
@@ -15,44 +17,72 @@ from trainables.samplers.karras import karras
 from trainables.samplers.langevin import annealed_langevin
 from trainables.samplers.sde import euler_maruyama, predictor_corrector, probability_flow_euler
 
-SAMPLERS: dict[str, Callable[..., SampleResult]] = {
-    "ancestral": ancestral,
-    "ddim": ddim,
-    "annealed_langevin": annealed_langevin,
-    "euler_maruyama": euler_maruyama,
-    "probability_flow_euler": probability_flow_euler,
-    "predictor_corrector": predictor_corrector,
-    "karras": karras,
-}
+
+@dataclass(frozen=True)
+class SamplerDecl:
+    """One sampler, declared once: its function, the model interface it needs (``eps``, ``denoiser`` or
+    ``levels``, see ``trainables.dynamics.DynamicsDecl.provides``), whether it takes a classifier gradient
+    (``cond_fn``, ADM Alg. 1/2), and its NFE per sample from its spec and the dynamics spec. Which dynamics it can
+    sample and what it costs are derived from this (study/spec/compat.py, ``expected_nfe``). Calling a declaration
+    calls the function."""
+
+    fn: Callable[..., SampleResult]
+    needs: str
+    guidable: bool
+    nfe: Callable[[Any, Any], int]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SampleResult:
+        return self.fn(*args, **kwargs)
+
+    @property
+    def params(self) -> frozenset[str]:
+        """The keyword arguments a spec may set (its fields, minus ``kind``/``name``/``preset``)."""
+        return frozenset(
+            p.name for p in inspect.signature(self.fn).parameters.values()
+            if p.kind is p.KEYWORD_ONLY and p.name not in ("generator", "cond_fn")
+        )  # fmt: skip
+
+
+def _respaced(spec: Any, dynamics: Any) -> int:
+    return len(timestep_sequence(dynamics.timesteps, spec.steps, spec.spacing))
+
+
+SAMPLERS: dict[str, SamplerDecl] = {
+    "ancestral": SamplerDecl(ancestral, "eps", True,
+                             lambda s, d: d.timesteps if s.steps is None else _respaced(s, d)),
+    "ddim": SamplerDecl(ddim, "eps", True, _respaced),
+    "annealed_langevin": SamplerDecl(annealed_langevin, "levels", False,
+                                     lambda s, d: d.num_levels * s.steps_each + int(s.denoise)),
+    "euler_maruyama": SamplerDecl(euler_maruyama, "denoiser", False, lambda s, d: s.steps),
+    "probability_flow_euler": SamplerDecl(probability_flow_euler, "denoiser", False, lambda s, d: s.steps),
+    "predictor_corrector": SamplerDecl(predictor_corrector, "denoiser", False,
+                                       lambda s, d: s.steps * (s.corrector_steps + 1)),
+    "karras": SamplerDecl(karras, "denoiser", False,
+                          lambda s, d: s.steps if s.solver == "euler" else 2 * s.steps - 1),
+}  # fmt: skip
 
 
 def expected_nfe(spec: Any, dynamics: Any) -> int:
     """Network evaluations per sample that sampler ``spec`` costs on a model of ``dynamics`` (a dynamics spec),
-    known before sampling. Matches ``SampleResult.nfe``."""
-    kind = spec.kind
-    if kind == "ancestral":
-        T = dynamics.timesteps
-        return T if spec.steps is None else len(timestep_sequence(T, spec.steps, spec.spacing))
-    if kind == "ddim":
-        return len(timestep_sequence(dynamics.timesteps, spec.steps, spec.spacing))
-    if kind == "annealed_langevin":
-        return dynamics.num_levels * spec.steps_each + int(spec.denoise)
-    if kind in ("euler_maruyama", "probability_flow_euler"):
-        return spec.steps
-    if kind == "predictor_corrector":
-        return spec.steps * (spec.corrector_steps + 1)
-    if kind == "karras":
-        return spec.steps if spec.solver == "euler" else 2 * spec.steps - 1
-    raise KeyError(kind)
+    known before sampling (its declaration's ``nfe``). Matches ``SampleResult.nfe``."""
+    return SAMPLERS[spec.kind].nfe(spec, dynamics)
+
+
+def samples(sampler_kind: str) -> list[str]:
+    """The dynamics kinds a sampler can sample: those whose sampling model provides the interface it needs."""
+    from trainables.dynamics import DYNAMICS
+
+    return [kind for kind, d in DYNAMICS.items() if SAMPLERS[sampler_kind].needs in d.provides]
 
 
 def sampler_from_spec(spec: Any) -> tuple[Callable[..., SampleResult], dict[str, Any]]:
     """The registered function for ``spec.kind`` and its keyword parameters."""
-    return SAMPLERS[spec.kind], spec.model_dump(exclude={"kind", "name", "preset"})
+    return SAMPLERS[spec.kind].fn, spec.model_dump(exclude={"kind", "name", "preset"})
 
 
 __all__ = [
     "SAMPLERS",
+    "SamplerDecl",
     "Denoiser",
     "EpsModel",
     "SampleResult",
@@ -65,5 +95,6 @@ __all__ = [
     "predictor_corrector",
     "probability_flow_euler",
     "sampler_from_spec",
+    "samples",
     "timestep_sequence",
 ]
