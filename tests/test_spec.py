@@ -114,3 +114,10 @@ def test_schema_is_json_with_discriminated_kinds() -> None:
     assert "dynamics" in schema["required"]
     text = json.dumps(schema)
     assert '"ddpm_unet"' in text and '"ancestral"' in text
+
+
+@pytest.mark.parametrize("name", [".", "..", "-x", ".hidden"])
+def test_study_names_cannot_address_the_storage_or_its_parent(tmp_path: Path, name: str) -> None:
+    """`run --fresh` deletes <storage>/<name>: a name of '.' or '..' would delete the storage or the working dir."""
+    problems = _problems(tmp_path, re.sub(r"^name: .*$", f"name: '{name}'", GOOD, count=1, flags=re.M))
+    assert any(p.startswith("[line") and "name" in p and "pattern" in p for p in problems), problems

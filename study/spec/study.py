@@ -157,7 +157,9 @@ class TrackingSpec(Strict):
 class StudySpec(Strict):
     """One comparison: the cross product of ``grid`` values over the training sections, one trial each."""
 
-    name: StudyName = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)
+    # The study directory is <storage>/<name> (and `run --fresh` deletes it): "." or ".." would name the storage
+    # itself or its parent, so a name starts with a letter or digit.
+    name: StudyName = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
     description: str = ""
     dataset: DatasetSpec = Field(default_factory=DigitsData)
     dynamics: DynamicsSpec
