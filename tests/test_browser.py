@@ -14,11 +14,7 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, free_port, micro_spec, write_spec
+from conftest import REPO, micro_spec, serve_mlflow, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -230,32 +226,8 @@ def readme_ui_path() -> str:
 @pytest.fixture(scope="module")
 def mlflow_ui(micro_study: MicroStudy) -> Iterator[str]:
     """``mlflow ui --backend-store-uri sqlite:///…`` as the README starts it, on a free port, in its lean mode."""
-    port = free_port()
-    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", micro_study.tracking_uri,
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=micro_study.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("mlflow ui did not come up") from None
-                time.sleep(0.5)
+    with serve_mlflow("ui", ["--backend-store-uri", micro_study.tracking_uri], cwd=micro_study.root) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_study_runs_are_readable_in_the_mlflow_ui(micro_study: MicroStudy) -> None:

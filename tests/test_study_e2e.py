@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port, micro_spec, write_spec
+from conftest import micro_spec, serve_mlflow, write_spec
 from mlflow import MlflowClient
 
 from study.runner import run_study
@@ -85,35 +86,12 @@ def _rest(base: str, path: str, body: dict | None = None) -> dict:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path: Path):
-    """A real `mlflow server` on 127.0.0.1 in its lean mode (1 worker, no job runner), stopped afterwards."""
-    port = free_port()
-    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("mlflow server did not come up") from None
-                time.sleep(0.5)
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 in its lean mode, stopped afterwards."""
+    args = ["--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination",
+            str(tmp_path / "server-artifacts")]  # fmt: skip
+    with serve_mlflow("server", args) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_micro_study_against_an_mlflow_server(tmp_path: Path, cache_dir: Path, mlflow_server: str, monkeypatch) -> None:
