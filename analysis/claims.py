@@ -9,12 +9,11 @@ a verdict; the claim is *supported* when every pair supports it, *contradicted* 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.convergence import CurveKey, difference
+from analysis.convergence import CurveKey, difference, plateau_range, verdict_of
 from analysis.plateau import Verdict
 from analysis.runs import StudyRuns
 
@@ -68,14 +67,10 @@ def _curve_epochs(study: StudyRuns, c: Curve) -> list[int]:
     return sorted(int(e) for e in g["epoch"][g["is_mean"].notna()])
 
 
-def _verdict_of(verdicts: dict[CurveKey, Verdict], c: Curve) -> Verdict | None:
-    return next((v for k, v in verdicts.items() if (k[0], k[1]) == c), None)
-
-
 def _compare(study: StudyRuns, verdicts: dict, claim: object, ca: Curve, cb: Curve) -> tuple[str, str]:
     """(verdict, measurement text) of one pair for a difference claim: d = IS(a) - IS(b)."""
     if claim.at == "plateau":  # type: ignore[attr-defined]
-        va, vb = _verdict_of(verdicts, ca), _verdict_of(verdicts, cb)
+        va, vb = verdict_of(verdicts, *ca), verdict_of(verdicts, *cb)
         if va is None or va.epoch is None or vb is None or vb.epoch is None:
             return "unresolved", f"{ca[1]}/{cb[1]}: no plateau on both sides"
         ea, eb = va.epoch, vb.epoch
@@ -107,18 +102,17 @@ def _label(study: StudyRuns, ca: Curve, cb: Curve) -> str:
 
 
 def _earlier(study: StudyRuns, verdicts: dict, ca: Curve, cb: Curve) -> tuple[str, str]:
-    va, vb = _verdict_of(verdicts, ca), _verdict_of(verdicts, cb)
+    va, vb = verdict_of(verdicts, *ca), verdict_of(verdicts, *cb)
     last_a, last_b = _curve_epochs(study, ca)[-1], _curve_epochs(study, cb)[-1]
 
-    def rng(v: Verdict | None, last: int) -> tuple[float, float, str]:
+    def text(v: Verdict | None, last: int) -> str:
         if v is None or v.epoch is None:
-            return last + 0.5, math.inf, f"none (> {last})"
-        lo = v.epoch_low if v.epoch_low is not None else v.epoch
-        hi = v.epoch_high if v.epoch_high is not None else v.epoch
-        return float(lo), float(hi), f"{v.epoch} [{lo}-{hi}]"
+            return f"none (> {last})"
+        lo, hi = plateau_range(v, last)
+        return f"{v.epoch} [{lo:.0f}-{hi:.0f}]"
 
-    lo_a, hi_a, ta = rng(va, last_a)
-    lo_b, hi_b, tb = rng(vb, last_b)
+    (lo_a, hi_a), (lo_b, hi_b) = plateau_range(va, last_a), plateau_range(vb, last_b)
+    ta, tb = text(va, last_a), text(vb, last_b)
     v = "supported" if hi_a <= lo_b else "contradicted" if hi_b < lo_a else "unresolved"
     return v, f"{_label(study, ca, cb)}: plateau {ta} vs {tb}"
 

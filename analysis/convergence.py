@@ -73,6 +73,20 @@ def verdicts(study: StudyRuns, draws: int = 200) -> tuple[dict[CurveKey, Verdict
     return out, curves
 
 
+def verdict_of(found: dict[CurveKey, Verdict], trial: str, evaluation: str) -> Verdict | None:
+    """The verdict of a (trial, evaluation) curve (any extractor and n; one per curve in practice)."""
+    return next((v for k, v in found.items() if (k[0], k[1]) == (trial, evaluation)), None)
+
+
+def plateau_range(v: Verdict | None, last_epoch: int) -> tuple[float, float]:
+    """The plateau epoch's 95 % range; a curve without a plateau is censored: later than its last evaluation."""
+    if v is None or v.epoch is None:
+        return last_epoch + 0.5, math.inf
+    lo = v.epoch_low if v.epoch_low is not None else v.epoch
+    hi = v.epoch_high if v.epoch_high is not None else v.epoch
+    return float(lo), float(hi)
+
+
 # ---------------------------------------------------------------------------------------------------- arms
 
 

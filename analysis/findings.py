@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.convergence import SEED_AXIS, CurveKey, Difference, difference
+from analysis.convergence import SEED_AXIS, CurveKey, Difference, difference, plateau_range, verdict_of
 from analysis.plateau import Verdict
 from analysis.runs import StudyRuns
 
@@ -55,13 +55,6 @@ def _last_common_epoch(curves: dict, a: tuple[str, str], b: tuple[str, str]) -> 
     return int(max(common)) if common else None
 
 
-def _verdict(verdicts: dict[CurveKey, Verdict], study: StudyRuns, curve: tuple[str, str]) -> Verdict | None:
-    for key, v in verdicts.items():
-        if key[0] == curve[0] and key[1] == curve[1]:
-            return v
-    return None
-
-
 def _plateau_words(va: Verdict | None, vb: Verdict | None, la: str, lb: str, last_a: int, last_b: int) -> str:
     def one(v: Verdict | None, label: str, last: int) -> str:
         if v is None or v.epoch is None:
@@ -70,22 +63,13 @@ def _plateau_words(va: Verdict | None, vb: Verdict | None, la: str, lb: str, las
         return f"{label} plateaued at epoch {v.epoch}{rng}"
 
     text = f"{one(va, la, last_a)}, {one(vb, lb, last_b)}"
-    lo_a, hi_a = _range(va, last_a)
-    lo_b, hi_b = _range(vb, last_b)
+    lo_a, hi_a = plateau_range(va, last_a)
+    lo_b, hi_b = plateau_range(vb, last_b)
     if hi_a < lo_b:
         return text + f": {la} converges earlier (ranges do not overlap)"
     if hi_b < lo_a:
         return text + f": {lb} converges earlier (ranges do not overlap)"
     return text + ": convergence not resolved"
-
-
-def _range(v: Verdict | None, last: int) -> tuple[float, float]:
-    """A plateau epoch's range; a curve without plateau is censored: later than its last evaluation."""
-    if v is None or v.epoch is None:
-        return last + 0.5, math.inf
-    return float(v.epoch_low if v.epoch_low is not None else v.epoch), float(
-        v.epoch_high if v.epoch_high is not None else v.epoch
-    )
 
 
 def _sentence(family: str, evaluation: str, la: str, lb: str, epoch: int, d: Difference, pairs: int) -> str:
@@ -145,7 +129,7 @@ def _compare_labels(
             diffs = [difference(study, x, y, e) for x, y, e in found]
             d = diffs[0] if len(diffs) == 1 else _seed_mean(diffs)
             x, y, e = found[0]
-            plateau = _plateau_words(_verdict(verdicts, study, x), _verdict(verdicts, study, y), la, lb,
+            plateau = _plateau_words(verdict_of(verdicts, *x), verdict_of(verdicts, *y), la, lb,
                                      int(curves[x]["epoch"].max()), int(curves[y]["epoch"].max()))  # fmt: skip
             where = ev + "".join(f", {o}={v}" for o, v in zip(context, setting, strict=True))
             family = f"axis {axis}"
@@ -165,7 +149,7 @@ def _evaluation_findings(study: StudyRuns, curves: dict, verdicts: dict[CurveKey
                 if e is None:
                     continue
                 d = difference(study, a, b, e)
-                plateau = _plateau_words(_verdict(verdicts, study, a), _verdict(verdicts, study, b), ea, eb,
+                plateau = _plateau_words(verdict_of(verdicts, *a), verdict_of(verdicts, *b), ea, eb,
                                          int(curves[a]["epoch"].max()), int(curves[b]["epoch"].max()))  # fmt: skip
                 sentence = _sentence("evaluations", f"trial {t}", ea, eb, e, d, 1)
                 out.append(Finding("evaluations", str(t), ea, eb, e, d, 1, plateau, sentence))

@@ -31,7 +31,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from analysis.claims import ClaimCheck, check_claims, claims_table
-from analysis.convergence import arms, verdicts
+from analysis.convergence import arms, verdict_of, verdicts
 from analysis.figures import plot_arms, plot_is_vs_epoch, plot_loss, plot_sample_grids, plot_scores
 from analysis.findings import Finding, findings, findings_table, ranking_table
 from analysis.plateau import PlateauRule
@@ -222,7 +222,7 @@ def _sample_figures(study: StudyRuns, found: dict, out_dir: Path) -> list[str]:
         grids = {}
         for trial in study.trials["trial"]:
             epochs = sorted(int(e) for e in sc[(sc["trial"] == trial) & (sc["evaluation"] == evaluation)]["epoch"])
-            v = next((v for k, v in found.items() if (k[0], k[1]) == (trial, evaluation)), None)
+            v = verdict_of(found, str(trial), evaluation)
             try:
                 grids[str(trial)] = load_sample_grids(study, str(trial), evaluation,
                                                       _grid_epochs(epochs, v.epoch if v else None))  # fmt: skip
