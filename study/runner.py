@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,11 @@ from mlflow import MlflowClient
 
 from study import keys
 from study.keys import STATUSES
+from study.paths import StudyPaths, UnsafePath
 from study.spec import StudySpec, Trial, load_study, spec_fingerprint
-from study.tracking import create_parent_run, ensure_experiment, resolve_tracking
+from study.tracking import TrackingConfig, create_parent_run, ensure_experiment, resolve_tracking
+from trainables.files import atomic_write
+from trainables.guidance_classifier import ClassifierJob, classifier_key
 from trainables.tracking import retry
 from trainables.trainable import Runtime, runtime_dict
 
@@ -60,8 +62,41 @@ def _trial_name(trial: Any) -> str:
     return trial.config["trial"]["name"]
 
 
-def _trial_payload(t: Trial) -> dict[str, Any]:
-    return {"name": t.name, "index": t.index, "axes": t.axes, "spec": t.spec.model_dump(mode="json")}
+@dataclass(frozen=True)
+class Plan:
+    """What a spec file asks for: the base spec, its expanded trials and their fingerprint (a resume must match)."""
+
+    spec_path: Path
+    base: StudySpec
+    trials: list[Trial]
+    fingerprint: str
+
+    @classmethod
+    def load(cls, spec_path: str | Path) -> Plan:
+        path = Path(spec_path).resolve()
+        base, trials = load_study(path)
+        return cls(path, base, trials, spec_fingerprint(trials))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the driver makes once, before any trial starts, so trials never download or train it themselves."""
+
+    extractor_weights: str | None
+    references: dict[str, float]  # reference IS (real images, noise) and extractor facts, logged on the parent
+    classifiers: list[ClassifierJob]  # noisy classifiers for guidance, one per (dataset, dynamics, classifier)
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """The study's place in MLflow: experiment, parent run and this study instance (``study.json``)."""
+
+    client: MlflowClient
+    tracking: TrackingConfig
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    instance: str
 
 
 def prepare_extractor(spec: StudySpec, cache_dir: Path) -> tuple[str | None, dict[str, float]]:
@@ -107,6 +142,22 @@ def reference_scores(spec: StudySpec, weights: str | None, data_dir: Path) -> di
     return out
 
 
+def _local_resource_problems(spec: StudySpec) -> list[str]:
+    """What a local Ray (no ``--address``) could never give one trial: found before Ray starts."""
+    import torch
+
+    cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
+    problems = []
+    if spec.resources.gpus > gpus:
+        problems.append(
+            f"each trial asks for resources.gpus={spec.resources.gpus:g} but this machine has {gpus} GPU(s): trials "
+            "would wait forever. Lower resources.gpus or connect with --address to a GPU cluster."
+        )
+    if spec.resources.cpus > cpus:
+        problems.append(f"each trial asks for resources.cpus={spec.resources.cpus:g}; this machine has {cpus} CPUs")
+    return problems
+
+
 def _init_ray(address: str | None, spec: StudySpec) -> None:
     for k, v in RAY_ENV.items():
         os.environ.setdefault(k, v)
@@ -144,109 +195,145 @@ def run_study(
 ) -> StudyOutcome:
     """Run (or resume) a study. Raises ``SpecError`` for a bad spec and ``StudyError`` when it cannot start.
 
-    Everything derived (the driver's classifiers, and the prepared image folders and FID/KID reference features
-    that preflight and the trials write, ``trainables.data.prepared_dir``) goes to one cache, ``STUDY_CACHE_DIR``
-    or ``<storage>/.cache`` (README): it is set for the run's duration and passed to the trials.
+    Phases: plan (read the spec) -> check (paths, resources, resumability) -> prepare (data, extractor, reference
+    scores, guidance classifiers) -> track (experiment, parent run) -> launch (Ray Tune) -> conclude (statuses,
+    report). Everything derived goes to one cache, ``STUDY_CACHE_DIR`` or ``<storage>/.cache`` (``StudyPaths``).
     """
-    previous = os.environ.get("STUDY_CACHE_DIR")
-    os.environ["STUDY_CACHE_DIR"] = str(Path(previous or Path(storage) / ".cache").resolve())
+    plan = Plan.load(spec_path)
     try:
-        return _run_study(Path(spec_path), address, Path(storage), fresh, write_report)
-    finally:
-        if previous is None:
-            os.environ.pop("STUDY_CACHE_DIR", None)
-        else:
-            os.environ["STUDY_CACHE_DIR"] = previous
+        paths = StudyPaths.resolve(storage, plan.base.name)
+    except UnsafePath as e:
+        raise StudyError(str(e)) from None
+    with paths.environment():
+        state = check(plan, paths, address, fresh)
+        prepared = prepare(plan, paths)
+        tracked = track(plan, paths, prepared, state)
+        results = launch(plan, paths, prepared, tracked, address)
+        return conclude(plan, paths, tracked, results, write_report)
 
 
-def _run_study(spec_path: Path, address: str | None, storage: Path, fresh: bool, write_report: bool) -> StudyOutcome:
-    """``run_study`` with the study's cache directory in the environment."""
-    spec_path = Path(spec_path).resolve()
-    base, trials = load_study(spec_path)
-    study_dir = (Path(storage) / base.name).resolve()
-    tune_dir = study_dir / "tune"
-    state_file = study_dir / "study.json"
-    fingerprint = spec_fingerprint(trials)
+def check(plan: Plan, paths: StudyPaths, address: str | None, fresh: bool) -> dict[str, Any] | None:
+    """Refuse, before anything starts, what would fail later; returns the saved state of a study to resume.
+
+    ``--fresh`` removes the study's own directory here, after ``StudyPaths.remove_study`` checked it is nothing
+    else. A study whose trials changed since it started is refused rather than resumed into mixed runs.
+    """
+    problems = paths.check_writable() + ([] if address else _local_resource_problems(plan.base))
+    if problems:
+        raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
+    if fresh:
+        try:
+            paths.remove_study()
+        except UnsafePath as e:
+            raise StudyError(str(e)) from None
+    if not paths.state.exists():
+        return None
+    state = json.loads(paths.state.read_text())
+    if state["fingerprint"] != plan.fingerprint:
+        raise StudyError(
+            f"{plan.spec_path.name} changed since study {plan.base.name!r} started in {paths.study} (different "
+            "trials). Resuming would mix two studies: rename the study, or pass --fresh to start it over."
+        )
+    return state
+
+
+def prepare(plan: Plan, paths: StudyPaths) -> Prepared:
+    """Data (downloaded or decoded once), extractor weights, reference scores and guidance classifiers."""
+    from study.preflight import preflight
+    from trainables.guidance_classifier import ensure_noisy_classifier, needs_classifier
+
+    problems = preflight(plan.base, paths.data, fetch=True)
+    if problems:
+        raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
+    weights, facts = prepare_extractor(plan.base, paths.cache)
+    references = facts | reference_scores(plan.base, weights, paths.data)
+    device = "cuda" if _cuda() else "cpu"
+    classifiers: dict[str, ClassifierJob] = {}
+    for spec in (t.spec for t in plan.trials if needs_classifier(t.spec)):
+        job = ensure_noisy_classifier(spec, paths.data, paths.cache, device)
+        classifiers.setdefault(job.key, job)
+    return Prepared(weights, references, list(classifiers.values()))
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def track(plan: Plan, paths: StudyPaths, prepared: Prepared, state: dict[str, Any] | None) -> Tracked:
+    """The study's MLflow experiment and parent run (created, or reopened on resume) and its classifier runs."""
+    from trainables.guidance_classifier import log_classifier_run
+
+    base = plan.base
     tracking = resolve_tracking(base.tracking.tracking_uri)
     experiment = tracking.experiment_prefix + (base.tracking.experiment or base.name)
     client = MlflowClient(tracking.tracking_uri)
-
-    if fresh and study_dir.exists():
-        shutil.rmtree(study_dir)
-    state = json.loads(state_file.read_text()) if state_file.exists() else None
-    if state is not None and state["fingerprint"] != fingerprint:
-        raise StudyError(
-            f"{spec_path.name} changed since study {base.name!r} started in {study_dir} (different trials). "
-            "Resuming would mix two studies: rename the study, or pass --fresh to start it over."
-        )
-    cache_dir = Path(os.environ.get("STUDY_CACHE_DIR", study_dir.parent / ".cache")).resolve()
-    data_dir = Path(os.environ.get("STUDY_DATA_DIR", study_dir.parent / ".data")).resolve()
-    from study.preflight import preflight
-
-    problems = preflight(base, data_dir, fetch=True)  # downloads/prepares once, before Ray starts
-    if problems:
-        raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
-    study_dir.mkdir(parents=True, exist_ok=True)
-    weights, extractor_facts = prepare_extractor(base, cache_dir)
-
     experiment_id = ensure_experiment(client, experiment, tracking.artifact_location)
-    payloads = [_trial_payload(t) for t in trials]
     if state is None:
         instance = uuid.uuid4().hex[:12]
+        payloads = [t.to_config() for t in plan.trials]
         parent = create_parent_run(
-            client, experiment_id, base.name, base.description, instance, spec_path, payloads, tracking.tags
+            client, experiment_id, base.name, base.description, instance, plan.spec_path, payloads, tracking.tags
         )
-        refs = reference_scores(base, weights, data_dir) | extractor_facts
-        if refs:
-            retry(lambda: client.log_batch(parent, metrics=_metrics(refs)))
-        state = {"instance": instance, "fingerprint": fingerprint, "parent_run_id": parent,
+        if prepared.references:
+            retry(lambda: client.log_batch(parent, metrics=_metrics(prepared.references)))
+        state = {"instance": instance, "fingerprint": plan.fingerprint, "parent_run_id": parent,
                  "experiment_id": experiment_id, "tracking_uri": tracking.tracking_uri,
-                 "experiment": experiment, "spec": str(spec_path)}  # fmt: skip
-        state_file.write_text(json.dumps(state, indent=2))
-        print(f"study {base.name}: {len(trials)} trial(s); MLflow experiment {experiment!r} at {tracking.tracking_uri}")
+                 "experiment": experiment, "spec": str(plan.spec_path)}  # fmt: skip
+        paths.study.mkdir(parents=True, exist_ok=True)
+        atomic_write(paths.state, lambda tmp: tmp.write_text(json.dumps(state, indent=2)))
+        print(f"study {base.name}: {len(plan.trials)} trial(s); MLflow experiment {experiment!r} at "
+              f"{tracking.tracking_uri}")  # fmt: skip
     else:
         retry(lambda: client.update_run(state["parent_run_id"], status="RUNNING"))
-        print(f"study {base.name}: resuming {len(trials)} trial(s) from {tune_dir}")
+        print(f"study {base.name}: resuming {len(plan.trials)} trial(s) from {paths.tune}")
+    tracked = Tracked(client, tracking, experiment, experiment_id, state["parent_run_id"], state["instance"])
+    for job in prepared.classifiers:
+        spec = next(t.spec for t in plan.trials if classifier_key(t.spec) == job.key)
+        log_classifier_run(client, experiment_id, tracked.parent_run_id, base.name, tracked.instance, spec, job)
+    return tracked
 
-    from trainables.guidance_classifier import prepare_classifiers
 
-    # Noisy classifiers for guidance: trained (or found in the cache) once per (dataset, dynamics), before Ray starts.
-    classifiers = prepare_classifiers(
-        [t.spec for t in trials], data_dir, cache_dir, client, experiment_id, state["parent_run_id"], base.name,
-        state["instance"],
-    )  # fmt: skip
+def launch(plan: Plan, paths: StudyPaths, prepared: Prepared, tracked: Tracked, address: str | None) -> list[Any]:
+    """Ray Tune runs (or resumes) the grid; an interrupted study marks its parent run KILLED and re-raises."""
     runtime = Runtime(
-        tracking_uri=tracking.tracking_uri, experiment_id=experiment_id, parent_run_id=state["parent_run_id"],
-        instance=state["instance"], study=base.name, data_dir=str(data_dir), extractor_weights=weights,
-        log_images=base.tracking.log_images, classifier_weights=classifiers or None, cache_dir=str(cache_dir),
+        tracking_uri=tracked.tracking.tracking_uri, experiment_id=tracked.experiment_id,
+        parent_run_id=tracked.parent_run_id, instance=tracked.instance, study=plan.base.name,
+        data_dir=str(paths.data), extractor_weights=prepared.extractor_weights,
+        log_images=plan.base.tracking.log_images,
+        classifier_weights={job.key: str(job.path.resolve()) for job in prepared.classifiers} or None,
+        cache_dir=str(paths.cache),
     )  # fmt: skip
-    _init_ray(address, base)
+    _init_ray(address, plan.base)
     try:
-        results = _fit(base, payloads, runtime, tune_dir)
+        return list(_fit(plan.base, [t.to_config() for t in plan.trials], runtime, paths.tune))
     except KeyboardInterrupt:
-        retry(lambda: client.set_terminated(state["parent_run_id"], status="KILLED"))
+        retry(lambda: tracked.client.set_terminated(tracked.parent_run_id, status="KILLED"))
         raise
     finally:
         import ray
 
         ray.shutdown()
 
+
+def conclude(plan: Plan, paths: StudyPaths, tracked: Tracked, results: list[Any], write_report: bool) -> StudyOutcome:
+    """How each trial ended (``study/keys.py`` statuses), the parent run's status, and the report."""
     ended: dict[str, list[str]] = {s: [] for s in STATUSES}
     for result in results:
         name = result.config["trial"]["name"]
         status = "errored" if result.error is not None else (result.metrics or {}).get("status", "running")
         ended.setdefault(status, []).append(name)
     finished, diverged, errored, converged = ended["finished"], ended["diverged"], ended["errored"], ended["converged"]
-    interrupted = len(finished) + len(diverged) + len(errored) + len(converged) < len(trials)
+    interrupted = len(finished) + len(diverged) + len(errored) + len(converged) < len(plan.trials)
     status = "FAILED" if errored else "KILLED" if interrupted else "FINISHED"
-    retry(lambda: client.set_terminated(state["parent_run_id"], status=status))
-
+    retry(lambda: tracked.client.set_terminated(tracked.parent_run_id, status=status))
     report = None
     if write_report:
         from analysis import write_report as _write_report
 
-        report = _write_report(tracking.tracking_uri, experiment, study_dir / "report", claims=base.claims)
-    return StudyOutcome(finished, diverged, errored, report, study_dir, converged)
+        report = _write_report(tracked.tracking.tracking_uri, tracked.experiment, paths.report, claims=plan.base.claims)
+    return StudyOutcome(finished, diverged, errored, report, paths.study, converged)
 
 
 def _metrics(values: dict[str, float]) -> list:

@@ -235,8 +235,7 @@ def rebuild_model(handle: StudyHandle, trial: Trial, ckpt: Checkpoint, weights: 
     s = handle.state
     runtime = Runtime(s["tracking_uri"], s["experiment_id"], s["parent_run_id"], s["instance"], handle.name,
                       str(default_dirs(storage)[0]), weights, log_images=False)  # fmt: skip
-    payload = {"name": trial.name, "axes": trial.axes, "spec": trial.spec.model_dump(mode="json")}
-    ctx = build(payload, runtime)
+    ctx = build(trial, runtime)
     ctx.ema.load_state_dict(ckpt.state["ema"])
     ctx.ema.model.eval()
     return ctx

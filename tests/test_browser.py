@@ -94,16 +94,15 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
     uri = f"sqlite:///{root}/mlflow.db"
     client = MlflowClient(uri)
     experiment_id = ensure_experiment(client, base.name, str(root / "mlartifacts"))
-    payloads = [{"name": t.name, "index": t.index, "axes": t.axes, "spec": t.spec.model_dump(mode="json")}
-                for t in trials]  # fmt: skip
+    payloads = [t.to_config() for t in trials]
     instance = uuid.uuid4().hex[:12]
     parent = create_parent_run(client, experiment_id, base.name, base.description, instance, spec_path, payloads, {})
     weights = str(classifier_r8[0])
     refs = reference_scores(base, weights, root / "data")
     client.log_batch(parent, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in refs.items()])
     runtime = Runtime(uri, experiment_id, parent, instance, base.name, str(root / "data"), weights, True)
-    for payload in payloads:
-        assert run_trial(payload, runtime, LocalSession(root / payload["name"])) == "finished"
+    for t in trials:
+        assert run_trial(t, runtime, LocalSession(root / t.name)) == "finished"
     client.set_terminated(parent, "FINISHED")
     write_report(uri, base.name, root / "report", claims=base.claims)
     evaluations = [eval_id for eval_id, _, _ in base.evaluation.evaluations]

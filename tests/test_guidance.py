@@ -202,8 +202,7 @@ def test_guided_trial_logs_target_accuracy_and_overhead(store, classifier_r8, tm
     runtime = Runtime(
         uri, eid, parent, instance, "micro", str(tmp_path / "data"), str(classifier_r8[0]), True, weights
     )
-    payload = {"name": t.name, "axes": t.axes, "spec": t.spec.model_dump(mode="json")}
-    assert run_trial(payload, runtime, LocalSession(tmp_path / "ckpt")) == "finished"
+    assert run_trial(t, runtime, LocalSession(tmp_path / "ckpt")) == "finished"
     [run] = client.search_runs(
         [eid], filter_string=f"tags.`study.instance` = '{instance}' and tags.`study.role` = 'trial'"
     )

@@ -198,9 +198,7 @@ def test_micro_study_on_tiny_cifar_logs_inception_metrics(
     eid = client.create_experiment("cifar-micro", artifact_location=str(tmp_path / "artifacts"))
     parent = client.create_run(eid).info.run_id
     runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "cifar-micro", str(tiny_cifar), weights, True)
-    t = trials[0]
-    trial = {"name": t.name, "axes": t.axes, "spec": t.spec.model_dump(mode="json")}
-    assert run_trial(trial, runtime, LocalSession(tmp_path / "ckpt")) == "finished"
+    assert run_trial(trials[0], runtime, LocalSession(tmp_path / "ckpt")) == "finished"
 
     (run,) = client.search_runs([eid], f"tags.`study.instance` = '{runtime.instance}'")
     m = run.data.metrics

@@ -19,7 +19,7 @@ from study.cli import main
 from study.preflight import default_dirs
 from study.runner import StudyError
 from study.sample_size import COLUMNS, sample_size_study
-from study.spec import load_study, spec_fingerprint
+from study.spec import StudySpec, Trial, load_study, spec_fingerprint
 from trainables.trainable import CHECKPOINT_FILE, LocalSession, Runtime, run_trial
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def micro_study(tmp_path_factory: pytest.TempPathFactory, classifier_r8: tuple[P
     for epochs, folder in ((1, "checkpoint_000000"), (2, "checkpoint_000001")):
         spec_json = trial.spec.model_dump(mode="json")
         spec_json["training"]["epochs"] = epochs  # epoch 1 first, then resumed: Tune's two kept checkpoints
-        run_trial({"name": trial.name, "axes": trial.axes, "spec": spec_json}, runtime, session)
+        run_trial(Trial(trial.index, trial.name, trial.axes, StudySpec.model_validate(spec_json)), runtime, session)
         target = storage / name / "tune" / trial.name / folder
         target.mkdir(parents=True)
         shutil.copy(session.directory / CHECKPOINT_FILE, target / CHECKPOINT_FILE)

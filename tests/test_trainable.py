@@ -11,7 +11,7 @@ import torch
 from conftest import micro_spec
 from mlflow import MlflowClient
 
-from study.spec.load import expand
+from study.spec.load import Trial, expand
 from trainables.trainable import CHECKPOINT_FILE, LocalSession, Runtime, run_trial
 
 
@@ -25,10 +25,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
     return uri, eid, parent
 
 
-def _trial(**overrides: object) -> dict:
+def _trial(**overrides: object) -> Trial:
     _, trials = expand(micro_spec(**overrides))
-    t = trials[1]
-    return {"name": t.name, "axes": t.axes, "spec": t.spec.model_dump(mode="json")}
+    return trials[1]
 
 
 def _runtime(store: tuple[str, str, str], weights: Path, tmp_path: Path) -> Runtime:
@@ -90,7 +89,7 @@ def test_non_finite_loss_marks_the_trial_diverged(store, classifier_r8, tmp_path
     assert run.data.tags["study.status"] == "diverged" and run.info.status == "FAILED"
 
 
-def _flat(**overrides: object) -> dict:
+def _flat(**overrides: object) -> Trial:
     """A trial whose curves are flat: lr 1e-9 leaves the weights (and so every evaluation) unchanged."""
     stop = {"plateau": {"warmup_epochs": 0}}
     return _trial(**{"training.lr": 1e-9, "training.epochs": 8, "training.stop": stop,

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from analysis.plateau import STATES, Verdict
 from study import keys
-from study.spec import StudySpec
+from study.spec import StudySpec, Trial
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
@@ -129,7 +129,7 @@ class Progress:
     run_id: str | None = None
 
 
-def run_trial(trial: dict[str, Any], runtime: Runtime, session: Session) -> str:
+def run_trial(trial: Trial, runtime: Runtime, session: Session) -> str:
     """Train and evaluate one trial; returns how it ended: ``finished``, ``converged`` or ``diverged``.
 
     Phases: build -> restore -> open the run and its evaluation history -> per epoch: train, evaluate (when due),
@@ -167,9 +167,9 @@ def run_epoch(
     return stop
 
 
-def build(trial: dict[str, Any], runtime: Runtime) -> TrialContext:
+def build(trial: Trial, runtime: Runtime) -> TrialContext:
     """Data, dynamics (fitted to the data where it needs it), network, EMA and optimiser of one trial."""
-    spec = StudySpec.model_validate(trial["spec"])
+    spec = trial.spec
     if runtime.cache_dir:  # the driver's cache, also on a worker node whose environment does not carry it
         os.environ["STUDY_CACHE_DIR"] = runtime.cache_dir
     tr = spec.training
@@ -187,7 +187,7 @@ def build(trial: dict[str, Any], runtime: Runtime) -> TrialContext:
     opt_cls = torch.optim.AdamW if tr.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(net.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
     steps = math.ceil(len(data.train) / tr.batch_size)
-    return TrialContext(trial["name"], trial["axes"], spec, runtime, device, data, dynamics, net, ema, opt,
+    return TrialContext(trial.name, trial.axes, spec, runtime, device, data, dynamics, net, ema, opt,
                         num_classes, steps)  # fmt: skip
 
 
@@ -437,7 +437,7 @@ def _log_targets(run: TrialRun, res: EvalResult) -> None:
 def tune_trainable(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: ``config = {"trial": {...}, "runtime": {...}}``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run_trial(config["trial"], Runtime(**config["runtime"]), TuneSession())
+    run_trial(Trial.from_config(config["trial"]), Runtime(**config["runtime"]), TuneSession())
 
 
 def runtime_dict(runtime: Runtime) -> dict[str, Any]:

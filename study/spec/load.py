@@ -36,6 +36,16 @@ class Trial:
     axes: dict[str, str]
     spec: StudySpec
 
+    def to_config(self) -> dict[str, Any]:
+        """The JSON form a trial crosses the process boundary in (Ray Tune's config, the parent run's trial list)."""
+        return {"name": self.name, "index": self.index, "axes": self.axes, "spec": self.spec.model_dump(mode="json")}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Trial:
+        """The trial back from :meth:`to_config` (its spec validated again: it may come from another process)."""
+        spec = StudySpec.model_validate(config["spec"])
+        return cls(int(config.get("index", 0)), str(config["name"]), dict(config.get("axes", {})), spec)
+
 
 def _plain(node: Any) -> Any:
     """ruamel round-trip nodes -> plain python (so pydantic and json see ordinary types)."""

@@ -1,0 +1,112 @@
+"""Where a study keeps everything on disk, resolved once from ``--storage`` and the environment.
+
+``<storage>/<name>/`` holds the study's own state (``study.json``, Ray Tune's ``tune/`` directory with the trial
+checkpoints, ``report/``). Two directories are shared by every study of a storage: ``STUDY_DATA_DIR`` (default
+``<storage>/.data``: datasets and their downloads) and ``STUDY_CACHE_DIR`` (default ``<storage>/.cache``: trained
+extractors and guidance classifiers, prepared image folders, FID/KID reference features). The README documents
+both; :meth:`StudyPaths.environment` hands the resolved pair to everything that runs during a study, trials
+included, so every cached artefact lands where the README says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_ENV, CACHE_ENV = "STUDY_DATA_DIR", "STUDY_CACHE_DIR"
+
+
+class UnsafePath(Exception):
+    """A path the harness refuses to write or delete; the message names it and why."""
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Absolute paths of one study (``resolve``)."""
+
+    storage: Path
+    study: Path
+    data: Path
+    cache: Path
+
+    @classmethod
+    def resolve(cls, storage: str | Path, name: str, env: Mapping[str, str] | None = None) -> StudyPaths:
+        """Paths of study ``name`` under ``storage``; ``env`` (default ``os.environ``) may move data and cache."""
+        env = os.environ if env is None else env
+        if not name or name in {".", ".."} or "/" in name or "\\" in name or "\0" in name:
+            raise UnsafePath(f"study name {name!r} is not a plain directory name")
+        root = Path(storage).expanduser().absolute()
+        data = Path(env.get(DATA_ENV) or root / ".data").expanduser().resolve()
+        cache = Path(env.get(CACHE_ENV) or root / ".cache").expanduser().resolve()
+        return cls(root.resolve(), root.resolve() / name, data, cache)
+
+    @property
+    def tune(self) -> Path:
+        """Ray Tune's experiment directory (trial checkpoints)."""
+        return self.study / "tune"
+
+    @property
+    def state(self) -> Path:
+        """``study.json``: instance id, spec fingerprint, MLflow ids."""
+        return self.study / "study.json"
+
+    @property
+    def report(self) -> Path:
+        return self.study / "report"
+
+    @contextlib.contextmanager
+    def environment(self) -> Iterator[None]:
+        """``STUDY_DATA_DIR`` and ``STUDY_CACHE_DIR`` set to this study's directories for the block's duration.
+
+        Local Ray workers inherit the driver's environment; trials on other nodes get the same values through
+        their runtime (``trainables.trainable.Runtime``).
+        """
+        previous = {k: os.environ.get(k) for k in (DATA_ENV, CACHE_ENV)}
+        os.environ[DATA_ENV], os.environ[CACHE_ENV] = str(self.data), str(self.cache)
+        try:
+            yield
+        finally:
+            for k, v in previous.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def check_writable(self) -> list[str]:
+        """Problems that would stop the study writing its state, data or cache (each names the directory)."""
+        problems = []
+        for what, path in (("storage", self.storage), ("data", self.data), ("cache", self.cache)):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+                    pass
+            except OSError as e:
+                problems.append(f"the {what} directory {path} is not writable: {e.strerror or e}")
+        return problems
+
+    def remove_study(self) -> bool:
+        """Delete the study's own directory (``--fresh``) after checking it is nothing else; True if it existed.
+
+        Refused, before anything is removed: a study directory that is a symlink (its target would be emptied), or
+        one that does not resolve to a direct child of the storage directory, or one that holds the storage, data
+        or cache directories or the current working directory. ``shutil.rmtree`` itself never follows symlinks
+        inside the tree.
+        """
+        if not os.path.lexists(self.study):
+            return False
+        if self.study.is_symlink():
+            raise UnsafePath(f"{self.study} is a symlink (to {os.readlink(self.study)}); --fresh removes only a real "
+                             "study directory: remove the link yourself")  # fmt: skip
+        real = self.study.resolve()
+        if real.parent != self.storage or real.name != self.study.name:
+            raise UnsafePath(f"{self.study} resolves to {real}, outside the storage directory {self.storage}")
+        for other in (self.storage, self.data, self.cache, Path.cwd().resolve()):
+            if other == real or real in other.parents:
+                raise UnsafePath(f"--fresh would delete {real}, which holds {other}; nothing was removed")
+        shutil.rmtree(real)
+        return True
