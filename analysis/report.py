@@ -28,8 +28,6 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mlflow import MlflowClient
-
 from analysis.claims import ClaimCheck, check_claims, claims_table
 from analysis.convergence import arms, verdict_of, verdicts
 from analysis.figures import plot_arms, plot_is_vs_epoch, plot_loss, plot_sample_grids, plot_scores
@@ -50,6 +48,7 @@ from analysis.tables import (
     to_html,
     to_markdown,
 )
+from study.tracking import Tracker, connect, retry
 
 __all__ = ["write_report", "render_report", "ARTIFACT_PATH"]
 
@@ -139,7 +138,10 @@ def _sections(
     out.append(("Compute", ["Training seconds exclude evaluation; sampling seconds are wall seconds to generate the "
                 "n samples of one evaluation at one epoch (mean over evaluated epochs); NFE per sample. Columns "
                 "marked * are in the paper's units (Tables A.5/A.6: training time per 90 epochs, sampling time per "
-                "10k images) and are extrapolated from the measured rates on the named device, not measured."],
+                "10k images) and are extrapolated from the measured rates on the named device, not measured. "
+                "† starts: how many times the trial's process started; above 1, it was restored from its checkpoint "
+                "(a killed driver, or a crashed trial process that Ray Tune retried) and its replayed epochs were "
+                "logged once."],
                 "compute", None))
     out.append(("Training loss", ["Losses of different schedules or dynamics weight the noise levels differently: "
                 "they are not comparable across trials, only along one trial."], None, LOSS_FIGURE))
@@ -247,19 +249,22 @@ def write_report(
     log_to_mlflow: bool = True,
     rule: PlateauRule | None = None,
     claims: list | None = None,
+    tracker: Tracker | None = None,
 ) -> Path:
-    """Load ``study_name`` from ``tracking_uri``, write the report into ``out_dir``, return ``report.md``'s path.
+    """Load ``study_name`` from ``tracking_uri`` (or ``tracker``), write the report into ``out_dir``, return
+    ``report.md``'s path.
 
     ``rule`` is the rule described in the report (each trial is judged with its own ``training.stop.plateau``);
     ``claims`` (the spec's ``claims``) adds the claims table.
     """
-    study = load_study(tracking_uri, study_name)
+    study = load_study(tracking_uri, study_name, tracker=tracker)
     report = render_report(study, out_dir, rule=rule, claims=claims)
     if log_to_mlflow:
         if study.parent_run_id is None:
             log.warning("study %s has no parent run; report not logged to MLflow", study_name)
         else:
-            MlflowClient(tracking_uri=tracking_uri).log_artifacts(study.parent_run_id, str(out_dir), ARTIFACT_PATH)
+            tracker = study.tracker or connect(tracking_uri)
+            retry(lambda: tracker.log_artifacts(study.parent_run_id, out_dir, ARTIFACT_PATH))
             log.info("logged report to run %s under %s/", study.parent_run_id, ARTIFACT_PATH)
     return report
 

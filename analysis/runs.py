@@ -10,7 +10,7 @@ Contract (written by the trials, see DESIGN.md "Tracking, concretely"):
   ``sample/<evaluation>/(seconds|nfe)``. Other keys are ignored.
 * per-image IS logits of every evaluation: artifacts ``evaluations/<evaluation>/epoch-*.npz`` (``logits``).
 
-Full histories are read with ``MlflowClient.get_metric_history`` (never only the last value). When a
+Full histories are read with ``Tracker.history`` (never only the last value). When a
 step was logged several times in one run (a trial restored from an older checkpoint re-logs epochs),
 the value with the latest timestamp wins.
 
@@ -30,16 +30,15 @@ import math
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.entities import Run, ViewType
 
 from study import keys
 from study.keys import AXIS_PREFIX, TAG_AXES, TAG_ROLE, TAG_STATUS, TAG_TRIAL
 from study.keys import TAG_STUDY as TAG_NAME
-from trainables.tracking import load_run_arrays
+from study.tracking import RunRecord, Tracker, connect, load_run_arrays
 
 __all__ = ["StudyRuns", "load_study", "SCORE_COLUMNS", "LOSS_COLUMNS", "TRIAL_COLUMNS", "METRIC_COLUMNS"]
 
@@ -55,7 +54,7 @@ SCORE_COLUMNS = [
 ]
 LOSS_COLUMNS = ["trial", "epoch", "loss", "train_seconds", "epoch_seconds"]
 TRIAL_COLUMNS = ["trial", "run_id", "status", "start_time", "n_runs", "stop_epoch", "stop_rule", "stop_reason",
-                 "device"]
+                 "device", "starts"]
 METRIC_COLUMNS = ["trial", "score", "extractor", "n_samples", "evaluation", "stat", "epoch", "value"]
 
 
@@ -91,44 +90,21 @@ class StudyRuns:
     references: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)  # (extractor, n) -> real/noise
     sample_size_runs: list[str] = field(default_factory=list)  # runs of ``study sample-size``
     logits: dict[tuple[str, str], dict[int, np.ndarray]] = field(default_factory=dict)
+    tracker: Tracker | None = field(default=None, compare=False, repr=False)  # where images are read from
 
 
-def _search_all_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
-    runs: list[Run] = []
-    token: str | None = None
-    while True:
-        page = client.search_runs(
-            [experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def _existing_experiments(client: MlflowClient) -> list[str]:
-    names: list[str] = []
-    token = None
-    while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
-        names.extend(e.name for e in page)
-        token = page.token
-        if not token:
-            return names
-
-
-def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
+def _history(client: Tracker, run_id: str, key: str) -> dict[int, float]:
     """Full history of one metric as {epoch: value}; for a re-logged step the latest timestamp wins."""
     out: dict[int, tuple[int, float]] = {}
-    for m in client.get_metric_history(run_id, key):
+    for m in client.history(run_id, key):
         step = int(m.step)
         if step not in out or m.timestamp >= out[step][0]:
             out[step] = (m.timestamp, float(m.value))
     return {s: v for s, (_, v) in out.items()}
 
 
-def _axes_of(run: Run) -> list[str]:
-    raw = run.data.tags.get(TAG_AXES)
+def _axes_of(run: RunRecord) -> list[str]:
+    raw = run.tags.get(TAG_AXES)
     if raw:
         try:
             axes = json.loads(raw)
@@ -136,8 +112,8 @@ def _axes_of(run: Run) -> list[str]:
                 return axes
         except json.JSONDecodeError:
             pass
-        log.warning("run %s: cannot parse %s=%r; using its axis.* tags", run.info.run_id, TAG_AXES, raw)
-    return sorted(k[len(AXIS_PREFIX):] for k in run.data.tags if k.startswith(AXIS_PREFIX))
+        log.warning("run %s: cannot parse %s=%r; using its axis.* tags", run.run_id, TAG_AXES, raw)
+    return sorted(k[len(AXIS_PREFIX):] for k in run.tags if k.startswith(AXIS_PREFIX))
 
 
 def _union_ordered(lists: Iterable[list[str]]) -> list[str]:
@@ -148,10 +124,10 @@ def _union_ordered(lists: Iterable[list[str]]) -> list[str]:
     return list(seen)
 
 
-def _run_rows(client: MlflowClient, run: Run) -> tuple[list[dict], list[dict], list[dict]]:
+def _run_rows(client: Tracker, run: RunRecord) -> tuple[list[dict], list[dict], list[dict]]:
     """Score rows (IS, wide), loss rows and generic metric rows (every score, long) of one trial run."""
-    run_id = run.info.run_id
-    hist = {k: _history(client, run_id, k) for k in run.data.metrics if k in TRAIN_KEYS}
+    run_id = run.run_id
+    hist = {k: _history(client, run_id, k) for k in run.metrics if k in TRAIN_KEYS}
     train_seconds = hist.get(keys.TRAIN_SECONDS, {})
     loss_epochs = sorted(set().union(*hist.values())) if hist else []
     losses = [
@@ -161,7 +137,7 @@ def _run_rows(client: MlflowClient, run: Run) -> tuple[list[dict], list[dict], l
 
     sample: dict[tuple[str, str], dict[int, float]] = {}
     series: dict[tuple[str, str, int, str], dict[str, dict[int, float]]] = {}
-    for k in run.data.metrics:
+    for k in run.metrics:
         if (sk := keys.parse_score_key(k)) is not None:
             series.setdefault(sk.curve, {})[sk.stat] = _history(client, run_id, k)
         elif (sm := keys.parse_sample_key(k)) is not None:
@@ -189,14 +165,14 @@ def _run_rows(client: MlflowClient, run: Run) -> tuple[list[dict], list[dict], l
     return scores, losses, generic
 
 
-def _run_logits(client: MlflowClient, run: Run, evaluations: set[str]) -> dict[str, dict[int, np.ndarray]]:
+def _run_logits(client: Tracker, run: RunRecord, evaluations: set[str]) -> dict[str, dict[int, np.ndarray]]:
     """{evaluation: {epoch: logits}} from the run's ``evaluations/<id>/epoch-*.npz`` artifacts."""
     out: dict[str, dict[int, np.ndarray]] = {}
     for ev in sorted(evaluations):
         try:
-            files = load_run_arrays(client, run.info.run_id, keys.evaluation_dir(ev))
+            files = load_run_arrays(client, run.run_id, keys.evaluation_dir(ev))
         except Exception as e:  # noqa: BLE001 - an unreadable artifact store must not hide the metrics
-            log.warning("run %s: cannot read the logits of %s (%s); using summary statistics", run.info.run_id, ev, e)
+            log.warning("run %s: cannot read the logits of %s (%s); using summary statistics", run.run_id, ev, e)
             continue
         for name, arrays in files.items():
             epoch = keys.parse_evaluation_file(name)
@@ -209,7 +185,9 @@ def _first_epoch(rows: list[dict]) -> float:
     return min((r["epoch"] for r in rows), default=math.inf)
 
 
-def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> StudyRuns:
+def load_study(
+    tracking_uri: str, study_name: str, with_logits: bool = True, tracker: Tracker | None = None
+) -> StudyRuns:
     """Read all runs of ``study_name`` from the MLflow tracking server or database at ``tracking_uri``.
 
     ``with_logits`` also reads every evaluation's per-image logits (for paired intervals and the plateau rule).
@@ -217,32 +195,32 @@ def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> 
     Raises ``ValueError`` (naming the study, the URI and the existing experiments) when the experiment
     does not exist.
     """
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(study_name)
+    client = tracker or connect(tracking_uri)
+    exp = client.experiment(study_name)
     if exp is None:
-        existing = _existing_experiments(client)
+        existing = client.experiment_names()
         raise ValueError(
             f"no MLflow experiment named {study_name!r} at tracking URI {tracking_uri!r}; "
             f"existing experiments: {', '.join(repr(n) for n in existing) or '(none)'}"
         )
-    runs = _search_all_runs(client, exp.experiment_id)
+    runs = client.runs(exp.experiment_id)
     log.info("study %s: %d run(s) in experiment %s", study_name, len(runs), exp.experiment_id)
 
     parents, trials_runs, sample_size = [], {}, []
     for run in runs:
-        tags = run.data.tags
+        tags = run.tags
         if tags.get(TAG_NAME, study_name) != study_name:
-            log.warning("run %s has %s=%r, not %r; skipped", run.info.run_id, TAG_NAME, tags[TAG_NAME], study_name)
+            log.warning("run %s has %s=%r, not %r; skipped", run.run_id, TAG_NAME, tags[TAG_NAME], study_name)
             continue
         role = tags.get(TAG_ROLE)
         if role == "parent":
             parents.append(run)
         elif role == "sample-size":
-            sample_size.append(run.info.run_id)
+            sample_size.append(run.run_id)
         elif role == "trial":
-            trial = tags.get(TAG_TRIAL) or run.info.run_name or run.info.run_id
+            trial = tags.get(TAG_TRIAL) or run.name or run.run_id
             trials_runs.setdefault(trial, []).append(run)
-    parent = max(parents, key=lambda r: r.info.start_time or 0, default=None)
+    parent = max(parents, key=lambda r: r.start_time or 0, default=None)
 
     all_axes = _union_ordered(_axes_of(r) for rs in trials_runs.values() for r in rs)
     reserved = set(SCORE_COLUMNS) | set(LOSS_COLUMNS) | set(TRIAL_COLUMNS)
@@ -252,15 +230,15 @@ def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> 
     params: dict[str, dict[str, str]] = {}
     logits: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     for trial, trial_runs in sorted(trials_runs.items()):
-        trial_runs.sort(key=lambda r: r.info.start_time or 0)
+        trial_runs.sort(key=lambda r: r.start_time or 0)
         newest = trial_runs[-1]
         if len(trial_runs) > 1:
             log.warning("trial %s has %d runs; merging histories (newest run wins)", trial, len(trial_runs))
         per_run = [_run_rows(client, r) for r in trial_runs]
         # one cutoff per run for every table: the first epoch logged by any newer run
         cuts = _cutoffs([_first_epoch(s + ls) for s, ls, _ in per_run])
-        status = newest.data.tags.get(TAG_STATUS, "unknown")
-        labels = {axis_cols[a]: newest.data.tags.get(AXIS_PREFIX + a) for a in all_axes}
+        status = newest.tags.get(TAG_STATUS, "unknown")
+        labels = {axis_cols[a]: newest.tags.get(AXIS_PREFIX + a) for a in all_axes}
         for run, (scores, losses, generic), c in zip(trial_runs, per_run, cuts, strict=True):
             score_rows += [{**row, "trial": trial, "status": status, **labels} for row in scores if row["epoch"] < c]
             loss_rows += [{**row, "trial": trial, **labels} for row in losses if row["epoch"] < c]
@@ -268,15 +246,16 @@ def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> 
             if with_logits:
                 for ev, by_epoch in _run_logits(client, run, {r["evaluation"] for r in scores}).items():
                     logits.setdefault((trial, ev), {}).update({e: x for e, x in by_epoch.items() if e < c})
-        params[trial] = dict(newest.data.params)
-        tags = newest.data.tags
+        params[trial] = dict(newest.params)
+        tags = newest.tags
         stop_epoch = tags.get(keys.TAG_STOP_EPOCH)
         trial_rows.append({
-            "trial": trial, "run_id": newest.info.run_id, "status": status, **labels,
-            "start_time": newest.info.start_time, "n_runs": len(trial_runs),
+            "trial": trial, "run_id": newest.run_id, "status": status, **labels,
+            "start_time": newest.start_time, "n_runs": len(trial_runs),
             "stop_epoch": int(stop_epoch) if stop_epoch and stop_epoch.isdigit() else None,
             "stop_rule": tags.get(keys.TAG_STOP_RULE), "stop_reason": tags.get(keys.TAG_STOP_REASON),
             "device": tags.get(keys.TAG_DEVICE, ""),
+            "starts": sum(int(r.tags.get(keys.TAG_STARTS, "1")) for r in trial_runs),
         })
 
     ax = list(axis_cols.values())
@@ -285,22 +264,22 @@ def load_study(tracking_uri: str, study_name: str, with_logits: bool = True) -> 
                     {"n_samples": "int64", "epoch": "int64"})
     losses = _frame(loss_rows, ["trial", *ax, *LOSS_COLUMNS[1:]], ["trial", "epoch"], {"epoch": "int64"})
     trials = _frame(trial_rows, TRIAL_COLUMNS[:3] + ax + TRIAL_COLUMNS[3:], ["trial"],
-                    {"n_runs": "int64", "stop_epoch": "Int64"})
+                    {"n_runs": "int64", "stop_epoch": "Int64", "starts": "Int64"})
     metrics = _frame(metric_rows, METRIC_COLUMNS, METRIC_COLUMNS[:7], {"n_samples": "int64", "epoch": "int64"})
     return StudyRuns(
         study_name=study_name, tracking_uri=tracking_uri, experiment_id=exp.experiment_id,
-        parent_run_id=parent.info.run_id if parent else None, axes=ax,
+        parent_run_id=parent.run_id if parent else None, axes=ax,
         scores=scores, losses=losses, trials=trials,
-        description=parent.data.tags.get(keys.TAG_DESCRIPTION) if parent else None,
+        description=parent.tags.get(keys.TAG_DESCRIPTION) if parent else None,
         metrics=metrics, params=params, logits=logits, references=_references(parent),
-        sample_size_runs=sample_size,
+        sample_size_runs=sample_size, tracker=tracker,
     )
 
 
-def _references(parent: Run | None) -> dict[tuple[str, int], dict[str, float]]:
+def _references(parent: RunRecord | None) -> dict[tuple[str, int], dict[str, float]]:
     """IS of real data and of noise at the study's sample count, logged on the parent run."""
     out: dict[tuple[str, int], dict[str, float]] = {}
-    for key, value in (parent.data.metrics if parent else {}).items():
+    for key, value in (parent.metrics if parent else {}).items():
         parsed = keys.parse_reference_key(key)
         if parsed is not None and parsed[0] == "is" and parsed[4] == "mean":
             out.setdefault((parsed[1], parsed[2]), {})[parsed[3]] = value
@@ -328,12 +307,12 @@ def load_images(study: StudyRuns, run_id: str, folder: str, keep: Callable[[str]
     """{file name: image array} of a run's PNG artifacts under ``folder`` whose names ``keep`` accepts."""
     import matplotlib.image
 
-    client = MlflowClient(study.tracking_uri)
-    names = [f.path for f in client.list_artifacts(run_id, folder) if keep(f.path.rsplit("/", 1)[-1])]
+    client = study.tracker or connect(study.tracking_uri)
+    names = [path for path in client.list_artifacts(run_id, folder) if keep(path.rsplit("/", 1)[-1])]
     out = {}
     with tempfile.TemporaryDirectory() as d:
         for path in names:
-            local = client.download_artifacts(run_id, path, d)
+            local = client.download(run_id, path, Path(d))
             out[path.rsplit("/", 1)[-1]] = matplotlib.image.imread(local)
     return out
 

@@ -152,6 +152,7 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
         if len(epoch_secs):
             per_epoch = float(epoch_secs.mean())
         base = {"trial": trial, "status": t["status"], **{a: t[a] for a in axes}, "device": t.get("device", ""),
+                "starts": t.get("starts", 1),
                 "epochs_trained": last_epoch, "train_seconds_total": total, "seconds_per_epoch": per_epoch,
                 "train_minutes_per_90_epochs": per_epoch * 90 / 60}
         if sc.empty:
@@ -172,7 +173,7 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
                 "nfe": float(nfe.iloc[-1]) if len(nfe) else math.nan,
                 "n_evaluations": int(per_epoch_rows["epoch"].nunique()),
             })
-    cols = ["trial", "status", *axes, "device", "epochs_trained", "train_seconds_total", "seconds_per_epoch",
+    cols = ["trial", "status", *axes, "device", "starts", "epochs_trained", "train_seconds_total", "seconds_per_epoch",
             "train_minutes_per_90_epochs", "evaluation", "n_samples", "sampling_seconds_mean",
             "sampling_minutes_per_10k", "nfe", "n_evaluations"]
     df = pd.DataFrame(rows, columns=cols)
@@ -352,6 +353,7 @@ def display_compute(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         "train min / 90 epochs*": [_num(x, "{:.1f}") for x in df["train_minutes_per_90_epochs"]],
         "sampling min / 10k images*": [_num(x, "{:.1f}") for x in df["sampling_minutes_per_10k"]],
         "device": df["device"].fillna(""),
+        "starts†": [_num(x, "{:.0f}") for x in df["starts"]],
         "NFE": [_num(x, "{:.0f}") for x in df["nfe"]],
     })
 

@@ -49,6 +49,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  diverged (non-finite loss): {name}")
     for name in outcome.errored:
         print(f"  ERRORED: {name}  (its error.txt is under {outcome.study_dir / 'tune'}); run again to retry it")
+    for name, count in outcome.unlogged.items():
+        print(f"  NOT LOGGED: {count} tracking write(s) of {name} (tracking was down); kept in "
+              f"{outcome.study_dir / 'spool' / (name + '.jsonl')}, logged when the study runs again")
     if outcome.report:
         print(f"report: {outcome.report.parent / 'index.html'}  ({outcome.report})")
     state = json.loads((outcome.study_dir / "study.json").read_text())

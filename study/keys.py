@@ -38,6 +38,9 @@ TAG_PARENT = "mlflow.parentRunId"
 TAG_STOP_EPOCH = "study.stop.epoch"  # epoch at which a stopping rule ended the trial
 TAG_STOP_RULE = "study.stop.rule"
 TAG_STOP_REASON = "study.stop.reason"
+# how many times a trial's process started on its run: 1 when never interrupted; each restore from a checkpoint
+# (a killed driver, a crashed or killed trial process retried by Ray Tune under resources.max_failures) adds one
+TAG_STARTS = "study.starts"
 TAG_DEVICE = "study.device"  # what the trial ran on (GPU name, or CPU model and threads): compute tables name it
 AXIS_PREFIX = "axis."
 
@@ -169,6 +172,11 @@ def image_key(evaluation: str) -> str:
 
 
 _IMAGE_FILE = re.compile(r"^(?P<key>.+)\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+\.png$")
+
+
+def image_file(key: str, step: int, timestamp: int, uid: str) -> str:
+    """The name MLflow's ``log_image`` gives a step-indexed image (in-memory backends write the same)."""
+    return f"{key.replace('/', '~')}+step+{step}+timestamp+{timestamp}+{uid}.png"
 
 
 def parse_image_file(name: str) -> tuple[str, int] | None:

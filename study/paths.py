@@ -59,6 +59,11 @@ class StudyPaths:
     def report(self) -> Path:
         return self.study / "report"
 
+    @property
+    def spool(self) -> Path:
+        """Tracking writes an outage kept back, one ``<trial>.jsonl`` each (``study.tracking.Spool``)."""
+        return self.study / "spool"
+
     @contextlib.contextmanager
     def environment(self) -> Iterator[None]:
         """``STUDY_DATA_DIR`` and ``STUDY_CACHE_DIR`` set to this study's directories for the block's duration.

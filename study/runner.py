@@ -15,16 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
-
 from study import keys
 from study.keys import STATUSES
 from study.paths import StudyPaths, UnsafePath
 from study.spec import StudySpec, Trial, load_study, spec_fingerprint
-from study.tracking import TrackingConfig, create_parent_run, ensure_experiment, resolve_tracking
+from study.tracking import (
+    Tracker,
+    TrackingConfig,
+    connect,
+    create_parent_run,
+    ensure_experiment,
+    log_metrics,
+    replay_spools,
+    resolve_tracking,
+    retry,
+)
 from trainables.files import atomic_write
 from trainables.guidance_classifier import ClassifierJob, classifier_key
-from trainables.tracking import retry
 from trainables.trainable import Runtime, runtime_dict
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,9 @@ RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "RAY_DEDUP_LOGS": "0",
 }
+
+
+TRACKING_CHECK_SECONDS = 3.0  # a down server is refused in about this long, before Ray starts
 
 
 class StudyError(Exception):
@@ -52,6 +62,7 @@ class StudyOutcome:
     report: Path | None
     study_dir: Path
     converged: list[str] = field(default_factory=list)
+    unlogged: dict[str, int] = field(default_factory=dict)  # writes an outage kept in a trial's spool, by trial
 
     @property
     def exit_code(self) -> int:
@@ -91,7 +102,7 @@ class Prepared:
 class Tracked:
     """The study's place in MLflow: experiment, parent run and this study instance (``study.json``)."""
 
-    client: MlflowClient
+    tracker: Tracker
     tracking: TrackingConfig
     experiment: str
     experiment_id: str
@@ -219,6 +230,9 @@ def check(plan: Plan, paths: StudyPaths, address: str | None, fresh: bool) -> di
     else. A study whose trials changed since it started is refused rather than resumed into mixed runs.
     """
     problems = paths.check_writable() + ([] if address else _local_resource_problems(plan.base))
+    uri = resolve_tracking(plan.base.tracking.tracking_uri).tracking_uri
+    if (problem := connect(uri).check(timeout=TRACKING_CHECK_SECONDS)) is not None:
+        problems.append(f"{problem}. Start it, or point MLFLOW_TRACKING_URI / tracking.tracking_uri elsewhere")
     if problems:
         raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
     if fresh:
@@ -268,16 +282,16 @@ def track(plan: Plan, paths: StudyPaths, prepared: Prepared, state: dict[str, An
     base = plan.base
     tracking = resolve_tracking(base.tracking.tracking_uri)
     experiment = tracking.experiment_prefix + (base.tracking.experiment or base.name)
-    client = MlflowClient(tracking.tracking_uri)
-    experiment_id = ensure_experiment(client, experiment, tracking.artifact_location)
+    tracker = connect(tracking.tracking_uri)
+    experiment_id = ensure_experiment(tracker, experiment, tracking.artifact_location)
     if state is None:
         instance = uuid.uuid4().hex[:12]
         payloads = [t.to_config() for t in plan.trials]
         parent = create_parent_run(
-            client, experiment_id, base.name, base.description, instance, plan.spec_path, payloads, tracking.tags
+            tracker, experiment_id, base.name, base.description, instance, plan.spec_path, payloads, tracking.tags
         )
         if prepared.references:
-            retry(lambda: client.log_batch(parent, metrics=_metrics(prepared.references)))
+            log_metrics(tracker, parent, prepared.references)
         state = {"instance": instance, "fingerprint": plan.fingerprint, "parent_run_id": parent,
                  "experiment_id": experiment_id, "tracking_uri": tracking.tracking_uri,
                  "experiment": experiment, "spec": str(plan.spec_path)}  # fmt: skip
@@ -286,12 +300,12 @@ def track(plan: Plan, paths: StudyPaths, prepared: Prepared, state: dict[str, An
         print(f"study {base.name}: {len(plan.trials)} trial(s); MLflow experiment {experiment!r} at "
               f"{tracking.tracking_uri}")  # fmt: skip
     else:
-        retry(lambda: client.update_run(state["parent_run_id"], status="RUNNING"))
+        retry(lambda: tracker.set_status(state["parent_run_id"], "RUNNING"))
         print(f"study {base.name}: resuming {len(plan.trials)} trial(s) from {paths.tune}")
-    tracked = Tracked(client, tracking, experiment, experiment_id, state["parent_run_id"], state["instance"])
+    tracked = Tracked(tracker, tracking, experiment, experiment_id, state["parent_run_id"], state["instance"])
     for job in prepared.classifiers:
         spec = next(t.spec for t in plan.trials if classifier_key(t.spec) == job.key)
-        log_classifier_run(client, experiment_id, tracked.parent_run_id, base.name, tracked.instance, spec, job)
+        log_classifier_run(tracker, experiment_id, tracked.parent_run_id, base.name, tracked.instance, spec, job)
     return tracked
 
 
@@ -303,13 +317,13 @@ def launch(plan: Plan, paths: StudyPaths, prepared: Prepared, tracked: Tracked, 
         data_dir=str(paths.data), extractor_weights=prepared.extractor_weights,
         log_images=plan.base.tracking.log_images,
         classifier_weights={job.key: str(job.path.resolve()) for job in prepared.classifiers} or None,
-        cache_dir=str(paths.cache),
+        cache_dir=str(paths.cache), spool_dir=str(paths.spool),
     )  # fmt: skip
     _init_ray(address, plan.base)
     try:
         return list(_fit(plan.base, [t.to_config() for t in plan.trials], runtime, paths.tune))
     except KeyboardInterrupt:
-        retry(lambda: tracked.client.set_terminated(tracked.parent_run_id, status="KILLED"))
+        retry(lambda: tracked.tracker.set_status(tracked.parent_run_id, "KILLED"))
         raise
     finally:
         import ray
@@ -327,22 +341,17 @@ def conclude(plan: Plan, paths: StudyPaths, tracked: Tracked, results: list[Any]
     finished, diverged, errored, converged = ended["finished"], ended["diverged"], ended["errored"], ended["converged"]
     interrupted = len(finished) + len(diverged) + len(errored) + len(converged) < len(plan.trials)
     status = "FAILED" if errored else "KILLED" if interrupted else "FINISHED"
-    retry(lambda: tracked.client.set_terminated(tracked.parent_run_id, status=status))
+    retry(lambda: tracked.tracker.set_status(tracked.parent_run_id, status))
+    unlogged = replay_spools(tracked.tracker, paths.spool)  # what an outage kept back, logged now if it can be
+    for trial, count in unlogged.items():
+        log.warning("%s: %d write(s) could not be logged; kept in %s (replayed on the next run or report)",
+                    trial, count, paths.spool / f"{trial}.jsonl")  # fmt: skip
     report = None
     if write_report:
         from analysis import write_report as _write_report
 
         report = _write_report(tracked.tracking.tracking_uri, tracked.experiment, paths.report, claims=plan.base.claims)
-    return StudyOutcome(finished, diverged, errored, report, paths.study, converged)
-
-
-def _metrics(values: dict[str, float]) -> list:
-    import time
-
-    from mlflow.entities import Metric
-
-    ts = int(time.time() * 1000)
-    return [Metric(k, float(v), ts, 0) for k, v in values.items()]
+    return StudyOutcome(finished, diverged, errored, report, paths.study, converged, unlogged)
 
 
 def _fit(spec: StudySpec, payloads: list[dict[str, Any]], runtime: Runtime, tune_dir: Path) -> Any:

@@ -230,12 +230,13 @@ def load_checkpoint(trial_dir: Path, epoch: int | None = None) -> Checkpoint:
 def rebuild_model(handle: StudyHandle, trial: Trial, ckpt: Checkpoint, weights: str | None, storage: str | Path) -> Any:
     """The trial's network, dynamics and data exactly as the trial builds them, with the checkpoint's EMA weights."""
     from study.preflight import default_dirs
+    from study.tracking import connect
     from trainables.trainable import Runtime, build
 
     s = handle.state
     runtime = Runtime(s["tracking_uri"], s["experiment_id"], s["parent_run_id"], s["instance"], handle.name,
                       str(default_dirs(storage)[0]), weights, log_images=False)  # fmt: skip
-    ctx = build(trial, runtime)
+    ctx = build(trial, runtime, connect(runtime.tracking_uri))
     ctx.ema.load_state_dict(ckpt.state["ema"])
     ctx.ema.model.eval()
     return ctx
@@ -410,45 +411,38 @@ def write_csv(table: pd.DataFrame, path: Path) -> Path:
 # ------------------------------------------------------------------------------------------------------- log
 
 
-def run_metrics(result: SampleSizeResult) -> list[Any]:
-    """MLflow metrics of the table (step = N; FID only where computed) and IS-infinity (step 0)."""
-    from mlflow.entities import Metric
-
-    ts = int(time.time() * 1000)
-    metrics = [Metric(sample_size_key(result.extractor, result.eval_id, "is_inf"), result.is_inf, ts, 0)]
+def run_metrics(result: SampleSizeResult) -> dict[int, dict[str, float]]:
+    """The table's metrics by step (step = N; FID only where computed) and IS-infinity (step 0)."""
+    out: dict[int, dict[str, float]] = {0: {sample_size_key(result.extractor, result.eval_id, "is_inf"): result.is_inf}}
     for row in result.table.itertuples(index=False):
         for stat in ("is_mean", "is_std", "is_ci_low", "is_ci_high", "fid"):
             value = float(getattr(row, stat))
             if math.isfinite(value):
-                metrics.append(Metric(sample_size_key(result.extractor, result.eval_id, stat), value, ts, int(row.n)))
-    return metrics
+                out.setdefault(int(row.n), {})[sample_size_key(result.extractor, result.eval_id, stat)] = value
+    return out
 
 
 def log_run(handle: StudyHandle, result: SampleSizeResult) -> str:
-    """A new MLflow run (role sample-size, child of the study's parent run) with the table, IS-infinity and files."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Param
+    """A new run (role sample-size, child of the study's parent run) with the table, IS-infinity and files."""
+    from study.tracking import connect, log_metrics, retry
 
-    from trainables.tracking import retry
-
-    client = MlflowClient(handle.state["tracking_uri"])
+    tracker = connect(handle.state["tracking_uri"])
     tags = {TAG_ROLE: ROLE, TAG_STUDY: handle.name, TAG_TRIAL: result.trial, TAG_PARENT: handle.state["parent_run_id"]}
     name = f"sample-size {result.trial} e{result.epoch} {result.eval_id}"
-    run_id = retry(lambda: client.create_run(handle.state["experiment_id"], run_name=name, tags=tags)).info.run_id
+    run_id = retry(lambda: tracker.create_run(handle.state["experiment_id"], name, tags))
     params = {"epoch": result.epoch, "eval": result.eval_id, "seed": result.seed, "n_max": int(result.table["n"].max()),
               "splits": result.splits, "bootstrap_replicates": BOOTSTRAP_REPLICATES}  # fmt: skip
     try:
-        metrics = run_metrics(result)
-        for lo in range(0, len(metrics), 1000):  # MLflow's batch limit
-            retry(lambda c=metrics[lo : lo + 1000]: client.log_batch(run_id, metrics=c))
-        retry(lambda: client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()]))
+        for step, metrics in run_metrics(result).items():
+            log_metrics(tracker, run_id, metrics, step)
+        retry(lambda: tracker.log_batch(run_id, [], {k: str(v) for k, v in params.items()}, {}))
         for path in (result.figure, result.csv):
-            retry(lambda p=path: client.log_artifact(run_id, str(p), "sample_size"))
+            retry(lambda p=path: tracker.log_artifact(run_id, Path(p), "sample_size"))
     except BaseException:
-        retry(lambda: client.set_terminated(run_id, status="FAILED"))
+        retry(lambda: tracker.set_status(run_id, "FAILED"))
         raise
-    retry(lambda: client.set_terminated(run_id, status="FINISHED"))
-    log.info("MLflow run %s (%s)", run_id, name)
+    retry(lambda: tracker.set_status(run_id, "FINISHED"))
+    log.info("tracking run %s (%s)", run_id, name)
     return run_id
 
 

@@ -83,7 +83,7 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
     from analysis import write_report
     from study.runner import reference_scores
     from study.spec import load_study
-    from study.tracking import create_parent_run, ensure_experiment
+    from study.tracking import connect, create_parent_run, ensure_experiment
     from trainables.trainable import LocalSession, Runtime, run_trial
 
     root = tmp_path_factory.mktemp("browser-study")
@@ -93,10 +93,11 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
     base, trials = load_study(spec_path)
     uri = f"sqlite:///{root}/mlflow.db"
     client = MlflowClient(uri)
-    experiment_id = ensure_experiment(client, base.name, str(root / "mlartifacts"))
+    experiment_id = ensure_experiment(connect(uri), base.name, str(root / "mlartifacts"))
     payloads = [t.to_config() for t in trials]
     instance = uuid.uuid4().hex[:12]
-    parent = create_parent_run(client, experiment_id, base.name, base.description, instance, spec_path, payloads, {})
+    tracker = connect(uri)
+    parent = create_parent_run(tracker, experiment_id, base.name, base.description, instance, spec_path, payloads, {})
     weights = str(classifier_r8[0])
     refs = reference_scores(base, weights, root / "data")
     client.log_batch(parent, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in refs.items()])
@@ -234,7 +235,7 @@ def test_study_runs_are_readable_in_the_mlflow_ui(micro_study: MicroStudy) -> No
     (MLflow prints every param as key=value above each sample-grid card)."""
     from mlflow import MlflowClient
 
-    from trainables.tracking import PARAM_MAX_CHARS
+    from study.tracking import PARAM_MAX_CHARS
 
     client = MlflowClient(micro_study.tracking_uri)
     assert client.get_experiment(micro_study.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"

@@ -20,8 +20,9 @@ from gmm_exact import ExactEpsNet, three_blobs
 from mlflow import MlflowClient
 
 from study.spec.load import SpecError, expand
+from study.tracking import connect
 from trainables.guidance import classifier_grad, misguided_classifier, weights_hash
-from trainables.guidance_classifier import ensure_noisy_classifier, log_classifier_run, prepare_classifiers
+from trainables.guidance_classifier import ensure_noisy_classifier, log_classifier_run
 from trainables.samplers import EpsModel, ancestral, ddim
 from trainables.schedules import linear_betas
 from trainables.trainable import LocalSession, Runtime, run_trial
@@ -181,15 +182,16 @@ def test_classifier_job_is_cached_and_logged(store, tmp_path: Path) -> None:
     second = ensure_noisy_classifier(spec, tmp_path / "data", cache)
     assert not second.trained and second.path == first.path and second.path.stat().st_mtime_ns == mtime
     client = MlflowClient(uri)
-    run_id = log_classifier_run(client, eid, parent, "micro", "inst", spec, first)
-    assert log_classifier_run(client, eid, parent, "micro", "inst", spec, second) == run_id  # one run per instance
+    tracker = connect(uri)
+    run_id = log_classifier_run(tracker, eid, parent, "micro", "inst", spec, first)
+    assert log_classifier_run(tracker, eid, parent, "micro", "inst", spec, second) == run_id  # one run per instance
     run = client.get_run(run_id)
     assert run.data.tags["study.role"] == "classifier" and run.data.tags["mlflow.parentRunId"] == parent
     hist = client.get_metric_history(run_id, "classifier/accuracy")
     assert sorted(m.step for m in hist) == [0, 1, 2, 3] and all(0.0 <= m.value <= 1.0 for m in hist)
     # the linear and cosine trials train different classifiers (same dataset, different schedule)
-    paths = prepare_classifiers([t.spec for t in trials], tmp_path / "data", cache, client, eid, parent, "m", "i2")
-    assert len(paths) == 2 and str(first.path.resolve()) in paths.values()
+    paths = {job.key: job.path for job in (ensure_noisy_classifier(t.spec, tmp_path / "data", cache) for t in trials)}
+    assert len(paths) == 2 and first.path in paths.values()
 
 
 def test_guided_trial_logs_target_accuracy_and_overhead(store, classifier_r8, tmp_path: Path) -> None:
@@ -198,7 +200,8 @@ def test_guided_trial_logs_target_accuracy_and_overhead(store, classifier_r8, tm
     t = trials[0]
     client = MlflowClient(uri)
     instance = uuid.uuid4().hex[:8]
-    weights = prepare_classifiers([t.spec], tmp_path / "data", tmp_path / "cache", client, eid, parent, "m", instance)
+    job = ensure_noisy_classifier(t.spec, tmp_path / "data", tmp_path / "cache")
+    weights = {job.key: str(job.path.resolve())}
     runtime = Runtime(
         uri, eid, parent, instance, "micro", str(tmp_path / "data"), str(classifier_r8[0]), True, weights
     )

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from mlflow import MlflowClient
 from torch.utils.data import DataLoader
 
 from study.keys import (
@@ -33,12 +32,12 @@ from study.keys import (
     TAG_ROLE,
     TAG_STUDY,
 )
+from study.tracking import MetricPoint, Tracker, flatten, now_ms, retry
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics.ddpm import q_sample
 from trainables.files import atomic_torch_save
 from trainables.networks import build_network
 from trainables.schedules import make_schedule
-from trainables.tracking import flatten, retry
 from trainables.training import epoch_seed, fit_epoch
 
 log = logging.getLogger(__name__)
@@ -157,7 +156,7 @@ def _spec_blob(spec: Any) -> str:
 
 
 def log_classifier_run(
-    client: MlflowClient,
+    tracker: Tracker,
     experiment_id: str,
     parent_run_id: str,
     study: str,
@@ -166,50 +165,20 @@ def log_classifier_run(
     job: ClassifierJob,
 ) -> str:
     """The classifier's own child run (``study.role=classifier``); one per study instance and key (resume-safe)."""
-    found = retry(
-        lambda: client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{TAG_INSTANCE}` = '{instance}' and tags.`classifier.key` = '{job.key}'",
-            max_results=1,
-        )
-    )
+    found = retry(lambda: tracker.find_runs(experiment_id, {TAG_INSTANCE: instance, "classifier.key": job.key}))
     if found:
-        return found[0].info.run_id
+        return found[0]
     tags = {
         TAG_PARENT: parent_run_id, TAG_STUDY: study, TAG_ROLE: "classifier", TAG_INSTANCE: instance,
         "classifier.key": job.key, "classifier.cached": str(not job.trained).lower(), "classifier.path": str(job.path),
     }  # fmt: skip
-    run_id = retry(lambda: client.create_run(experiment_id, run_name=f"classifier-{job.key}", tags=tags)).info.run_id
+    run_id = retry(lambda: tracker.create_run(experiment_id, f"classifier-{job.key}", tags))
     params = flatten({k: getattr(spec, k).model_dump(mode="json") for k in ("dataset", "dynamics", "classifier")})
-    for k, v in params.items():
-        retry(lambda k=k, v=v: client.log_param(run_id, k, v[:6000]))
-    for step, acc in enumerate(job.meta["accuracy"]):
-        retry(lambda step=step, acc=acc: client.log_metric(run_id, CLASSIFIER_ACCURACY, acc, step=step))
-    for epoch, loss in enumerate(job.meta["losses"], start=1):
-        retry(lambda epoch=epoch, loss=loss: client.log_metric(run_id, CLASSIFIER_LOSS, loss, step=epoch))
-    retry(lambda: client.log_metric(run_id, CLASSIFIER_SECONDS, job.meta["train_seconds"]))
-    retry(lambda: client.set_terminated(run_id, "FINISHED"))
+    retry(lambda: tracker.log_batch(run_id, [], {k: v[:6000] for k, v in params.items()}, {}))
+    ts = now_ms()
+    points = [MetricPoint(CLASSIFIER_ACCURACY, acc, step, ts) for step, acc in enumerate(job.meta["accuracy"])]
+    points += [MetricPoint(CLASSIFIER_LOSS, loss, e, ts) for e, loss in enumerate(job.meta["losses"], start=1)]
+    points.append(MetricPoint(CLASSIFIER_SECONDS, job.meta["train_seconds"], 0, ts))
+    retry(lambda: tracker.log_batch(run_id, points, {}, {}))
+    retry(lambda: tracker.set_status(run_id, "FINISHED"))
     return run_id
-
-
-def prepare_classifiers(
-    specs: list[Any],
-    data_dir: Path | str,
-    cache_dir: Path | str,
-    client: MlflowClient,
-    experiment_id: str,
-    parent_run_id: str,
-    study: str,
-    instance: str,
-) -> dict[str, str]:
-    """Driver side: one classifier per distinct (dataset, dynamics, classifier) among the guided trials, trained
-    (or found in the cache) before any trial starts; returns {classifier_key: weights path} for ``Runtime``."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    out: dict[str, str] = {}
-    for spec in specs:
-        if not needs_classifier(spec) or classifier_key(spec) in out:
-            continue
-        job = ensure_noisy_classifier(spec, data_dir, cache_dir, device)
-        log_classifier_run(client, experiment_id, parent_run_id, study, instance, spec, job)
-        out[job.key] = str(job.path.resolve())
-    return out

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from analysis.plateau import STATES, Verdict
 from study import keys
 from study.spec import StudySpec, Trial
+from study.tracking import Tracker, TrialRun, connect
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
@@ -31,7 +32,6 @@ from trainables.evaluation import EvalResult, evaluate
 from trainables.files import atomic_write
 from trainables.networks import build_network, count_parameters
 from trainables.stopping import EpochOutcome, EvaluationHistory, Stop, first_stop, plateau_rule
-from trainables.tracking import TrialRun
 from trainables.training import epoch_seed, fit_epoch
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ class Runtime:
     classifier_weights: dict[str, str] | None = None
     # derived data (prepared image folders, FID/KID reference features): the driver's resolved cache directory
     cache_dir: str | None = None
+    # where tracking writes go while the tracking store is down (study.tracking.Spool); None: a failure raises
+    spool_dir: str | None = None
 
 
 class Session(Protocol):
@@ -109,6 +111,7 @@ class TrialContext:
     axes: dict[str, str]
     spec: StudySpec
     runtime: Runtime
+    tracker: Tracker
     device: torch.device
     data: ImageData
     dynamics: Any
@@ -129,13 +132,13 @@ class Progress:
     run_id: str | None = None
 
 
-def run_trial(trial: Trial, runtime: Runtime, session: Session) -> str:
+def run_trial(trial: Trial, runtime: Runtime, session: Session, tracker: Tracker | None = None) -> str:
     """Train and evaluate one trial; returns how it ended: ``finished``, ``converged`` or ``diverged``.
 
     Phases: build -> restore -> open the run and its evaluation history -> per epoch: train, evaluate (when due),
     decide (stopping rules), log, checkpoint. An exception marks the run ``errored`` and propagates (Tune retries).
     """
-    ctx = build(trial, runtime)
+    ctx = build(trial, runtime, tracker or connect(runtime.tracking_uri))
     progress = restore(ctx, session)
     run = open_run(ctx, progress)
     history = restore_history(ctx, run, progress.epoch)
@@ -167,7 +170,7 @@ def run_epoch(
     return stop
 
 
-def build(trial: Trial, runtime: Runtime) -> TrialContext:
+def build(trial: Trial, runtime: Runtime, tracker: Tracker) -> TrialContext:
     """Data, dynamics (fitted to the data where it needs it), network, EMA and optimiser of one trial."""
     spec = trial.spec
     if runtime.cache_dir:  # the driver's cache, also on a worker node whose environment does not carry it
@@ -187,7 +190,7 @@ def build(trial: Trial, runtime: Runtime) -> TrialContext:
     opt_cls = torch.optim.AdamW if tr.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(net.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
     steps = math.ceil(len(data.train) / tr.batch_size)
-    return TrialContext(trial.name, trial.axes, spec, runtime, device, data, dynamics, net, ema, opt,
+    return TrialContext(trial.name, trial.axes, spec, runtime, tracker, device, data, dynamics, net, ema, opt,
                         num_classes, steps)  # fmt: skip
 
 
@@ -208,9 +211,10 @@ def restore(ctx: TrialContext, session: Session) -> Progress:
 def open_run(ctx: TrialContext, progress: Progress) -> TrialRun:
     """The trial's MLflow child run: the checkpoint's run, else this study instance's run for the trial, else new."""
     rt = ctx.runtime
+    spool = Path(rt.spool_dir) / f"{ctx.name}.jsonl" if rt.spool_dir else None
     run = TrialRun.open(
-        rt.tracking_uri, rt.experiment_id, rt.parent_run_id, rt.instance, rt.study, ctx.name, ctx.axes,
-        ctx.spec.model_dump(mode="json"), progress.run_id,
+        ctx.tracker, rt.experiment_id, rt.parent_run_id, rt.instance, rt.study, ctx.name, ctx.axes,
+        ctx.spec.model_dump(mode="json"), progress.run_id, spool,
     )  # fmt: skip
     progress.run_id = run.run_id
     run.set_tags({keys.TAG_DEVICE: describe_device(ctx.device)})  # again after a resume: it may have moved

@@ -1,0 +1,160 @@
+"""The tracking seam: one contract, two backends (in memory and a real MLflow SQLite store), exact resume, outages.
+
+The same test functions run against ``MemoryTracker`` and ``MlflowTracker``; what the trial and analysis rely on
+is written here once: runs found by tags, params that never change, full metric histories, artifacts by folder,
+step-indexed images, each (key, step) logged once by a reopened ``TrialRun``, and writes spooled during an outage.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from study.keys import parse_image_file
+from study.memory_backend import MemoryTracker
+from study.tracking import Spool, Tracker, TrialRun, connect, ensure_experiment, load_run_arrays, replay_spools
+
+AXES = {"schedule": "cosine"}
+
+
+@pytest.fixture(params=["memory", "mlflow"])
+def tracker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tracker]:
+    if request.param == "memory":
+        yield MemoryTracker()
+    else:
+        yield connect(f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def _experiment(tracker: Tracker, tmp_path: Path) -> str:
+    return ensure_experiment(tracker, "seam", str(tmp_path / "artifacts"))
+
+
+def _open(tracker: Tracker, eid: str, run_id: str | None = None, spool: Path | None = None) -> TrialRun:
+    params = {"training": {"lr": 0.001, "epochs": 3}, "evaluation": {"samplers": ["ddim"] * 100}}
+    return TrialRun.open(tracker, eid, "parent", "inst", "seam", "t0", AXES, params, run_id, spool, attempts=2)
+
+
+def test_experiments_runs_params_and_tags(tracker: Tracker, tmp_path: Path) -> None:
+    eid = _experiment(tracker, tmp_path)
+    assert ensure_experiment(tracker, "seam", None) == eid  # found, not created twice
+    assert "seam" in tracker.experiment_names()
+    run = _open(tracker, eid)
+    record = tracker.run(run.run_id)
+    assert record.params["training.lr"] == "0.001" and "evaluation.samplers" in record.tags  # long value: a tag
+    assert record.tags["axis.schedule"] == "cosine" and record.tags["study.status"] == "running"
+    assert tracker.find_runs(eid, {"study.instance": "inst", "study.trial": "t0"}) == [run.run_id]
+    assert _open(tracker, eid).run_id == run.run_id  # the same instance and trial reuse their run
+    run.finish("converged")
+    record = tracker.run(run.run_id)
+    assert record.status == "FINISHED" and record.tags["study.status"] == "converged"
+
+
+def test_histories_artifacts_and_images(tracker: Tracker, tmp_path: Path) -> None:
+    eid = _experiment(tracker, tmp_path)
+    run = _open(tracker, eid)
+    for epoch in (1, 2, 3):
+        run.log_metrics({"train/loss": 1.0 / epoch, "is/x/n4/ddim-3/mean": float(epoch)}, epoch)
+    history = tracker.history(run.run_id, "train/loss")
+    assert sorted((p.step, p.value) for p in history) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
+    assert tracker.run(run.run_id).metrics["is/x/n4/ddim-3/mean"] == 3.0
+    run.log_arrays("evaluations/ddim-3/epoch-00002.npz", logits=np.arange(6.0).reshape(2, 3))
+    run.log_dict({"a": 1}, "guidance/ddim-3/targets.json")
+    arrays = load_run_arrays(tracker, run.run_id, "evaluations/ddim-3")
+    assert list(arrays) == ["epoch-00002.npz"] and arrays["epoch-00002.npz"]["logits"].shape == (2, 3)
+    run.log_image(np.zeros((8, 8, 3), dtype=np.uint8), "samples/ddim-3", 2)
+    images = [parse_image_file(p.rsplit("/", 1)[-1]) for p in tracker.list_artifacts(run.run_id, "images")]
+    assert ("samples/ddim-3", 2) in images
+
+
+def test_a_reopened_run_logs_each_step_once(tracker: Tracker, tmp_path: Path) -> None:
+    """A trial restored from the checkpoint of epoch 1 replays epochs 2-3: their first points are kept, once."""
+    eid = _experiment(tracker, tmp_path)
+    first = _open(tracker, eid)
+    for epoch in (1, 2, 3):
+        first.log_metrics({"train/loss": float(epoch), "train/seconds": 10.0 * epoch}, epoch)
+    first.log_image(np.zeros((8, 8, 3), dtype=np.uint8), "samples/ddim-3", 2)
+    replay = _open(tracker, eid, run_id=first.run_id)  # as after a kill: the checkpoint names the run
+    for epoch in (2, 3, 4):
+        replay.log_metrics({"train/loss": float(epoch), "train/seconds": 99.0}, epoch)
+    replay.log_image(np.zeros((8, 8, 3), dtype=np.uint8), "samples/ddim-3", 2)
+    seconds = tracker.history(first.run_id, "train/seconds")
+    assert sorted((p.step, p.value) for p in seconds) == [(1, 10.0), (2, 20.0), (3, 30.0), (4, 99.0)]
+    assert sorted(p.step for p in tracker.history(first.run_id, "train/loss")) == [1, 2, 3, 4]
+    images = [p for p in tracker.list_artifacts(first.run_id, "images") if parse_image_file(p.rsplit("/", 1)[-1])]
+    assert len(images) == 1
+
+
+def test_an_outage_is_spooled_and_replayed_without_duplicates(tmp_path: Path) -> None:
+    store = MemoryTracker()
+    eid = _experiment(store, tmp_path)
+    spool = tmp_path / "spool" / "t0.jsonl"
+    run = _open(store, eid, spool=spool)
+    run.log_metrics({"train/loss": 1.0}, 1)
+    store.fail()
+    t0 = time.perf_counter()
+    run.log_metrics({"train/loss": 0.5}, 2)  # retried, then spooled: the trial goes on
+    run.log_arrays("evaluations/ddim-3/epoch-00002.npz", logits=np.ones((2, 3)))
+    run.log_image(np.zeros((8, 8, 3), dtype=np.uint8), "samples/ddim-3", 2)
+    run.set_tags({"study.device": "cpu"})
+    elapsed = time.perf_counter() - t0
+    assert run.unlogged() == 4 and Spool(spool).count() == 4
+    assert elapsed < 10  # each write gives up after its retries (attempts=2 here: 0.25 s), never hangs
+    store.fail(False)
+    run.log_metrics({"train/loss": 0.25}, 3)  # the next write replays the spool first
+    assert run.unlogged() == 0 and not spool.exists()
+    assert sorted(p.step for p in store.history(run.run_id, "train/loss")) == [1, 2, 3]
+    assert load_run_arrays(store, run.run_id, "evaluations/ddim-3")
+    assert store.run(run.run_id).tags["study.device"] == "cpu"
+
+
+def test_the_driver_replays_what_a_finished_trial_left_in_its_spool(tmp_path: Path) -> None:
+    store = MemoryTracker()
+    eid = _experiment(store, tmp_path)
+    run = _open(store, eid, spool=tmp_path / "spool" / "t0.jsonl")
+    store.fail()
+    run.finish("finished")
+    assert replay_spools(store, tmp_path / "spool") == {"t0": 2}  # still down: reported, kept
+    store.fail(False)
+    assert replay_spools(store, tmp_path / "spool") == {}
+    assert store.run(run.run_id).status == "FINISHED" and store.run(run.run_id).tags["study.status"] == "finished"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_tracking_server_that_is_down_is_refused_in_seconds(tmp_path: Path) -> None:
+    uri = f"http://127.0.0.1:{_free_port()}"
+    t0 = time.perf_counter()
+    problem = connect(uri).check(timeout=3.0)
+    assert problem is not None and uri in problem and "not reachable" in problem
+    assert time.perf_counter() - t0 < 10
+    (tmp_path / "a-file").write_text("")
+    assert "a-file" in (connect(f"sqlite:///{tmp_path}/a-file/mlflow.db").check() or "")
+    assert connect(f"sqlite:///{tmp_path}/mlflow.db").check() is None
+
+
+def test_study_run_refuses_a_tracking_outage_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from conftest import micro_spec, write_spec
+
+    from study.cli import main
+
+    uri = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    spec = write_spec(tmp_path / "s.yaml", micro_spec("outage"))
+    t0 = time.perf_counter()
+    assert main(["run", str(spec), "--storage", str(tmp_path / "studies")]) == 2
+    elapsed = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    assert uri in err and "not reachable" in err and "Traceback" not in err
+    assert elapsed < 15, elapsed
+    assert not (tmp_path / "studies" / "outage").exists()  # nothing was started
