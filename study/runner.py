@@ -42,6 +42,10 @@ RAY_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_AIR_NEW_OUTPUT": "0",
     "RAY_DEDUP_LOGS": "0",
+    # MLflow's HTTP client retries each request for minutes by default; the trials' own retry and spool
+    # (study.tracking.TrialRun) handle an outage, so a failing write gives up within about a minute
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
 
 

@@ -89,10 +89,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_mlflow(command: str, args: list[str], cwd: Path | None = None) -> Iterator[str]:
+def serve_mlflow(command: str, args: list[str], cwd: Path | None = None, port: int | None = None) -> Iterator[str]:
     """A real ``mlflow server`` / ``mlflow ui`` on 127.0.0.1 and a free port, in its lean mode (1 worker, no job
     runner), up when /health answers and stopped (its whole process group) afterwards; yields its base URL."""
-    port = free_port()
+    port = port or free_port()
     env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", command, *args, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],

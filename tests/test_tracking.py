@@ -158,3 +158,28 @@ def test_study_run_refuses_a_tracking_outage_before_anything_starts(
     assert uri in err and "not reachable" in err and "Traceback" not in err
     assert elapsed < 15, elapsed
     assert not (tmp_path / "studies" / "outage").exists()  # nothing was started
+
+
+@pytest.mark.integration
+def test_a_real_server_outage_mid_trial_is_spooled_then_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real ``mlflow server`` stopped between two epochs and started again on the same port and store."""
+    from conftest import free_port, serve_mlflow
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    port = free_port()
+    args = ["--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "a")]
+    spool = tmp_path / "spool" / "t0.jsonl"
+    with serve_mlflow("server", args, cwd=tmp_path, port=port) as base:
+        tracker = connect(base)
+        eid = _experiment(tracker, tmp_path)
+        run = _open(tracker, eid, spool=spool)
+        run.log_metrics({"train/loss": 1.0}, 1)
+    run.log_metrics({"train/loss": 0.5}, 2)  # the server is down: spooled, the trial goes on
+    run.log_arrays("evaluations/ddim-3/epoch-00002.npz", logits=np.ones((2, 3)))
+    assert run.unlogged() == 2
+    with serve_mlflow("server", args, cwd=tmp_path, port=port):
+        run.log_metrics({"train/loss": 0.25}, 3)
+        assert run.unlogged() == 0
+        assert sorted(p.step for p in tracker.history(run.run_id, "train/loss")) == [1, 2, 3]
+        assert load_run_arrays(tracker, run.run_id, "evaluations/ddim-3")
