@@ -43,6 +43,7 @@ import torch
 from study.keys import TAG_PARENT, TAG_ROLE, TAG_STUDY, TAG_TRIAL, sample_size_key
 from study.runner import StudyError
 from study.spec import StudySpec, Trial, load_study, spec_fingerprint
+from trainables.files import load_tensors
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def load_checkpoint(trial_dir: Path, epoch: int | None = None) -> Checkpoint:
     """The trial's checkpoint at ``epoch`` (default: the latest kept) from ``tune/<trial>/checkpoint_*/state.pt``."""
     found: dict[int, tuple[Path, dict[str, Any]]] = {}
     for path in sorted(trial_dir.glob(CHECKPOINT_GLOB)):
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = load_tensors(path, mmap=True)
         found[int(state["epoch"])] = (path, state)
     if not found:
         raise StudyError(f"no checkpoints under {trial_dir} ({CHECKPOINT_GLOB}): has this trial run yet?")

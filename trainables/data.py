@@ -10,11 +10,14 @@ md5. Reading does not go through ``torchvision.datasets.CIFAR10(download=False)`
 of the same layout (a re-packed archive, a subset, the tiny archives the tests build). We read the same python
 pickles ourselves (straight from the ``.tar.gz`` or from the extracted ``cifar-10-batches-py/``) and only log a
 warning when the archive is not the official one, since IS against the literature needs the official images.
+Unpickling is restricted (``_BatchUnpickler``): a batch may hold numpy arrays, lists, dicts, strings and numbers,
+and a file that asks for anything else (a crafted ``__reduce__``) is refused before any of it runs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import pickle
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from trainables.files import atomic_torch_save, atomic_write
+from trainables.files import UntrustedFile, atomic_torch_save, atomic_write, load_tensors
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -207,9 +210,27 @@ def ensure_cifar10(spec: Any, data_dir: Path | str | None, allow_download: bool 
     raise DatasetUnavailable(cifar10_missing_message(root))
 
 
-def _unpickle(data: bytes) -> dict[str, Any]:
+class _BatchUnpickler(pickle.Unpickler):
+    """Only what CIFAR10's python batches are made of: numpy arrays (and their dtypes) in plain containers."""
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    })  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR10 batch")
+        return super().find_class(module, name)
+
+
+def _unpickle(data: bytes, source: str = "<batch>") -> dict[str, Any]:
     # The official batches were pickled by Python 2: latin1 keeps the byte strings of the numpy payload intact.
-    return pickle.loads(data, encoding="latin1")
+    try:
+        return _BatchUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        raise UntrustedFile(f"{source}: refused to unpickle it ({e}); put the official CIFAR10 batches there") from None
 
 
 def _read_cifar_members(source: Path) -> dict[str, dict[str, Any]]:
@@ -219,7 +240,7 @@ def _read_cifar_members(source: Path) -> dict[str, dict[str, Any]]:
     if source.is_dir():
         for name in wanted:
             if (source / name).is_file():
-                out[name] = _unpickle((source / name).read_bytes())
+                out[name] = _unpickle((source / name).read_bytes(), str(source / name))
         return out
     with tarfile.open(source, "r:gz") as tar:
         for member in tar:  # sequential: a gzip stream cannot seek back cheaply
@@ -227,7 +248,7 @@ def _read_cifar_members(source: Path) -> dict[str, dict[str, Any]]:
             if member.isfile() and len(parts) == 2 and parts[0] == CIFAR10_FOLDER and parts[1] in wanted:
                 f = tar.extractfile(member)
                 if f is not None:
-                    out[parts[1]] = _unpickle(f.read())
+                    out[parts[1]] = _unpickle(f.read(), f"{source}:{member.name}")
     return out
 
 
@@ -345,7 +366,7 @@ def prepare_image_folder(spec: Any, data_dir: Path | str | None) -> tuple[dict[s
     path = image_folder_cache_path(spec, root, files, prepared_dir(data_dir))
     if path.is_file():
         log.info("image folder %s: %d prepared images from %s", root, len(files), path)
-        return torch.load(path, weights_only=True), path
+        return load_tensors(path), path
     log.info(
         "image folder %s: decoding %d images at %dpx (once, cached at %s)", root, len(files), spec.resolution, path
     )

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from trainables.data import digits_tensors
-from trainables.files import atomic_torch_save
+from trainables.files import atomic_torch_save, load_tensors
 from trainables.training import fit_epoch
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def ensure_digits_classifier(
 
 
 def load_digits_classifier(path: str | Path) -> DigitCNN:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path)
     net = DigitCNN(state["resolution"])
     net.load_state_dict(state["state_dict"])
     return net.eval()

@@ -30,3 +30,27 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
     import torch
 
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+class UntrustedFile(ValueError):
+    """A file the harness refuses to deserialise (it could run code); the message names it and what to do."""
+
+
+def load_tensors(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> Any:
+    """``torch.load`` of a checkpoint or cache file with ``weights_only=True``: tensors and plain containers only.
+
+    A file whose pickle asks for anything else (a crafted ``__reduce__`` that would run a command) is refused
+    before any of it runs, with ``UntrustedFile`` naming the file instead of torch's generic message.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise UntrustedFile(
+            f"{path}: refused to load: it holds objects other than tensors and plain containers ({first}). "
+            "Checkpoints and caches are written by the harness; delete this file to have it rebuilt."
+        ) from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,6 +116,31 @@ def inception_weights_missing_message(configured: str | Path | None = None) -> s
     )
 
 
+INCEPTION_SHA256_PREFIX = "6726825d"  # torch.hub's naming: the file name ends with its sha256's first 8 hex digits
+TRUSTED_INCEPTION_ENV = "STUDY_INCEPTION_SHA256"  # the full sha256 of another weights file the user trusts
+
+
+def verify_inception_weights(path: str | Path) -> Path:
+    """``path`` if its sha256 is torch-fidelity's Inception weights' (or the one ``STUDY_INCEPTION_SHA256`` names).
+
+    torch-fidelity unpickles the file with ``torch.load``; a file from elsewhere could run code, so it is hashed
+    first and refused (``WeightsUnavailable``, naming the file and its hash) unless it is the known file.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    trusted = os.environ.get(TRUSTED_INCEPTION_ENV, "").strip().lower()
+    if digest.startswith(INCEPTION_SHA256_PREFIX) or (trusted and digest == trusted):
+        return Path(path)
+    raise WeightsUnavailable(
+        f"{path} is not torch-fidelity's Inception weights (sha256 {digest}, expected {INCEPTION_SHA256_PREFIX}...: "
+        f"{INCEPTION_WEIGHTS_FILE}); it was not loaded. Download {INCEPTION_WEIGHTS_URL}, or, if you trust this "
+        f"file, set {TRUSTED_INCEPTION_ENV}={digest}"
+    )
+
+
 def find_inception_weights(weights_path: str | Path | None = None) -> Path | None:
     """The configured file, else torch hub's cached copy; None when neither exists (nothing is downloaded)."""
     if weights_path:
@@ -157,7 +183,7 @@ def ensure_inception_weights(weights_path: str | Path | None = None, allow_downl
     """Resolve the weights, downloading them once when allowed (the driver does this before trials start)."""
     found = find_inception_weights(weights_path)
     if found is not None:
-        return found
+        return verify_inception_weights(found)
     if allow_download:
         return fetch_inception_weights(weights_path)
     raise WeightsUnavailable(inception_weights_missing_message(weights_path))
@@ -195,6 +221,8 @@ def feature_extractor(extractor: str, layers: tuple[str, ...], weights: str | No
     """torch-fidelity's extractor, built once per process for the last (name, layers, weights) asked for."""
     key = (extractor, layers, weights, _cuda())
     if key not in _EXTRACTOR:
+        if extractor == INCEPTION and weights:
+            verify_inception_weights(weights)  # before torch-fidelity unpickles it
         _EXTRACTOR.clear()  # one at a time: Inception holds 95 MB (and GPU memory)
         _EXTRACTOR[key] = create_feature_extractor(
             extractor, list(layers), cuda=_cuda(), feature_extractor_weights_path=weights, verbose=False

@@ -29,7 +29,7 @@ from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
 from trainables.evaluation import EvalResult, evaluate
-from trainables.files import atomic_write
+from trainables.files import atomic_write, load_tensors
 from trainables.networks import build_network, count_parameters
 from trainables.stopping import EpochOutcome, EvaluationHistory, Stop, first_stop, plateau_rule
 from trainables.training import epoch_seed, fit_epoch
@@ -199,7 +199,7 @@ def restore(ctx: TrialContext, session: Session) -> Progress:
     with session.restored() as ckpt_dir:
         if ckpt_dir is None:
             return Progress()
-        state = torch.load(ckpt_dir / CHECKPOINT_FILE, map_location=ctx.device, weights_only=True)
+        state = load_tensors(ckpt_dir / CHECKPOINT_FILE, map_location=ctx.device)
     ctx.net.load_state_dict(state["net"])
     ctx.ema.load_state_dict(state["ema"])
     ctx.opt.load_state_dict(state["opt"])

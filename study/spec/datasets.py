@@ -56,7 +56,7 @@ class ImageFolderData(Strict):
         "lanczos", description="PIL resampling filter for the resize (EDM's dataset_tool uses lanczos)"
     )
     extensions: list[str] = Field(default_factory=lambda: ["png", "jpg", "jpeg", "webp", "bmp"], min_length=1)
-    max_images: int | None = Field(None, ge=1, description="use only the first N files in sorted order")
+    max_images: int | None = Field(None, ge=1, le=10**8, description="use only the first N files in sorted order")
     labels: Literal["auto", "none"] = Field(
         "auto", description="auto: class labels from sub-folder names when the images sit in sub-folders"
     )

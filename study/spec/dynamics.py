@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from study.spec.base import Strict
+from study.spec.base import MAX_STEPS, Strict
 
 
 class LinearSchedule(Strict):
@@ -40,7 +40,7 @@ class SigmoidSchedule(Strict):
     kind: Literal["sigmoid"] = "sigmoid"
     start: float = -3.0
     end: float = 3.0
-    tau: float = Field(1.0, gt=0.0)
+    tau: float = Field(1.0, gt=0.0, le=1e3)
     max_beta: float = Field(0.999, gt=0.0, le=1.0)
 
 
@@ -72,7 +72,7 @@ class DDPMDynamics(Strict):
     """Discrete DDPM (Ho et al. 2020): epsilon prediction, simple (unweighted) MSE loss, T steps."""
 
     kind: Literal["ddpm"] = "ddpm"
-    timesteps: int = Field(1000, ge=2)
+    timesteps: int = Field(1000, ge=2, le=MAX_STEPS)
     schedule: ScheduleSpec = Field(default_factory=LinearSchedule)
 
 
@@ -85,9 +85,9 @@ class NCSNv2Dynamics(Strict):
     """
 
     kind: Literal["ncsnv2"] = "ncsnv2"
-    sigma_begin: float = Field(50.0, gt=0.0)
+    sigma_begin: float = Field(50.0, gt=0.0, le=1e6)
     sigma_end: float = Field(0.01, gt=0.0)
-    num_levels: int = Field(232, ge=2)
+    num_levels: int = Field(232, ge=2, le=MAX_STEPS)
     sigma_begin_from_data: bool = False
 
     @model_validator(mode="after")
@@ -104,9 +104,9 @@ class VPSDEDynamics(Strict):
 
     kind: Literal["vp_sde"] = "vp_sde"
     beta_min: float = Field(0.1, gt=0.0)
-    beta_max: float = Field(20.0, gt=0.0)
+    beta_max: float = Field(20.0, gt=0.0, le=1e4)
     eps: float = Field(1e-5, gt=0.0, lt=1.0, description="smallest training time t")
-    M: int = Field(1000, ge=2, description="the net sees the noise label (M - 1) t")
+    M: int = Field(1000, ge=2, le=MAX_STEPS, description="the net sees the noise label (M - 1) t")
     reduce_mean: bool = True
 
 
@@ -120,7 +120,7 @@ class VESDEDynamics(Strict):
 
     kind: Literal["ve_sde"] = "ve_sde"
     sigma_min: float = Field(0.02, gt=0.0)
-    sigma_max: float = Field(100.0, gt=0.0)
+    sigma_max: float = Field(100.0, gt=0.0, le=1e6)
     eps: float = Field(1e-5, gt=0.0, lt=1.0, description="smallest training time t")
     reduce_mean: bool = False
 

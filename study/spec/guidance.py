@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from study.spec.base import Strict
+from study.spec.base import MAX_BATCH, MAX_EPOCHS, Strict
 from study.spec.networks import NoisyClassifier
 
 GuidanceKind = Literal["none", "classifier", "misguided"]
@@ -27,7 +27,7 @@ class GuidanceSpec(Strict):
     """One guidance setting; ``scale`` multiplies grad log p(y | x_t, t) (ADM's ``classifier_scale``)."""
 
     kind: GuidanceKind = "none"
-    scale: float = Field(1.0, ge=0.0)
+    scale: float = Field(1.0, ge=0.0, le=1e4)
 
     @model_validator(mode="after")
     def _scale_for_guided_only(self) -> GuidanceSpec:
@@ -54,10 +54,12 @@ class ClassifierSpec(Strict):
     """
 
     network: NoisyClassifier = Field(default_factory=NoisyClassifier)
-    epochs: int = Field(200, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-4, gt=0.0)
+    epochs: int = Field(200, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH)
+    lr: float = Field(3e-4, gt=0.0, le=10.0)
     weight_decay: float = Field(0.0, ge=0.0)
     seed: int = 0
     misguided_seed: int = 0
-    accuracy_buckets: int = Field(10, ge=1, description="held-out accuracy is reported per this many bands of t")
+    accuracy_buckets: int = Field(
+        10, ge=1, le=1000, description="held-out accuracy is reported per this many bands of t"
+    )

@@ -47,12 +47,39 @@ class Trial:
         return cls(int(config.get("index", 0)), str(config["name"]), dict(config.get("axes", {})), spec)
 
 
-def _plain(node: Any) -> Any:
-    """ruamel round-trip nodes -> plain python (so pydantic and json see ordinary types)."""
+MAX_SPEC_BYTES = 100_000  # a study spec is a page or two of YAML (the largest here: 4 KB); anything larger is not one
+MAX_SPEC_VALUES = 100_000  # values after alias expansion: "billion laughs" files stop here, in milliseconds
+MAX_SPEC_DEPTH = 40  # nesting levels (the deepest real spec has 5)
+MAX_TRIALS = 1_000  # a grid's size, computed from its axes before anything is expanded
+MAX_LIST_ITEMS = 1_000  # any one list (the longest real one, a grid axis, has tens): refused before validation
+
+
+class _Budget:
+    """Counts the values ``_plain`` produces, so alias expansion cannot exhaust memory."""
+
+    def __init__(self, source: str):
+        self.source, self.left = source, MAX_SPEC_VALUES
+
+    def take(self, depth: int) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise SpecError(self.source, [f"the spec expands to more than {MAX_SPEC_VALUES:,} values (YAML aliases "
+                                          "repeating a large block?); a study spec is a page of settings"])  # fmt: skip
+        if depth > MAX_SPEC_DEPTH:
+            raise SpecError(self.source, [f"the spec nests deeper than {MAX_SPEC_DEPTH} levels"])
+
+
+def _plain(node: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
+    """ruamel round-trip nodes -> plain python (so pydantic and json see ordinary types), within ``budget``."""
+    if budget is not None:
+        budget.take(depth)
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {str(k): _plain(v, budget, depth + 1) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        if budget is not None and len(node) > MAX_LIST_ITEMS:
+            raise SpecError(budget.source, [f"a list of {len(node):,} items; a spec's lists hold at most "
+                                            f"{MAX_LIST_ITEMS:,}"])  # fmt: skip
+        return [_plain(v, budget, depth + 1) for v in node]
     if isinstance(node, bool) or node is None:
         return node
     if isinstance(node, int):
@@ -64,17 +91,50 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def read_yaml(path: Path) -> tuple[dict[str, Any], Any]:
-    """Parse YAML 1.2 (so ``1e-4`` is a float); returns (plain dict, round-trip tree for line numbers)."""
+def _text(path: Path) -> str:
+    """The file as UTF-8 text, or a ``SpecError`` naming the file and where it stops being text."""
     try:
-        tree = YAML(typ="rt").load(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(str(path), ["file not found"]) from None
+    except OSError as e:
+        raise SpecError(str(path), [f"cannot be read: {e.strerror or e}"]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(str(path), [f"the file is {len(data):,} bytes; a spec is at most {MAX_SPEC_BYTES:,}"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise SpecError(str(path), [f"line {line} (byte {e.start}): not UTF-8 text ({e.reason}); save the "
+                                    "spec as UTF-8"]) from None  # fmt: skip
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], Any]:
+    """Parse YAML 1.2 (so ``1e-4`` is a float); returns (plain dict, round-trip tree for line numbers).
+
+    The round-trip loader builds only mappings, sequences and scalars (never Python objects from tags), and
+    ``_plain`` caps what aliases can expand to.
+    """
+    text = _text(path)
+    try:
+        tree = YAML(typ="rt", pure=True).load(text)
     except YAMLError as e:
         raise SpecError(str(path), [f"not valid YAML: {e}"]) from None
+    except RecursionError:
+        raise SpecError(str(path), [f"the spec nests deeper than {MAX_SPEC_DEPTH} levels"]) from None
     if not isinstance(tree, dict):
         raise SpecError(str(path), ["the spec must be a YAML mapping with keys like name, dynamics, network, ..."])
-    return _plain(tree), tree
+    return _plain(tree, _Budget(str(path))), tree
+
+
+def grid_size(raw: dict[str, Any]) -> int:
+    """How many trials a raw spec's grid makes (the product of its axes' lengths), without expanding it."""
+    grid = raw.get("grid") or {}
+    size = 1
+    for values in grid.values() if isinstance(grid, dict) else []:
+        if isinstance(values, list):
+            size *= max(len(values), 1)
+    return size
 
 
 def _schema_node(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +280,9 @@ def _trial_name(index: int, axes: dict[str, str]) -> str:
 
 def expand(raw: dict[str, Any], tree: Any = None, source: str = "<spec>") -> tuple[StudySpec, list[Trial]]:
     """Validate a raw spec and expand ``grid`` into trials (cross product, in the order written)."""
+    if (size := grid_size(raw)) > MAX_TRIALS:
+        raise SpecError(source, [f"grid: {size:,} trials (the product of the axes' lengths); at most {MAX_TRIALS:,} "
+                                 "per study: split it into several studies"])  # fmt: skip
     raw = copy.deepcopy(raw)
     grid = raw.get("grid") or {}
     if isinstance(grid, dict):

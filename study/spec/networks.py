@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from study.spec.base import Strict
+from study.spec.base import MAX_WIDTH, Strict
 
-ChannelMult = Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)]
-Resolutions = tuple[Annotated[int, Field(ge=1)], ...]
+ChannelMult = Annotated[tuple[Annotated[int, Field(ge=1, le=64)], ...], Field(min_length=1, max_length=8)]
+Resolutions = Annotated[tuple[Annotated[int, Field(ge=1, le=1024)], ...], Field(max_length=8)]
 
 
 def _check_groups(field: str, groups: int, widths: set[int], rule: str = "exact") -> None:
@@ -32,12 +32,12 @@ class DDPMUNet(Strict):
     """The DDPM U-Net of Ho et al. 2020 (CIFAR10: 128 channels, (1,2,2,2), 2 blocks, attention at 16, 35.7M)."""
 
     kind: Literal["ddpm_unet"] = "ddpm_unet"
-    channels: int = Field(128, ge=1)
+    channels: int = Field(128, ge=1, le=MAX_WIDTH)
     channel_mult: ChannelMult = (1, 2, 2, 2)
-    num_res_blocks: int = Field(2, ge=1)
+    num_res_blocks: int = Field(2, ge=1, le=16)
     attention_resolutions: Resolutions = (16,)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    norm_groups: int = Field(32, ge=1)
+    norm_groups: int = Field(32, ge=1, le=MAX_WIDTH)
     resample: Literal["conv", "box"] = Field("conv", description="down-sampling: Ho's strided conv, or box filter")
 
     @model_validator(mode="after")
@@ -53,7 +53,7 @@ class NCSNv2(Strict):
     """NCSNv2 RefineNet (Song & Ermon 2020), InstanceNorm++, ELU, dilations; CIFAR10 ngf=128 -> 29.7M."""
 
     kind: Literal["ncsnv2"] = "ncsnv2"
-    channels: int = Field(128, ge=1, description="ngf: width of the first stage (deeper stages use 2x)")
+    channels: int = Field(128, ge=1, le=MAX_WIDTH, description="ngf: width of the first stage (deeper stages use 2x)")
     preconditioning: Literal["external", "internal"] = Field(
         "external",
         description="external: the dynamics' NCSNv2Precond feeds 2x-1 and scales by sigma (net returns sigma*score); "
@@ -64,12 +64,14 @@ class NCSNv2(Strict):
 class _ScoreUNet(Strict):
     """Shared fields of the score_sde U-Net family (DDPM++ / NCSN++)."""
 
-    channels: int = Field(128, ge=1)
+    channels: int = Field(128, ge=1, le=MAX_WIDTH)
     channel_mult: ChannelMult = (1, 2, 2, 2)
-    num_res_blocks: int = Field(4, ge=1)
+    num_res_blocks: int = Field(4, ge=1, le=16)
     attention_resolutions: Resolutions = (16,)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    norm_groups: int = Field(32, ge=1, description="at most this many groups; score_sde uses min(width/4, 32)")
+    norm_groups: int = Field(
+        32, ge=1, le=MAX_WIDTH, description="at most this many groups; score_sde uses min(width/4, 32)"
+    )
     skip_rescale: bool = True
 
     @model_validator(mode="after")
@@ -92,7 +94,7 @@ class NCSNpp(_ScoreUNet):
 
     kind: Literal["ncsnpp"] = "ncsnpp"
     resample_filter: tuple[float, ...] = Field((1, 3, 3, 1), min_length=2, description="FIR taps")
-    fourier_scale: float = Field(16.0, gt=0.0)
+    fourier_scale: float = Field(16.0, gt=0.0, le=1e4)
     progressive_input: Literal["none", "residual"] = "residual"
 
 
@@ -104,13 +106,13 @@ class NoisyClassifier(Strict):
     """
 
     kind: Literal["noisy_classifier"] = "noisy_classifier"
-    channels: int = Field(64, ge=1)
+    channels: int = Field(64, ge=1, le=MAX_WIDTH)
     channel_mult: ChannelMult = (1, 2, 4)
-    num_res_blocks: int = Field(2, ge=1)
+    num_res_blocks: int = Field(2, ge=1, le=16)
     attention_resolutions: Resolutions = (16, 8)
-    head_channels: int = Field(64, ge=1)
+    head_channels: int = Field(64, ge=1, le=MAX_WIDTH)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    norm_groups: int = Field(32, ge=1)
+    norm_groups: int = Field(32, ge=1, le=MAX_WIDTH)
 
     @model_validator(mode="after")
     def _check_widths(self) -> NoisyClassifier:

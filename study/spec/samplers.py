@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from study.spec.base import Strict
+from study.spec.base import MAX_STEPS, Strict
 
 SamplerName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=60)]
 Spacing = Literal["leading", "linspace", "trailing", "quadratic"]
@@ -26,7 +26,7 @@ class AncestralSampler(Strict):
 
     kind: Literal["ancestral"] = "ancestral"
     name: SamplerName | None = None
-    steps: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     spacing: Spacing = "linspace"
     variance: Literal["fixed_large", "fixed_small"] = "fixed_large"
     clip_x0: bool = True
@@ -44,8 +44,8 @@ class DDIMSampler(Strict):
 
     kind: Literal["ddim"] = "ddim"
     name: SamplerName | None = None
-    steps: int = Field(50, ge=1)
-    eta: float = Field(0.0, ge=0.0)
+    steps: int = Field(50, ge=1, le=MAX_STEPS)
+    eta: float = Field(0.0, ge=0.0, le=10.0)
     spacing: Spacing = "leading"
     clip_x0: bool = False
 
@@ -65,7 +65,7 @@ class AnnealedLangevinSampler(Strict):
     kind: Literal["annealed_langevin"] = "annealed_langevin"
     name: SamplerName | None = None
     step_lr: float = Field(6.2e-6, gt=0.0, description="eps: alpha_i = eps sigma_i^2 / sigma_L^2")
-    steps_each: int = Field(5, ge=1)
+    steps_each: int = Field(5, ge=1, le=1000)
     denoise: bool = Field(True, description="final Tweedie step x + sigma_L^2 s(x, sigma_L)")
     init: Literal["uniform", "gaussian"] = "uniform"
 
@@ -85,11 +85,11 @@ class _ScoreSDESampler(Strict):
     """
 
     name: SamplerName | None = None
-    steps: int = Field(1000, ge=1)
+    steps: int = Field(1000, ge=1, le=MAX_STEPS)
     sde: SDEName = "native"
     eps: float | None = Field(None, gt=0.0, lt=1.0)
     beta_min: float = Field(0.1, gt=0.0)
-    beta_max: float = Field(20.0, gt=0.0)
+    beta_max: float = Field(20.0, gt=0.0, le=1e4)
 
     def _suffix(self) -> str:
         return f"-{self.steps}" + ("" if self.sde == "native" else f"-{self.sde}")
@@ -123,7 +123,7 @@ class PredictorCorrectorSampler(_ScoreSDESampler):
 
     kind: Literal["predictor_corrector"] = "predictor_corrector"
     predictor: Literal["reverse_diffusion", "euler_maruyama"] = "reverse_diffusion"
-    corrector_steps: int = Field(1, ge=0, description="Langevin corrector steps per predictor step (0 = none)")
+    corrector_steps: int = Field(1, ge=0, le=100, description="Langevin corrector steps per predictor step (0 = none)")
     snr: float = Field(0.16, gt=0.0)
 
     @property
@@ -159,7 +159,7 @@ class KarrasSampler(Strict):
     kind: Literal["karras"] = "karras"
     name: SamplerName | None = None
     preset: Literal["cifar10_vp", "cifar10_ve", "imagenet", "ddim_params", "vp_params", "ve_params"] | None = None
-    steps: int = Field(18, ge=1)
+    steps: int = Field(18, ge=1, le=MAX_STEPS)
     solver: Literal["euler", "heun"] = "heun"
     discretization: Literal["vp", "ve", "iddpm", "edm"] = "edm"
     schedule: Literal["vp", "ve", "linear"] = "linear"
@@ -170,11 +170,11 @@ class KarrasSampler(Strict):
     epsilon_s: float = Field(1e-3, gt=0.0, lt=1.0)
     C_1: float = Field(0.001, gt=0.0)
     C_2: float = Field(0.008, ge=0.0)
-    M: int = Field(1000, ge=2)
+    M: int = Field(1000, ge=2, le=MAX_STEPS)
     alpha: float = Field(1.0, gt=0.0, le=1.0, description="second-order point t_hat + alpha h (1 Heun, 1/2 midpoint)")
-    S_churn: float = Field(0.0, ge=0.0)
+    S_churn: float = Field(0.0, ge=0.0, le=1e4)
     S_tmin: float = Field(0.0, ge=0.0)
-    S_tmax: float = Field(math.inf, ge=0.0)
+    S_tmax: float = Field(math.inf, ge=0.0, allow_inf_nan=True, description="churn only below this sigma")
     S_noise: float = Field(1.0, gt=0.0)
 
     @model_validator(mode="before")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from study.spec.base import Strict
+from study.spec.base import MAX_BATCH, MAX_EPOCHS, MAX_LIST, MAX_SAMPLES, Strict
 from study.spec.claims import ClaimSpec
 from study.spec.compat import compatibility_problems
 from study.spec.datasets import DatasetSpec, DigitsData
@@ -50,18 +50,20 @@ class StopSpec(Strict):
 class TrainingSpec(Strict):
     """Training budget and optimiser; identical across a study's variants unless gridded."""
 
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
     optimizer: Literal["adam", "adamw"] = "adam"
-    lr: float = Field(2e-4, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up in optimizer steps")
-    grad_clip: float | None = Field(1.0, gt=0.0)
+    lr: float = Field(2e-4, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=10.0)
+    warmup_steps: int = Field(0, ge=0, le=10**9, description="linear learning-rate warm-up in optimizer steps")
+    grad_clip: float | None = Field(1.0, gt=0.0, le=1e6)
     ema_decay: float = Field(0.9999, ge=0.0, lt=1.0)
     ema_warmup: bool = Field(True, description="decay = min(ema_decay, (1+n)/(10+n)) as in score_sde")
     seed: int = 0
-    eval_every: int = Field(5, ge=1, description="evaluate every N epochs (and always at the last epoch)")
-    checkpoint_every: int = Field(1, ge=1)
+    eval_every: int = Field(
+        5, ge=1, le=MAX_EPOCHS, description="evaluate every N epochs (and always at the last epoch)"
+    )
+    checkpoint_every: int = Field(1, ge=1, le=MAX_EPOCHS)
     stop: StopSpec | None = Field(None, description="early stopping on the plateau rule (default: train all epochs)")
 
 
@@ -74,7 +76,7 @@ class InceptionScoreSpec(Strict):
     """
 
     extractor: Literal["digits-cnn", "inception-v3-compat"] = "digits-cnn"
-    splits: int = Field(10, ge=1)
+    splits: int = Field(10, ge=1, le=1000)
     shuffle: bool = Field(
         True, description="torch-fidelity shuffles (seed 2020) before splitting; original IS does not"
     )
@@ -86,9 +88,12 @@ class InceptionScoreSpec(Strict):
         default_factory=list, description="also FID / KID against the training set, with the same extractor"
     )
     reference_samples: int | None = Field(
-        None, ge=2, description="training images in the FID/KID reference (default all); features cached on disk"
+        None, ge=2, le=MAX_SAMPLES,
+        description="training images in the FID/KID reference (default all); features cached on disk",
     )
-    kid_subset_size: int = Field(1000, ge=2, description="KID subset size (capped at the sample counts)")
+    kid_subset_size: int = Field(
+        1000, ge=2, le=MAX_SAMPLES, description="KID subset size (capped at the sample counts)"
+    )
     bootstrap: int = Field(
         1000, ge=0, le=100_000, description="bootstrap replicates over the generated images for IS intervals (0: none)"
     )
@@ -107,16 +112,16 @@ class InceptionScoreSpec(Strict):
 class EvaluationSpec(Strict):
     """Sampling axes: every (sampler, guidance) pair is run on the EMA weights of the same checkpoint."""
 
-    samplers: list[SamplerSpec] = Field(min_length=1)
+    samplers: list[SamplerSpec] = Field(min_length=1, max_length=MAX_LIST)
     guidance: list[GuidanceSpec] = Field(
-        default_factory=lambda: [GuidanceSpec()], min_length=1,
+        default_factory=lambda: [GuidanceSpec()], min_length=1, max_length=MAX_LIST,
         description="guidance settings crossed with the samplers (none / classifier / misguided, each with a scale)",
     )  # fmt: skip
-    num_samples: int = Field(500, ge=2)
-    batch_size: int = Field(500, ge=1)
+    num_samples: int = Field(500, ge=2, le=MAX_SAMPLES)
+    batch_size: int = Field(500, ge=1, le=MAX_BATCH)
     seed: int = Field(1234, description="the same initial noise at every evaluation, for comparable curves")
     inception_score: InceptionScoreSpec = Field(default_factory=InceptionScoreSpec)
-    grid_images: int = Field(64, ge=0, description="samples shown in the logged grid (0 = none)")
+    grid_images: int = Field(64, ge=0, le=1024, description="samples shown in the logged grid (0 = none)")
 
     @property
     def evaluations(self) -> list[tuple[str, SamplerSpec, GuidanceSpec]]:
@@ -140,10 +145,10 @@ class EvaluationSpec(Strict):
 class ResourcesSpec(Strict):
     """Resources per trial; fractions of a GPU let several trials share one."""
 
-    cpus: float = Field(1.0, gt=0.0)
-    gpus: float = Field(0.0, ge=0.0)
-    max_concurrent_trials: int | None = Field(None, ge=1)
-    max_failures: int = Field(1, ge=0, description="retries of a crashed trial from its last checkpoint")
+    cpus: float = Field(1.0, gt=0.0, le=1024)
+    gpus: float = Field(0.0, ge=0.0, le=64)
+    max_concurrent_trials: int | None = Field(None, ge=1, le=10_000)
+    max_failures: int = Field(1, ge=0, le=100, description="retries of a crashed trial from its last checkpoint")
 
 
 class TrackingSpec(Strict):
