@@ -7,6 +7,7 @@ PNG/JPEG files of odd sizes. The offline error paths must name the exact file an
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import socket
@@ -287,11 +288,14 @@ def test_validate_warns_and_run_stops_before_trials(tmp_path: Path, monkeypatch:
 
     make_cifar_archive(tmp_path / "data" / "cifar10")
     weights = tmp_path / "w.pth"
-    weights.write_bytes(b"")  # existence is what preflight checks
+    weights.write_bytes(b"")  # existence and the hash are what preflight checks
     spec2 = write_spec(
         tmp_path / "s2.yaml",
         _study_dict(tmp_path, {"kind": "cifar10"}, {"extractor": "inception-v3-compat", "weights_path": str(weights)}),
     )
+    assert main(["validate", str(spec2)]) == 0
+    assert f"refused to load the Inception weights {weights}: sha256" in capsys.readouterr().err
+    monkeypatch.setenv("STUDY_INCEPTION_SHA256", hashlib.sha256(b"").hexdigest())  # trusted explicitly
     assert main(["validate", str(spec2)]) == 0
     assert "warning" not in capsys.readouterr().err
 

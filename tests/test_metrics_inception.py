@@ -7,6 +7,7 @@ no download. Inception at 299x299 costs about a second per image on 2 CPU cores:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset, TensorDataset
 from torch_fidelity import feature_extractor_inceptionv3 as fi
 
 from trainables import metrics
-from trainables.data import digits_tensors
+from trainables.data import UnsafeFile, digits_tensors
 from trainables.metrics import (
     INCEPTION,
     INCEPTION_WEIGHTS_FILE,
@@ -67,6 +68,14 @@ def inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / INCEPTION_WEIGHTS_FILE
     torch.save(state, path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _trust_the_test_weights(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The random test weights are not torch-fidelity's file: name their sha256 explicitly, as a user would."""
+    if "inception_weights" in request.fixturenames:
+        path: Path = request.getfixturevalue("inception_weights")
+        monkeypatch.setenv(metrics.INCEPTION_SHA256_ENV, hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +174,10 @@ def test_missing_inception_weights_offline(tmp_path: Path, monkeypatch: pytest.M
 
     hub.mkdir(parents=True, exist_ok=True)
     (hub / INCEPTION_WEIGHTS_FILE).write_bytes(b"x")  # torch hub's cached copy is found without configuration
+    assert metrics.find_inception_weights(None) == hub / INCEPTION_WEIGHTS_FILE
+    with pytest.raises(UnsafeFile, match=f"refused to load the Inception weights {hub / INCEPTION_WEIGHTS_FILE}"):
+        metrics.resolve_inception_weights(None)  # ... but only used when it is torch-fidelity's file
+    monkeypatch.setenv(metrics.INCEPTION_SHA256_ENV, hashlib.sha256(b"x").hexdigest())
     assert metrics.resolve_inception_weights(None) == hub / INCEPTION_WEIGHTS_FILE
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainables.data import digits_tensors
+from trainables.data import digits_tensors, load_tensors
 from trainables.files import atomic_torch_save
 from trainables.training import fit_epoch
 
@@ -90,7 +90,7 @@ def ensure_digits_classifier(
 
 
 def load_digits_classifier(path: str | Path) -> DigitCNN:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path, map_location="cpu")  # weights_only: a planted cache file cannot run code
     net = DigitCNN(state["resolution"])
     net.load_state_dict(state["state_dict"])
     return net.eval()

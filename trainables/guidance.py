@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainables.data import load_tensors
 from trainables.networks import build_network
 
 Tensor = torch.Tensor
@@ -69,7 +70,7 @@ def load_classifier(
 ) -> nn.Module:
     """The trained noisy classifier from a cache file written by ``trainables.guidance_classifier``."""
     net = build_network(network_spec, in_channels, resolution, num_classes)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path, map_location="cpu")  # weights_only, and a refusal that names the file
     net.load_state_dict(state["state_dict"])
     return freeze(net)
 
