@@ -35,14 +35,13 @@ def _dataset_problems(spec: Any, data_dir: Path, fetch: bool) -> list[str]:
         decl = data.dataset_decl(ds)
     except ValueError as e:
         return [str(e)]
-    if not fetch:
-        problems = decl.problems(ds, data_dir)
-    else:
-        problems = []
+    problems = []
+    if fetch:
         try:
             decl.fetch(ds, data_dir)
         except (data.DatasetUnavailable, ValueError, OSError) as e:
             problems.append(str(e))
+    problems = problems or decl.problems(ds, data_dir)  # a look after fetching: a declaration may fetch nothing
     if not problems:
         size = decl.footprint(ds)
         memory = size.memory_bytes(decl.shape(ds))

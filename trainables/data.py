@@ -313,7 +313,8 @@ def _file_md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def _stat_key(*paths: Path) -> str:
+def files_key(*paths: Path) -> str:
+    """16 hex naming these files' paths, sizes and mtimes: an ``ImageData.key`` that changes when a file does."""
     h = hashlib.sha1()
     for p in paths:
         st = p.stat()
@@ -336,7 +337,7 @@ def load_cifar10_data(spec: Any, data_dir: Path | None = None) -> ImageData:
     held = Uint8Images(*_cifar_batches(members, (CIFAR10_TEST,))) if CIFAR10_TEST in members else None
     classes = list(members[CIFAR10_META]["label_names"])
     files = [source] if source.is_file() else [source / n for n in CIFAR10_TRAIN]
-    key = f"cifar10-train-r32-{_stat_key(*files)}"
+    key = f"cifar10-train-r32-{files_key(*files)}"
     log.info("CIFAR10: %d training images from %s", len(train_y), source)
     return ImageData("cifar10", Uint8Images(train_x, train_y), held, 3, 32, len(classes), key)
 
