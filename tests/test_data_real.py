@@ -256,6 +256,42 @@ def test_dataset_spec_union_is_strict() -> None:
         ta.validate_python({"kind": "image_folder", "resolution": 64})  # root is required
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kind": "digits", "held_out_fraction": float("nan")},
+        {"kind": "digits", "held_out_fraction": float("inf")},
+        {"kind": "digits", "held_out_fraction": 1.0},
+        {"kind": "digits", "split_seed": True},
+        {"kind": "digits", "split_seed": -1},
+        {"kind": "digits", "split_seed": 2**32},
+        {"kind": "digits", "resolution": 64},
+        {"kind": "cifar10", "resolution": 64},
+        {"kind": "cifar10", "root": ""},
+        {"kind": "cifar10", "root": "x" * 5000},
+        {"kind": "cifar10", "download": "yes"},
+        {"kind": "image_folder", "root": "f", "resolution": 100_000},
+        {"kind": "image_folder", "root": "f", "resolution": True},
+        {"kind": "image_folder", "root": "f", "resolution": 64.5},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "max_images": 10**29},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "max_images": 0},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "max_images": True},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "extensions": []},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "extensions": ["png"] * 33},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "extensions": ["../*"]},
+    ],
+)
+def test_dataset_fields_have_sane_ranges(fields: dict) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from study.spec.datasets import DatasetSpec
+
+    with pytest.raises(ValidationError):
+        TypeAdapter(DatasetSpec).validate_python(fields)
+    valid = {"digits": {}, "cifar10": {}, "image_folder": {"root": "f", "resolution": 64}}[fields["kind"]]
+    TypeAdapter(DatasetSpec).validate_python({"kind": fields["kind"], **valid})  # only the one field is wrong
+
+
 def _study_dict(tmp_path: Path, dataset: dict, isc: dict) -> dict:
     return {
         "name": "preflight",
