@@ -1,4 +1,5 @@
-"""Datasets by the ``kind`` a spec names; every loader returns images in [-1, 1] with integer labels.
+"""Datasets, each declared once (``DatasetDecl`` in ``DATASETS``, under the ``kind`` its spec model names); every
+loader returns images in [-1, 1] with integer labels.
 
 Real datasets are held in memory as uint8 (CIFAR10's 50k images are 150 MB that way, 600 MB as float32) and
 converted to [-1, 1] per item. Nothing here downloads unless a spec allows it and ``STUDY_OFFLINE`` is unset;
@@ -6,10 +7,12 @@ a missing file raises ``DatasetUnavailable`` whose message says exactly which fi
 
 CIFAR10 and integrity: the download (torchvision's ``download_url``) is checked against the official archive
 md5. Reading does not go through ``torchvision.datasets.CIFAR10(download=False)`` because its
-``_check_integrity`` compares the md5 of every batch file with the official ones and rejects any other archive
-of the same layout (a re-packed archive, a subset, the tiny archives the tests build). We read the same python
-pickles ourselves (straight from the ``.tar.gz`` or from the extracted ``cifar-10-batches-py/``) and only log a
-warning when the archive is not the official one, since IS against the literature needs the official images.
+``_check_integrity`` rejects any other archive of the same layout (a re-packed archive, a subset, the tiny
+archives the tests build). We read the same python pickles ourselves (straight from the ``.tar.gz`` or from the
+extracted ``cifar-10-batches-py/``): each is md5-checked against the official file before it is unpickled, and
+one that differs is read with an unpickler that only builds numpy arrays (``UnsafeFile`` for anything else), so
+a crafted batch cannot run code. A non-official archive is logged, since IS against the literature needs the
+official images. Caches are loaded with ``load_tensors`` (``weights_only=True``).
 """
 
 from __future__ import annotations
