@@ -31,26 +31,32 @@ def _dataset_problems(spec: Any, data_dir: Path, fetch: bool) -> list[str]:
     from trainables import data
 
     ds = spec.dataset
-    if not fetch:
-        problems = data.dataset_problems(ds, data_dir)
-    else:
-        problems = []
+    try:
+        decl = data.dataset_decl(ds)
+    except ValueError as e:
+        return [str(e)]
+    problems = []
+    if fetch:
         try:
-            if ds.kind == "cifar10":
-                data.ensure_cifar10(ds, data_dir)
-            elif ds.kind == "image_folder":
-                data.prepare_image_folder(ds, data_dir)
+            decl.fetch(ds, data_dir)
         except (data.DatasetUnavailable, ValueError, OSError) as e:
             problems.append(str(e))
-    if not problems and spec.class_conditional and ds.kind == "image_folder":
+    problems = problems or decl.problems(ds, data_dir)  # a look after fetching: a declaration may fetch nothing
+    if not problems:
+        size = decl.footprint(ds)
+        memory = size.memory_bytes(decl.shape(ds))
+        log.info("dataset %s: %s images%s", ds.kind, size.images if size.images is not None else "listed",
+                 f", {memory / 2**20:.0f} MiB in memory as uint8" if memory is not None else "")  # fmt: skip
+    if not problems and spec.class_conditional:
         try:
-            _, _, classes = data.list_image_folder(ds, data.dataset_root(ds, data_dir, ""))
+            classes = decl.classes(ds, data_dir)
         except (data.DatasetUnavailable, ValueError):
-            classes = []
-        if not classes:
+            classes = 0
+        if classes == 0:
+            where = f" {ds.root}" if getattr(ds, "root", None) else ""
             problems.append(
-                f"class_conditional needs labels, but the image folder {ds.root} has no class sub-folders "
-                f"(or labels: none): train unconditionally or sort the images into one folder per class"
+                f"class_conditional needs labels, but the {ds.kind} dataset{where} has none (an image folder needs "
+                "one sub-folder per class, and labels: auto): train unconditionally or label the images"
             )
     return problems
 
@@ -59,22 +65,7 @@ def _extractor_problems(spec: Any, fetch: bool) -> list[str]:
     from trainables import metrics
 
     isc = spec.evaluation.inception_score
-    if isc.extractor == "digits-cnn" and spec.dataset.kind != "digits":
-        return [
-            f"the digits-cnn extractor only scores the digits dataset, not {spec.dataset.kind}: "
-            "set evaluation.inception_score.extractor: inception-v3-compat"
-        ]
-    if isc.extractor == metrics.INCEPTION:
-        if metrics.find_inception_weights(isc.weights_path) is not None:
-            return []
-        if not fetch:
-            hint = "" if isc.weights_path else " (`study run` tries to download it first)"
-            return [metrics.inception_weights_missing_message(isc.weights_path) + hint]
-        try:
-            metrics.ensure_inception_weights(isc.weights_path, allow_download=True)
-        except metrics.WeightsUnavailable as e:
-            return [str(e)]
-    return []
+    return metrics.extractor_decl(isc.extractor).problems(spec, fetch)
 
 
 def preflight(spec: Any, data_dir: str | Path, *, fetch: bool = False) -> list[str]:

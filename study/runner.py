@@ -115,24 +115,13 @@ class Tracked:
 
 
 def prepare_extractor(spec: StudySpec, cache_dir: Path) -> tuple[str | None, dict[str, float]]:
-    """Weights path of the IS feature extractor (trained once and cached for digits-cnn) and facts to log."""
-    if spec.evaluation.inception_score.extractor == "digits-cnn":
-        from trainables.digits_classifier import ensure_digits_classifier
+    """Weights path of the IS feature extractor (its declaration trains, downloads or checks it) and facts to log."""
+    from trainables.metrics import UnsafeFile, WeightsUnavailable, extractor_decl
 
-        if spec.dataset.kind != "digits":
-            raise StudyError("the digits-cnn extractor only scores the digits dataset; choose inception-v3-compat")
-        path, accuracy = ensure_digits_classifier(
-            cache_dir, spec.dataset.resolution, spec.dataset.held_out_fraction, spec.dataset.split_seed
-        )
-        return str(path), {keys.EXTRACTOR_ACCURACY: accuracy}
-    if spec.evaluation.inception_score.extractor == "inception-v3-compat":
-        from trainables.metrics import WeightsUnavailable, ensure_inception_weights
-
-        try:  # an absolute, existing file for the trials, so torch-fidelity never downloads inside a trial
-            return str(ensure_inception_weights(spec.evaluation.inception_score.weights_path)), {}
-        except WeightsUnavailable as e:
-            raise StudyError(str(e)) from None
-    return None, {}
+    try:
+        return extractor_decl(spec.evaluation.inception_score.extractor).prepare(spec, cache_dir)
+    except (WeightsUnavailable, UnsafeFile, ValueError) as e:
+        raise StudyError(str(e)) from None
 
 
 def reference_scores(spec: StudySpec, weights: str | None, data_dir: Path) -> dict[str, float]:
@@ -140,10 +129,10 @@ def reference_scores(spec: StudySpec, weights: str | None, data_dir: Path) -> di
     import torch
 
     from trainables.data import load_dataset
-    from trainables.metrics import inception_score, to_uint8
+    from trainables.metrics import extractor_decl, inception_score, to_uint8
 
     ev, isc = spec.evaluation, spec.evaluation.inception_score
-    if isc.extractor != "digits-cnn" and not torch.cuda.is_available():
+    if not extractor_decl(isc.extractor).fast_on_cpu and not torch.cuda.is_available():
         return {}  # Inception on CPU takes minutes for a few thousand images; skip the references there
     data = load_dataset(spec.dataset, data_dir)
     n = min(ev.num_samples, len(data.train))

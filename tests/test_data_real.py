@@ -7,6 +7,7 @@ PNG/JPEG files of odd sizes. The offline error paths must name the exact file an
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import socket
@@ -255,6 +256,42 @@ def test_dataset_spec_union_is_strict() -> None:
         ta.validate_python({"kind": "image_folder", "resolution": 64})  # root is required
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kind": "digits", "held_out_fraction": float("nan")},
+        {"kind": "digits", "held_out_fraction": float("inf")},
+        {"kind": "digits", "held_out_fraction": 1.0},
+        {"kind": "digits", "split_seed": True},
+        {"kind": "digits", "split_seed": -1},
+        {"kind": "digits", "split_seed": 2**32},
+        {"kind": "digits", "resolution": 64},
+        {"kind": "cifar10", "resolution": 64},
+        {"kind": "cifar10", "root": ""},
+        {"kind": "cifar10", "root": "x" * 5000},
+        {"kind": "cifar10", "download": "yes"},
+        {"kind": "image_folder", "root": "f", "resolution": 100_000},
+        {"kind": "image_folder", "root": "f", "resolution": True},
+        {"kind": "image_folder", "root": "f", "resolution": 64.5},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "max_images": 10**29},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "max_images": 0},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "max_images": True},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "extensions": []},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "extensions": ["png"] * 33},
+        {"kind": "image_folder", "root": "f", "resolution": 64, "extensions": ["../*"]},
+    ],
+)
+def test_dataset_fields_have_sane_ranges(fields: dict) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from study.spec.datasets import DatasetSpec
+
+    with pytest.raises(ValidationError):
+        TypeAdapter(DatasetSpec).validate_python(fields)
+    valid = {"digits": {}, "cifar10": {}, "image_folder": {"root": "f", "resolution": 64}}[fields["kind"]]
+    TypeAdapter(DatasetSpec).validate_python({"kind": fields["kind"], **valid})  # only the one field is wrong
+
+
 def _study_dict(tmp_path: Path, dataset: dict, isc: dict) -> dict:
     return {
         "name": "preflight",
@@ -287,11 +324,14 @@ def test_validate_warns_and_run_stops_before_trials(tmp_path: Path, monkeypatch:
 
     make_cifar_archive(tmp_path / "data" / "cifar10")
     weights = tmp_path / "w.pth"
-    weights.write_bytes(b"")  # existence is what preflight checks
+    weights.write_bytes(b"")  # existence and the hash are what preflight checks
     spec2 = write_spec(
         tmp_path / "s2.yaml",
         _study_dict(tmp_path, {"kind": "cifar10"}, {"extractor": "inception-v3-compat", "weights_path": str(weights)}),
     )
+    assert main(["validate", str(spec2)]) == 0
+    assert f"refused to load the Inception weights {weights}: sha256" in capsys.readouterr().err
+    monkeypatch.setenv("STUDY_INCEPTION_SHA256", hashlib.sha256(b"").hexdigest())  # trusted explicitly
     assert main(["validate", str(spec2)]) == 0
     assert "warning" not in capsys.readouterr().err
 

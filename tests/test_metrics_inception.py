@@ -8,7 +8,6 @@ no download. Inception at 299x299 costs about a second per image on 2 CPU cores:
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from pathlib import Path
 
@@ -22,10 +21,10 @@ from torch_fidelity import feature_extractor_inceptionv3 as fi
 
 from trainables import metrics
 from trainables.data import digits_tensors
+from trainables.files import UnsafeFile
 from trainables.metrics import (
     INCEPTION,
     INCEPTION_WEIGHTS_FILE,
-    TRUSTED_INCEPTION_ENV,
     WeightsUnavailable,
     image_metrics,
     inception_score,
@@ -69,9 +68,15 @@ def inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state["fc.weight"] = state["fc.weight"] * 1e9
     path = tmp_path_factory.mktemp("weights") / INCEPTION_WEIGHTS_FILE
     torch.save(state, path)
-    # random weights are not the published file: trusted explicitly, the way a user trusts their own weights
-    os.environ[TRUSTED_INCEPTION_ENV] = hashlib.sha256(path.read_bytes()).hexdigest()
     return path
+
+
+@pytest.fixture(autouse=True)
+def _trust_the_test_weights(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The random test weights are not torch-fidelity's file: name their sha256 explicitly, as a user would."""
+    if "inception_weights" in request.fixturenames:
+        path: Path = request.getfixturevalue("inception_weights")
+        monkeypatch.setenv(metrics.INCEPTION_SHA256_ENV, hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +175,10 @@ def test_missing_inception_weights_offline(tmp_path: Path, monkeypatch: pytest.M
 
     hub.mkdir(parents=True, exist_ok=True)
     (hub / INCEPTION_WEIGHTS_FILE).write_bytes(b"x")  # torch hub's cached copy is found without configuration
+    assert metrics.find_inception_weights(None) == hub / INCEPTION_WEIGHTS_FILE
+    with pytest.raises(UnsafeFile, match=f"refused to load the Inception weights {hub / INCEPTION_WEIGHTS_FILE}"):
+        metrics.resolve_inception_weights(None)  # ... but only used when it is torch-fidelity's file
+    monkeypatch.setenv(metrics.INCEPTION_SHA256_ENV, hashlib.sha256(b"x").hexdigest())
     assert metrics.resolve_inception_weights(None) == hub / INCEPTION_WEIGHTS_FILE
 
 
@@ -203,7 +212,8 @@ def test_micro_study_on_tiny_cifar_logs_inception_metrics(
     eid = client.create_experiment("cifar-micro", artifact_location=str(tmp_path / "artifacts"))
     parent = client.create_run(eid).info.run_id
     runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "cifar-micro", str(tiny_cifar), weights, True)
-    assert run_trial(trials[0], runtime, LocalSession(tmp_path / "ckpt")) == "finished"
+    t = trials[0]
+    assert run_trial(t, runtime, LocalSession(tmp_path / "ckpt")) == "finished"
 
     (run,) = client.search_runs([eid], f"tags.`study.instance` = '{runtime.instance}'")
     m = run.data.metrics

@@ -1,4 +1,5 @@
-"""Datasets by the ``kind`` a spec names; every loader returns images in [-1, 1] with integer labels.
+"""Datasets, each declared once (``DatasetDecl`` in ``DATASETS``, under the ``kind`` its spec model names); every
+loader returns images in [-1, 1] with integer labels.
 
 Real datasets are held in memory as uint8 (CIFAR10's 50k images are 150 MB that way, 600 MB as float32) and
 converted to [-1, 1] per item. Nothing here downloads unless a spec allows it and ``STUDY_OFFLINE`` is unset;
@@ -6,12 +7,12 @@ a missing file raises ``DatasetUnavailable`` whose message says exactly which fi
 
 CIFAR10 and integrity: the download (torchvision's ``download_url``) is checked against the official archive
 md5. Reading does not go through ``torchvision.datasets.CIFAR10(download=False)`` because its
-``_check_integrity`` compares the md5 of every batch file with the official ones and rejects any other archive
-of the same layout (a re-packed archive, a subset, the tiny archives the tests build). We read the same python
-pickles ourselves (straight from the ``.tar.gz`` or from the extracted ``cifar-10-batches-py/``) and only log a
-warning when the archive is not the official one, since IS against the literature needs the official images.
-Unpickling is restricted (``_BatchUnpickler``): a batch may hold numpy arrays, lists, dicts, strings and numbers,
-and a file that asks for anything else (a crafted ``__reduce__``) is refused before any of it runs.
+``_check_integrity`` rejects any other archive of the same layout (a re-packed archive, a subset, the tiny
+archives the tests build). We read the same python pickles ourselves (straight from the ``.tar.gz`` or from the
+extracted ``cifar-10-batches-py/``): each is md5-checked against the official file before it is unpickled, and
+one that differs is read with an unpickler that only builds numpy arrays (``UnsafeFile`` for anything else), so
+a crafted batch cannot run code. A non-official archive is logged, since IS against the literature needs the
+official images. Caches are loaded with ``load_tensors`` (``weights_only=True``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from trainables.files import UntrustedFile, atomic_torch_save, atomic_write, load_tensors
+from trainables.files import UnsafeFile, atomic_torch_save, atomic_write, load_tensors
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -43,9 +44,20 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"  # torchvision.datasets.CIFAR10.tgz_md5
+CIFAR10_TGZ_BYTES = 170_498_071
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = "test_batch"
 CIFAR10_META = "batches.meta"
+# The md5 of every official python pickle (torchvision.datasets.CIFAR10.train_list / test_list / meta).
+CIFAR10_MEMBER_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
 DOWNLOAD_TIMEOUT_S = 60.0  # a firewall that drops packets must not hang the driver for the TCP timeout
 
 
@@ -210,27 +222,43 @@ def ensure_cifar10(spec: Any, data_dir: Path | str | None, allow_download: bool 
     raise DatasetUnavailable(cifar10_missing_message(root))
 
 
-class _BatchUnpickler(pickle.Unpickler):
-    """Only what CIFAR10's python batches are made of: numpy arrays (and their dtypes) in plain containers."""
+# What a CIFAR10 batch pickle may reference: numpy's array reconstruction (the numpy 1 and 2 module names and
+# the protocol-5 buffer path) and _codecs.encode (protocol 2 written by Python 3 stores bytes as latin1 text).
+# Anything else (os.system, subprocess, builtins.eval ...) is refused before it runs.
+_NUMPY_PICKLE_GLOBALS = frozenset(
+    {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")}
+    | {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+       ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+)  # fmt: skip
 
-    ALLOWED = frozenset({
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-    })  # fmt: skip
 
+class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR10 batch")
+        if (module, name) not in _NUMPY_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR10 batch")
         return super().find_class(module, name)
 
 
-def _unpickle(data: bytes, source: str = "<batch>") -> dict[str, Any]:
+def _unpickle(data: bytes, where: str) -> dict[str, Any]:
+    """Unpickle one CIFAR10 batch; ``UnsafeFile`` naming ``where`` when it is not the official file and references
+    anything beyond numpy arrays.
+
+    The md5 is checked first: the seven official pickles (torchvision's list) are known plain data. Any other
+    file (a re-packed or subset archive, the tests' tiny ones) is read with an unpickler that only resolves numpy's
+    array reconstruction, so a crafted ``__reduce__`` payload is refused instead of run.
+    """
+    name = Path(where).name
+    official = CIFAR10_MEMBER_MD5.get(name) == hashlib.md5(data).hexdigest()
     # The official batches were pickled by Python 2: latin1 keeps the byte strings of the numpy payload intact.
+    if official:
+        return pickle.loads(data, encoding="latin1")
     try:
-        return _BatchUnpickler(io.BytesIO(data), encoding="latin1").load()
+        return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as e:
-        raise UntrustedFile(f"{source}: refused to unpickle it ({e}); put the official CIFAR10 batches there") from None
+        raise UnsafeFile(
+            f"refused to unpickle {where}: it is not the official CIFAR10 {name} (md5 differs) and {e}; "
+            f"replace it with the file from {CIFAR10_URL}"
+        ) from None
 
 
 def _read_cifar_members(source: Path) -> dict[str, dict[str, Any]]:
@@ -270,7 +298,8 @@ def _file_md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def _stat_key(*paths: Path) -> str:
+def files_key(*paths: Path) -> str:
+    """16 hex naming these files' paths, sizes and mtimes: an ``ImageData.key`` that changes when a file does."""
     h = hashlib.sha1()
     for p in paths:
         st = p.stat()
@@ -293,7 +322,7 @@ def load_cifar10_data(spec: Any, data_dir: Path | None = None) -> ImageData:
     held = Uint8Images(*_cifar_batches(members, (CIFAR10_TEST,))) if CIFAR10_TEST in members else None
     classes = list(members[CIFAR10_META]["label_names"])
     files = [source] if source.is_file() else [source / n for n in CIFAR10_TRAIN]
-    key = f"cifar10-train-r32-{_stat_key(*files)}"
+    key = f"cifar10-train-r32-{files_key(*files)}"
     log.info("CIFAR10: %d training images from %s", len(train_y), source)
     return ImageData("cifar10", Uint8Images(train_x, train_y), held, 3, 32, len(classes), key)
 
@@ -395,34 +424,118 @@ def load_image_folder_data(spec: Any, data_dir: Path | None = None) -> ImageData
 # ------------------------------------------------------------------------------------------------- registry
 
 
-DATASETS: dict[str, Callable[..., ImageData]] = {
-    "digits": load_digits_data,
-    "cifar10": load_cifar10_data,
-    "image_folder": load_image_folder_data,
-}
+@dataclass(frozen=True)
+class Footprint:
+    """What a dataset costs before training: its image count (None: known only after listing) and the bytes a
+    first ``study run`` downloads."""
+
+    images: int | None
+    download_bytes: int = 0
+
+    def memory_bytes(self, shape: tuple[int, int, int]) -> int | None:
+        """Bytes of the uint8 images held in memory (None when the count is unknown before listing)."""
+        return None if self.images is None else self.images * shape[0] * shape[1] * shape[2]
+
+
+def _nothing_missing(spec: Any, data_dir: Path) -> list[str]:
+    return []
+
+
+def _nothing_to_fetch(spec: Any, data_dir: Path) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class DatasetDecl:
+    """One dataset kind, declared once; the spec model with the same ``kind`` literal lives in study/spec/datasets.py.
+
+    ``load(spec, data_dir)`` returns the images; ``classes(spec, data_dir)`` the number of labelled classes (0:
+    unlabelled) without decoding images; ``problems(spec, data_dir)`` what keeps it from loading here, only
+    looking (``study validate``); ``fetch(spec, data_dir)`` downloads or prepares it once in the driver
+    (``study run``), raising ``DatasetUnavailable`` (or ``ValueError`` / ``OSError``) with the instruction;
+    ``footprint(spec)`` its size.
+    """
+
+    kind: str
+    load: Callable[[Any, Path | None], ImageData]
+    channels: int
+    classes: Callable[[Any, Path], int]
+    footprint: Callable[[Any], Footprint]
+    problems: Callable[[Any, Path], list[str]] = _nothing_missing
+    fetch: Callable[[Any, Path], None] = _nothing_to_fetch
+
+    def shape(self, spec: Any) -> tuple[int, int, int]:
+        """(channels, height, width) of ``spec``'s images without loading them."""
+        return (self.channels, spec.resolution, spec.resolution)
+
+
+def _cifar10_problems(spec: Any, data_dir: Path) -> list[str]:
+    root = dataset_root(spec, data_dir, "cifar10")
+    if cifar10_source(root) is not None:
+        return []
+    hint = " (`study run` tries to download it first)" if spec.download and not offline() else ""
+    return [cifar10_missing_message(root) + hint]
+
+
+def _image_folder_problems(spec: Any, data_dir: Path) -> list[str]:
+    try:
+        list_image_folder(spec, dataset_root(spec, data_dir, ""))
+    except (DatasetUnavailable, ValueError) as e:
+        return [str(e)]
+    return []
+
+
+def _fetch_cifar10(spec: Any, data_dir: Path) -> None:
+    ensure_cifar10(spec, data_dir)
+
+
+def _prepare_image_folder(spec: Any, data_dir: Path) -> None:
+    prepare_image_folder(spec, data_dir)  # decoded once by the driver instead of by every trial at once
+
+
+def _image_folder_classes(spec: Any, data_dir: Path) -> int:
+    return len(list_image_folder(spec, dataset_root(spec, data_dir, ""))[2])
+
+
+DATASETS: dict[str, DatasetDecl] = {
+    "digits": DatasetDecl("digits", load_digits_data, 1, lambda s, d: 10, lambda s: Footprint(1797)),
+    "cifar10": DatasetDecl(
+        "cifar10", load_cifar10_data, 3, lambda s, d: 10, lambda s: Footprint(60_000, CIFAR10_TGZ_BYTES),
+        problems=_cifar10_problems, fetch=_fetch_cifar10,
+    ),
+    "image_folder": DatasetDecl(
+        "image_folder", load_image_folder_data, 3, _image_folder_classes, lambda s: Footprint(s.max_images),
+        problems=_image_folder_problems, fetch=_prepare_image_folder,
+    ),
+}  # fmt: skip
+
+
+def register_dataset(decl: DatasetDecl) -> DatasetDecl:
+    """Add a dataset kind (its spec model goes into ``study.spec.datasets.DatasetSpec``); refuses a taken kind."""
+    if DATASETS.get(decl.kind, decl) is not decl:
+        raise ValueError(f"dataset kind {decl.kind!r} is already declared")
+    DATASETS[decl.kind] = decl
+    return decl
+
+
+def dataset_decl(spec: Any) -> DatasetDecl:
+    """The declaration of ``spec.kind``; a clear error for a kind with a spec model but no declaration."""
+    try:
+        return DATASETS[spec.kind]
+    except KeyError:
+        raise ValueError(f"dataset kind {spec.kind!r} has no declaration in trainables.data.DATASETS") from None
 
 
 def load_dataset(spec: Any, data_dir: Path | None = None) -> ImageData:
-    """Load the dataset registered under ``spec.kind``."""
-    return DATASETS[spec.kind](spec, data_dir)
+    """Load the dataset declared under ``spec.kind``."""
+    return dataset_decl(spec).load(spec, data_dir)
 
 
 def image_shape(spec: Any) -> tuple[int, int, int]:
     """(channels, height, width) of a dataset spec without loading it."""
-    channels = 1 if spec.kind == "digits" else 3
-    return (channels, spec.resolution, spec.resolution)
+    return dataset_decl(spec).shape(spec)
 
 
 def dataset_problems(spec: Any, data_dir: Path | str | None) -> list[str]:
     """What keeps ``spec``'s dataset from loading on this machine (without downloading or decoding anything)."""
-    if spec.kind == "cifar10":
-        root = dataset_root(spec, data_dir, "cifar10")
-        if cifar10_source(root) is None:
-            hint = " (`study run` tries to download it first)" if spec.download and not offline() else ""
-            return [cifar10_missing_message(root) + hint]
-    elif spec.kind == "image_folder":
-        try:
-            list_image_folder(spec, dataset_root(spec, data_dir, ""))
-        except (DatasetUnavailable, ValueError) as e:
-            return [str(e)]
-    return []
+    return dataset_decl(spec).problems(spec, resolve_data_dir(data_dir))

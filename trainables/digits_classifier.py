@@ -90,7 +90,7 @@ def ensure_digits_classifier(
 
 
 def load_digits_classifier(path: str | Path) -> DigitCNN:
-    state = load_tensors(path)
+    state = load_tensors(path, map_location="cpu")  # weights_only: a planted cache file cannot run code
     net = DigitCNN(state["resolution"])
     net.load_state_dict(state["state_dict"])
     return net.eval()

@@ -32,15 +32,16 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-class UntrustedFile(ValueError):
-    """A file the harness refuses to deserialise (it could run code); the message names it and what to do."""
+class UnsafeFile(ValueError):
+    """A data, weights or checkpoint file that would run code (or is not the file it claims to be) if unpickled;
+    it was refused, and the message names it and what to do."""
 
 
 def load_tensors(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> Any:
     """``torch.load`` of a checkpoint or cache file with ``weights_only=True``: tensors and plain containers only.
 
     A file whose pickle asks for anything else (a crafted ``__reduce__`` that would run a command) is refused
-    before any of it runs, with ``UntrustedFile`` naming the file instead of torch's generic message.
+    before any of it runs, with ``UnsafeFile`` naming the file instead of torch's generic message.
     """
     import pickle
 
@@ -50,7 +51,7 @@ def load_tensors(path: str | Path, map_location: Any = "cpu", mmap: bool = False
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise UntrustedFile(
-            f"{path}: refused to load: it holds objects other than tensors and plain containers ({first}). "
-            "Checkpoints and caches are written by the harness; delete this file to have it rebuilt."
+        raise UnsafeFile(
+            f"refused to load {path}: it holds more than tensors ({first}); delete it if it is a cache "
+            "(it is rebuilt), or replace it with a file you trust"
         ) from None

@@ -70,7 +70,7 @@ def load_classifier(
 ) -> nn.Module:
     """The trained noisy classifier from a cache file written by ``trainables.guidance_classifier``."""
     net = build_network(network_spec, in_channels, resolution, num_classes)
-    state = load_tensors(path)
+    state = load_tensors(path, map_location="cpu")  # weights_only, and a refusal that names the file
     net.load_state_dict(state["state_dict"])
     return freeze(net)
 

@@ -16,14 +16,17 @@ file once in the driver, or says where to put it).
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
+import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,8 +38,9 @@ from torch_fidelity.metric_fid import fid_features_to_statistics
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-from trainables.digits_classifier import load_digits_classifier
-from trainables.files import atomic_torch_save, atomic_write
+from study import keys
+from trainables.digits_classifier import ensure_digits_classifier, load_digits_classifier
+from trainables.files import UnsafeFile, atomic_torch_save, atomic_write, load_tensors
 from trainables.scores import SCORES, HasScores, ScoreSettings, compute_scores
 
 Tensor = torch.Tensor
@@ -45,6 +49,11 @@ log = logging.getLogger(__name__)
 INCEPTION = "inception-v3-compat"
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
+# sha256 of torch-fidelity's weights-inception-2015-12-05-6726825d.pth (torch.hub's naming: the file name carries
+# the first 8 hex digits of its sha256). torch-fidelity unpickles the file with ``weights_only=False``, so a file
+# given by path is hashed first; STUDY_INCEPTION_SHA256 replaces the expected hash, only when set explicitly.
+INCEPTION_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+INCEPTION_SHA256_ENV = "STUDY_INCEPTION_SHA256"
 DOWNLOAD_TIMEOUT_S = 60.0
 
 
@@ -63,7 +72,7 @@ class DigitsFeatureExtractor(FeatureExtractorBase):
     def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None, **kw):
         super().__init__(name, features_list)
         if feature_extractor_weights_path is None:
-            raise ValueError("digits-cnn needs feature_extractor_weights_path (see ensure_digits_classifier)")
+            raise ValueError(f"{name} needs feature_extractor_weights_path (see ensure_digits_classifier)")
         self.net = load_digits_classifier(feature_extractor_weights_path)
         self.requires_grad_(False)
 
@@ -94,10 +103,6 @@ class DigitsFeatureExtractor(FeatureExtractorBase):
         return tuple(out[f] for f in self.features_list)
 
 
-if "digits-cnn" not in FEATURE_EXTRACTORS_REGISTRY:
-    register_feature_extractor("digits-cnn", DigitsFeatureExtractor)
-
-
 # ------------------------------------------------------------------------------------------ Inception weights
 
 
@@ -116,29 +121,40 @@ def inception_weights_missing_message(configured: str | Path | None = None) -> s
     )
 
 
-INCEPTION_SHA256_PREFIX = "6726825d"  # torch.hub's naming: the file name ends with its sha256's first 8 hex digits
-TRUSTED_INCEPTION_ENV = "STUDY_INCEPTION_SHA256"  # the full sha256 of another weights file the user trusts
+def expected_inception_sha256() -> str:
+    """The sha256 the Inception weights must have: ``INCEPTION_WEIGHTS_SHA256`` unless ``STUDY_INCEPTION_SHA256``
+    names another (a re-exported file you trust)."""
+    value = os.environ.get(INCEPTION_SHA256_ENV, "").strip().lower()
+    if not value:
+        return INCEPTION_WEIGHTS_SHA256
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError(f"{INCEPTION_SHA256_ENV} must be 64 hex digits (a sha256), got {value[:80]!r}")
+    return value
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    # keyed by size and mtime: a trial scoring every few epochs hashes the 95 MB file once per process
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def verify_inception_weights(path: str | Path) -> Path:
-    """``path`` if its sha256 is torch-fidelity's Inception weights' (or the one ``STUDY_INCEPTION_SHA256`` names).
-
-    torch-fidelity unpickles the file with ``torch.load``; a file from elsewhere could run code, so it is hashed
-    first and refused (``WeightsUnavailable``, naming the file and its hash) unless it is the known file.
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
-    trusted = os.environ.get(TRUSTED_INCEPTION_ENV, "").strip().lower()
-    if digest.startswith(INCEPTION_SHA256_PREFIX) or (trusted and digest == trusted):
-        return Path(path)
-    raise WeightsUnavailable(
-        f"{path} is not torch-fidelity's Inception weights (sha256 {digest}, expected {INCEPTION_SHA256_PREFIX}...: "
-        f"{INCEPTION_WEIGHTS_FILE}); it was not loaded. Download {INCEPTION_WEIGHTS_URL}, or, if you trust this "
-        f"file, set {TRUSTED_INCEPTION_ENV}={digest}"
-    )
+    """``path`` when its sha256 is the expected one; ``UnsafeFile`` naming it otherwise (nothing is unpickled)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    actual, expected = _sha256(path, st.st_size, st.st_mtime_ns), expected_inception_sha256()
+    if actual != expected:
+        raise UnsafeFile(
+            f"refused to load the Inception weights {path}: sha256 {actual} is not the expected {expected} "
+            f"(torch-fidelity's {INCEPTION_WEIGHTS_FILE}); torch-fidelity would unpickle it with code execution "
+            f"allowed. Replace it with {INCEPTION_WEIGHTS_URL}, or set {INCEPTION_SHA256_ENV} to its sha256 if "
+            "you made and trust it"
+        )
+    return path
 
 
 def find_inception_weights(weights_path: str | Path | None = None) -> Path | None:
@@ -151,11 +167,12 @@ def find_inception_weights(weights_path: str | Path | None = None) -> Path | Non
 
 
 def resolve_inception_weights(weights_path: str | Path | None = None) -> Path:
-    """Absolute path of the Inception weights; ``WeightsUnavailable`` (never a download) when missing."""
+    """Absolute path of the hash-checked Inception weights; ``WeightsUnavailable`` (never a download) when missing,
+    ``UnsafeFile`` when the file is not the expected one."""
     found = find_inception_weights(weights_path)
     if found is None:
         raise WeightsUnavailable(inception_weights_missing_message(weights_path))
-    return found
+    return verify_inception_weights(found)
 
 
 def fetch_inception_weights(weights_path: str | Path | None = None) -> Path:
@@ -180,20 +197,115 @@ def fetch_inception_weights(weights_path: str | Path | None = None) -> Path:
 
 
 def ensure_inception_weights(weights_path: str | Path | None = None, allow_download: bool = True) -> Path:
-    """Resolve the weights, downloading them once when allowed (the driver does this before trials start)."""
+    """Resolve and hash-check the weights, downloading them once when allowed (the driver, before trials start)."""
     found = find_inception_weights(weights_path)
     if found is not None:
         return verify_inception_weights(found)
     if allow_download:
-        return fetch_inception_weights(weights_path)
+        return verify_inception_weights(fetch_inception_weights(weights_path))
     raise WeightsUnavailable(inception_weights_missing_message(weights_path))
 
 
 def extractor_weights(extractor: str, weights_path: str | Path | None) -> str | None:
-    """The weights file to hand torch-fidelity: always an existing local file for Inception (so it never downloads)."""
-    if extractor == INCEPTION:
-        return str(resolve_inception_weights(weights_path))
-    return str(weights_path) if weights_path else None
+    """The weights file to hand torch-fidelity: for Inception always an existing, hash-checked local file (so it
+    never downloads and never unpickles an unknown file)."""
+    return extractor_decl(extractor).weights(weights_path)
+
+
+# ----------------------------------------------------------------------------------------------- extractors
+
+
+@dataclass(frozen=True)
+class ExtractorDecl:
+    """One IS/FID/KID feature extractor, declared once.
+
+    ``name`` is torch-fidelity's registry name and the extractor segment of metric keys (study/keys.py), so it
+    never changes for an existing extractor. ``datasets``: the dataset kinds it can score (None: any).
+    ``channels``: the input it expects (grey images are repeated to RGB for 3). ``prepare(spec, cache_dir)``: in
+    the driver, the weights file trials get and facts to log on the parent run (trains or downloads when
+    needed). ``weights(path)``: the file handed to torch-fidelity in a trial, checked. ``weight_problems(isc,
+    fetch)``: what keeps its weights from loading here. ``fidelity_class``: registered with torch-fidelity in
+    every process importing this module (its registry is per process); None for its built-in extractors.
+    ``fast_on_cpu``: whether the driver's reference IS (real and noise images) is affordable without a GPU.
+    """
+
+    name: str
+    datasets: frozenset[str] | None
+    channels: int
+    prepare_weights: Callable[[Any, Path], tuple[str | None, dict[str, float]]]
+    weights: Callable[[str | Path | None], str | None]
+    weight_problems: Callable[[Any, bool], list[str]]
+    fidelity_class: type[FeatureExtractorBase] | None
+    fast_on_cpu: bool
+
+    def scores(self, dataset_kind: str) -> bool:
+        return self.datasets is None or dataset_kind in self.datasets
+
+    def dataset_problems(self, spec: Any) -> list[str]:
+        kind = spec.dataset.kind
+        if self.scores(kind):
+            return []
+        others = sorted(d.name for d in EXTRACTORS.values() if d.scores(kind))
+        return [
+            f"the {self.name} extractor only scores the {'/'.join(sorted(self.datasets or ()))} dataset, not "
+            f"{kind}: set evaluation.inception_score.extractor: {' or '.join(others) or '(none scores it)'}"
+        ]
+
+    def problems(self, spec: Any, fetch: bool) -> list[str]:
+        """What would stop this extractor scoring ``spec`` (a ``StudySpec``) here; ``fetch`` downloads weights."""
+        return self.dataset_problems(spec) or self.weight_problems(spec.evaluation.inception_score, fetch)
+
+    def prepare(self, spec: Any, cache_dir: Path) -> tuple[str | None, dict[str, float]]:
+        """The weights path for trials and facts to log; ``ValueError`` for a dataset it cannot score."""
+        problems = self.dataset_problems(spec)
+        if problems:
+            raise ValueError(problems[0])
+        return self.prepare_weights(spec, cache_dir)
+
+
+def _digits_weights(spec: Any, cache_dir: Path) -> tuple[str | None, dict[str, float]]:
+    ds = spec.dataset
+    path, accuracy = ensure_digits_classifier(cache_dir, ds.resolution, ds.held_out_fraction, ds.split_seed)
+    return str(path), {keys.EXTRACTOR_ACCURACY: accuracy}
+
+
+def _inception_weights(spec: Any, cache_dir: Path) -> tuple[str | None, dict[str, float]]:
+    # an absolute, hash-checked file for the trials, so torch-fidelity never downloads inside a trial
+    return str(ensure_inception_weights(spec.evaluation.inception_score.weights_path)), {}
+
+
+def _inception_problems(isc: Any, fetch: bool) -> list[str]:
+    try:
+        if find_inception_weights(isc.weights_path) is not None or fetch:
+            ensure_inception_weights(isc.weights_path, allow_download=True)
+            return []
+    except (WeightsUnavailable, UnsafeFile, ValueError) as e:
+        return [str(e)]
+    hint = "" if isc.weights_path else " (`study run` tries to download it first)"
+    return [inception_weights_missing_message(isc.weights_path) + hint]
+
+
+DIGITS_CNN = ExtractorDecl(
+    "digits-cnn", frozenset({"digits"}), 1, _digits_weights,
+    weights=lambda p: str(p) if p else None, weight_problems=lambda isc, fetch: [],  # trained on demand
+    fidelity_class=DigitsFeatureExtractor, fast_on_cpu=True,
+)  # fmt: skip
+INCEPTION_V3 = ExtractorDecl(
+    INCEPTION, None, 3, _inception_weights, weights=lambda p: str(resolve_inception_weights(p)),
+    weight_problems=_inception_problems, fidelity_class=None, fast_on_cpu=False,
+)  # fmt: skip
+EXTRACTORS: dict[str, ExtractorDecl] = {d.name: d for d in (DIGITS_CNN, INCEPTION_V3)}
+for _decl in EXTRACTORS.values():
+    if _decl.fidelity_class is not None and _decl.name not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(_decl.name, _decl.fidelity_class)
+
+
+def extractor_decl(name: str) -> ExtractorDecl:
+    """The declaration of extractor ``name``; a clear error for an undeclared one."""
+    try:
+        return EXTRACTORS[name]
+    except KeyError:
+        raise ValueError(f"feature extractor {name!r} has no declaration in trainables.metrics.EXTRACTORS") from None
 
 
 # ------------------------------------------------------------------------------------------------- features
@@ -221,8 +333,6 @@ def feature_extractor(extractor: str, layers: tuple[str, ...], weights: str | No
     """torch-fidelity's extractor, built once per process for the last (name, layers, weights) asked for."""
     key = (extractor, layers, weights, _cuda())
     if key not in _EXTRACTOR:
-        if extractor == INCEPTION and weights:
-            verify_inception_weights(weights)  # before torch-fidelity unpickles it
         _EXTRACTOR.clear()  # one at a time: Inception holds 95 MB (and GPU memory)
         _EXTRACTOR[key] = create_feature_extractor(
             extractor, list(layers), cuda=_cuda(), feature_extractor_weights_path=weights, verbose=False
@@ -241,7 +351,7 @@ def extract_features(
     """{layer: [N, D] float32} for uint8 images [N, C, H, W] (grey images are repeated to RGB for Inception)."""
     if images.dtype != torch.uint8:
         raise TypeError("feature extraction expects uint8 images; convert with to_uint8")
-    if extractor.startswith("inception") and images.shape[1] == 1:
+    if extractor_decl(extractor).channels == 3 and images.shape[1] == 1:
         images = images.repeat(1, 3, 1, 1)
     fe = feature_extractor(extractor, tuple(sorted(set(layers))), weights)
     return get_featuresdict_from_dataset(_Uint8Images(images.cpu()), fe, batch_size, _cuda(), True, False)
@@ -323,7 +433,7 @@ def reference_features(
         return _REFERENCES[path]
     with _file_lock(path.with_suffix(".lock")):
         if path.is_file():
-            features = torch.load(path, weights_only=True)
+            features = load_tensors(path)
         else:
             log.info("computing %s reference features of %d training images (once; cached at %s)", extractor, n, path)
             images = reference_uint8(dataset, max_samples)
@@ -395,15 +505,17 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
 
-    from study.spec.datasets import Cifar10Data, DigitsData, ImageFolderData
-    from trainables.data import load_dataset, resolve_data_dir
+    from pydantic import TypeAdapter
+
+    from study.spec.datasets import DatasetSpec
+    from trainables.data import DATASETS, load_dataset, resolve_data_dir
 
     parser = argparse.ArgumentParser(prog="python -m trainables.metrics", description=main.__doc__)
-    parser.add_argument("--dataset", choices=["cifar10", "image_folder", "digits"], default="cifar10")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10")
     parser.add_argument("--root", help="dataset root (image_folder: required)")
-    parser.add_argument("--resolution", type=int, default=32, help="image_folder resolution")
+    parser.add_argument("--resolution", type=int, help="dataset resolution (image_folder: required)")
     parser.add_argument("--data-dir", help="data directory (default: STUDY_DATA_DIR or studies/.data)")
-    parser.add_argument("--extractor", default=INCEPTION)
+    parser.add_argument("--extractor", choices=sorted(EXTRACTORS), default=INCEPTION)
     parser.add_argument("--weights", help="extractor weights file (default: torch hub's checkpoints folder)")
     parser.add_argument("--splits", type=int, default=10)
     parser.add_argument("--no-shuffle", action="store_true", help="the original IS code's split order")
@@ -412,12 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    if args.dataset == "cifar10":
-        spec = Cifar10Data(root=args.root)
-    elif args.dataset == "image_folder":
-        spec = ImageFolderData(root=args.root, resolution=args.resolution)
-    else:
-        spec = DigitsData()
+    fields = {"root": args.root, "resolution": args.resolution}
+    spec = TypeAdapter(DatasetSpec).validate_python(
+        {"kind": args.dataset, **{k: v for k, v in fields.items() if v is not None}}
+    )
     data = load_dataset(spec, resolve_data_dir(args.data_dir))
     images = reference_uint8(data.train)[: args.num_samples]
     score = inception_score(images, args.extractor, args.weights, args.splits, not args.no_shuffle, args.batch_size)

@@ -1,7 +1,11 @@
 """Dataset specs, discriminated by ``kind``.
 
-To add a dataset: a model here with a unique ``kind`` literal, added to ``DatasetSpec``,
-and a loader registered under the same kind in ``trainables/data.py``.
+To add a dataset: a model here with a unique ``kind`` literal, added to ``DatasetSpec``, and a
+``DatasetDecl`` registered under the same kind in ``trainables/data.py`` (README "Adding a dataset").
+
+Every field has a range: counts and seeds are integers (``true`` is not a count), fractions finite, sizes
+bounded (a typo such as ``max_images: 1e29`` or a 100 000-pixel resolution must not exhaust memory), paths and
+extension lists short.
 
 Relative ``root`` paths are resolved against the data directory the driver hands to trials
 (``STUDY_DATA_DIR``, default ``<storage>/.data``), so one spec works on every machine.
@@ -15,6 +19,10 @@ from pydantic import Field
 
 from study.spec.base import Strict
 
+MAX_PATH = 4096  # PATH_MAX on Linux
+MAX_IMAGES = 50_000_000  # above ImageNet-21k (14M); a uint8 copy of 50M 32x32 RGB images is already 150 GB
+SEED_MAX = 2**32 - 1  # scikit-learn's random_state bound
+
 
 class DigitsData(Strict):
     """scikit-learn's 1797 handwritten digits (ships inside the package, works offline).
@@ -25,8 +33,8 @@ class DigitsData(Strict):
 
     kind: Literal["digits"] = "digits"
     resolution: Literal[8, 16, 32] = 16
-    held_out_fraction: float = Field(0.25, gt=0.0, lt=1.0)
-    split_seed: int = 0
+    held_out_fraction: float = Field(0.25, gt=0.0, lt=1.0, allow_inf_nan=False)
+    split_seed: int = Field(0, ge=0, le=SEED_MAX, strict=True)
 
 
 class Cifar10Data(Strict):
@@ -38,8 +46,12 @@ class Cifar10Data(Strict):
 
     kind: Literal["cifar10"] = "cifar10"
     resolution: Literal[32] = 32
-    root: str | None = Field(None, description="folder holding the archive; default <data dir>/cifar10")
-    download: bool = Field(True, description="fetch the archive in the driver when it is missing (needs network)")
+    root: str | None = Field(
+        None, min_length=1, max_length=MAX_PATH, description="folder holding the archive; default <data dir>/cifar10"
+    )
+    download: bool = Field(
+        True, strict=True, description="fetch the archive in the driver when it is missing (needs network)"
+    )
 
 
 class ImageFolderData(Strict):
@@ -50,13 +62,20 @@ class ImageFolderData(Strict):
     """
 
     kind: Literal["image_folder"] = "image_folder"
-    root: str = Field(description="the image folder; relative paths are resolved against the data directory")
-    resolution: int = Field(ge=4, le=1024)
+    root: str = Field(
+        min_length=1, max_length=MAX_PATH,
+        description="the image folder; relative paths are resolved against the data directory",
+    )  # fmt: skip
+    resolution: int = Field(ge=4, le=1024, strict=True)
     filter: Literal["lanczos", "bicubic", "bilinear", "box", "nearest"] = Field(
         "lanczos", description="PIL resampling filter for the resize (EDM's dataset_tool uses lanczos)"
     )
-    extensions: list[str] = Field(default_factory=lambda: ["png", "jpg", "jpeg", "webp", "bmp"], min_length=1)
-    max_images: int | None = Field(None, ge=1, le=10**8, description="use only the first N files in sorted order")
+    extensions: list[Annotated[str, Field(pattern=r"^\.?[A-Za-z0-9]{1,10}$")]] = Field(
+        default_factory=lambda: ["png", "jpg", "jpeg", "webp", "bmp"], min_length=1, max_length=32
+    )
+    max_images: int | None = Field(
+        None, ge=1, le=MAX_IMAGES, strict=True, description="use only the first N files in sorted order"
+    )
     labels: Literal["auto", "none"] = Field(
         "auto", description="auto: class labels from sub-folder names when the images sit in sub-folders"
     )
