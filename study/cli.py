@@ -16,13 +16,14 @@ log = logging.getLogger("study")
 
 def _validate(args: argparse.Namespace) -> int:
     from study.describe import describe_study
-    from study.preflight import default_dirs, preflight
+    from study.paths import StudyPaths
+    from study.preflight import preflight
 
     base, trials = load_study(args.spec)
     print(describe_study(base, trials))
     # Missing data or weights are warnings here (the spec is valid; another machine may have the files);
     # `study run` stops with exit code 2 on the same problems.
-    for problem in preflight(base, default_dirs()[0]):
+    for problem in preflight(base, StudyPaths.resolve("studies", base.name).data):
         print(f"warning: {problem}", file=sys.stderr)
     return 0
 

@@ -11,20 +11,10 @@ stops the run with exit code 2 and the exact instruction (which file to put wher
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-
-def default_dirs(storage: str | Path = "studies") -> tuple[Path, Path]:
-    """(data dir, cache dir) as ``study run`` resolves them: ``STUDY_DATA_DIR`` / ``STUDY_CACHE_DIR`` or
-    ``<storage>/.data`` / ``<storage>/.cache``."""
-    storage = Path(storage)
-    data_dir = Path(os.environ.get("STUDY_DATA_DIR", storage / ".data")).expanduser().resolve()
-    cache_dir = Path(os.environ.get("STUDY_CACHE_DIR", storage / ".cache")).expanduser().resolve()
-    return data_dir, cache_dir
 
 
 def _dataset_problems(spec: Any, data_dir: Path, fetch: bool) -> list[str]:

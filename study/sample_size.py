@@ -201,10 +201,10 @@ def check_sizes(sizes: list[int], splits: int) -> list[int]:
 
 def prepare_weights(base: StudySpec, storage: str | Path) -> str | None:
     """The extractor's weights as ``study run`` prepares them (digits-cnn: trained once and cached)."""
-    from study.preflight import default_dirs
+    from study.paths import StudyPaths
     from study.runner import prepare_extractor
 
-    return prepare_extractor(base, default_dirs(storage)[1])[0]
+    return prepare_extractor(base, StudyPaths.resolve(storage, base.name).cache)[0]
 
 
 # ------------------------------------------------------------------------------------------- load checkpoint
@@ -230,13 +230,13 @@ def load_checkpoint(trial_dir: Path, epoch: int | None = None) -> Checkpoint:
 
 def rebuild_model(handle: StudyHandle, trial: Trial, ckpt: Checkpoint, weights: str | None, storage: str | Path) -> Any:
     """The trial's network, dynamics and data exactly as the trial builds them, with the checkpoint's EMA weights."""
-    from study.preflight import default_dirs
+    from study.paths import StudyPaths
     from study.tracking import connect
     from trainables.trainable import Runtime, build
 
     s = handle.state
     runtime = Runtime(s["tracking_uri"], s["experiment_id"], s["parent_run_id"], s["instance"], handle.name,
-                      str(default_dirs(storage)[0]), weights, log_images=False)  # fmt: skip
+                      str(StudyPaths.resolve(storage, handle.name).data), weights, log_images=False)  # fmt: skip
     ctx = build(trial, runtime, connect(runtime.tracking_uri))
     ctx.ema.load_state_dict(ckpt.state["ema"])
     ctx.ema.model.eval()

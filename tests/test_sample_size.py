@@ -16,7 +16,7 @@ from conftest import micro_spec, write_spec
 from mlflow import MlflowClient
 
 from study.cli import main
-from study.preflight import default_dirs
+from study.paths import StudyPaths
 from study.runner import StudyError
 from study.sample_size import COLUMNS, sample_size_study
 from study.spec import StudySpec, Trial, load_study, spec_fingerprint
@@ -59,7 +59,7 @@ def micro_study(tmp_path_factory: pytest.TempPathFactory, classifier_r8: tuple[P
     _, trials = load_study(spec)
     trial = trials[1]
     runtime = Runtime(state["tracking_uri"], state["experiment_id"], state["parent_run_id"], state["instance"], name,
-                      str(default_dirs(storage)[0]), str(classifier_r8[0]), log_images=False)  # fmt: skip
+                      str(StudyPaths.resolve(storage, name).data), str(classifier_r8[0]), log_images=False)  # fmt: skip
     session = LocalSession(root / "local")
     for epochs, folder in ((1, "checkpoint_000000"), (2, "checkpoint_000001")):
         spec_json = trial.spec.model_dump(mode="json")
