@@ -16,6 +16,7 @@ MAX_EPOCHS = 100_000
 MAX_STEPS = 100_000  # sampler steps, diffusion timesteps, noise levels
 MAX_SAMPLES = 200_000  # images per evaluation / reference set
 MAX_LIST = 64  # samplers, guidance settings, channel multipliers, claims
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seed range (torch takes more)
 
 
 def _admits_bool(annotation: Any) -> bool:

@@ -17,11 +17,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from study.spec.base import Strict
+from study.spec.base import SEED_MAX, Strict
 
 MAX_PATH = 4096  # PATH_MAX on Linux
 MAX_IMAGES = 50_000_000  # above ImageNet-21k (14M); a uint8 copy of 50M 32x32 RGB images is already 150 GB
-SEED_MAX = 2**32 - 1  # scikit-learn's random_state bound
 
 
 class DigitsData(Strict):

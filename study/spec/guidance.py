@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from study.spec.base import MAX_BATCH, MAX_EPOCHS, Strict
+from study.spec.base import MAX_BATCH, MAX_EPOCHS, SEED_MAX, Strict
 from study.spec.networks import NoisyClassifier
 
 GuidanceKind = Literal["none", "classifier", "misguided"]
@@ -58,8 +58,8 @@ class ClassifierSpec(Strict):
     batch_size: int = Field(32, ge=1, le=MAX_BATCH)
     lr: float = Field(3e-4, gt=0.0, le=10.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    seed: int = 0
-    misguided_seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+    misguided_seed: int = Field(0, ge=0, le=SEED_MAX)
     accuracy_buckets: int = Field(
         10, ge=1, le=1000, description="held-out accuracy is reported per this many bands of t"
     )

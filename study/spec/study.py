@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from study.spec.base import MAX_BATCH, MAX_EPOCHS, MAX_LIST, MAX_SAMPLES, Strict
+from study.spec.base import MAX_BATCH, MAX_EPOCHS, MAX_LIST, MAX_SAMPLES, SEED_MAX, Strict
 from study.spec.claims import ClaimSpec
 from study.spec.compat import compatibility_problems
 from study.spec.datasets import DatasetSpec, DigitsData
@@ -59,7 +59,7 @@ class TrainingSpec(Strict):
     grad_clip: float | None = Field(1.0, gt=0.0, le=1e6)
     ema_decay: float = Field(0.9999, ge=0.0, lt=1.0)
     ema_warmup: bool = Field(True, description="decay = min(ema_decay, (1+n)/(10+n)) as in score_sde")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     eval_every: int = Field(
         5, ge=1, le=MAX_EPOCHS, description="evaluate every N epochs (and always at the last epoch)"
     )
@@ -119,7 +119,9 @@ class EvaluationSpec(Strict):
     )  # fmt: skip
     num_samples: int = Field(500, ge=2, le=MAX_SAMPLES)
     batch_size: int = Field(500, ge=1, le=MAX_BATCH)
-    seed: int = Field(1234, description="the same initial noise at every evaluation, for comparable curves")
+    seed: int = Field(
+        1234, ge=0, le=SEED_MAX, description="the same initial noise at every evaluation, for comparable curves"
+    )
     inception_score: InceptionScoreSpec = Field(default_factory=InceptionScoreSpec)
     grid_images: int = Field(64, ge=0, le=1024, description="samples shown in the logged grid (0 = none)")
 
