@@ -21,7 +21,7 @@ from trainables.dynamics import Dynamics
 from trainables.guidance import classifier_grad, target_accuracy
 from trainables.metrics import extractor_weights as resolve_weights
 from trainables.metrics import image_metrics, reference_features, to_uint8
-from trainables.samplers import sampler_from_spec
+from trainables.samplers import SAMPLERS, sampler_from_spec, view
 from trainables.scores import HasScores, ScoreSettings, stored_logits
 
 Tensor = torch.Tensor
@@ -90,7 +90,8 @@ def generate(
                 targets = torch.randint(0, guide_classes, (n,), generator=target_gen, device=device)
             extra["cond_fn"] = classifier_grad(guide, targets, guidance_scale)
         with torch.no_grad():  # grad is enabled only inside cond_fn
-            result = fn(dynamics.sampling_model(net, labels), noise, generator=gen, **params, **extra)
+            model = view(dynamics.sampling_model(net, labels), SAMPLERS[sampler_spec.kind].needs)
+            result = fn(model, noise, generator=gen, **params, **extra)
         out.append(dynamics.to_data(result.x).clamp(-1, 1).float().cpu())
         labels_out.append(targets.cpu() if targets is not None else None)
         nfe = result.nfe

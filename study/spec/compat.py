@@ -1,35 +1,55 @@
-"""Cross-section rules a single model cannot express: which samplers can sample which dynamics."""
+"""Cross-section rules a single model cannot express: which samplers can sample which dynamics.
+
+Everything is derived from the declarations (trainables/samplers: the interfaces a sampler needs and whether it takes
+a classifier gradient; trainables/dynamics: the interfaces a family's sampling model provides), at the time of the
+check, so a sampler registered at run time (``register_sampler``) is checked like a built-in one.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from trainables.dynamics import DYNAMICS
 from trainables.samplers import SAMPLERS, samples
 
-# Derived from the declarations (trainables/samplers: the interface a sampler needs and whether it takes a classifier
-# gradient; trainables/dynamics: the interfaces a family's sampling model provides), never kept by hand.
-SAMPLER_DYNAMICS: dict[str, tuple[str, ...]] = {kind: tuple(samples(kind)) for kind in SAMPLERS}
-GUIDED_SAMPLERS: tuple[str, ...] = tuple(kind for kind, s in SAMPLERS.items() if s.guidable)
+
+def sampler_dynamics() -> dict[str, tuple[str, ...]]:
+    """{sampler kind: the dynamics kinds whose sampling model provides the interface it needs}."""
+    return {kind: tuple(samples(kind)) for kind in SAMPLERS}
+
+
+def guided_samplers() -> tuple[str, ...]:
+    return tuple(kind for kind, s in SAMPLERS.items() if s.guidable)
 
 
 def compatibility_problems(spec: Any) -> list[str]:
     """Messages for every sampler (or guidance) that cannot run on the spec's dynamics (empty when all is well)."""
     problems = []
+    provides = DYNAMICS[spec.dynamics.kind].provides if spec.dynamics.kind in DYNAMICS else frozenset()
     for i, sampler in enumerate(spec.evaluation.samplers):
-        allowed = SAMPLER_DYNAMICS.get(sampler.kind, ())
-        if spec.dynamics.kind not in allowed:
+        decl = SAMPLERS.get(sampler.kind)
+        if decl is None:
+            problems.append(f"evaluation.samplers[{i}] ({sampler.kind}) has no registered sampler function")
+            continue
+        missing = decl.requires(sampler) - provides
+        if decl.needs in missing:
             problems.append(
                 f"evaluation.samplers[{i}] ({sampler.kind}) cannot sample {spec.dynamics.kind!r} dynamics; "
-                f"it samples {list(allowed)}"
+                f"it samples {list(samples(sampler.kind))}"
+            )
+        elif missing:
+            problems.append(
+                f"evaluation.samplers[{i}] ({sampler.kind}) needs the model's own {', '.join(sorted(missing))}, which "
+                f"{spec.dynamics.kind!r} dynamics do not define; name one (e.g. sde: vp)"
             )
     guided = [g.kind for g in spec.evaluation.guidance if g.guided]
     if guided:
         # ADM's guidance forms (Alg. 1 mean shift, Alg. 2 eps shift) exist for the discrete eps samplers only.
         for i, sampler in enumerate(spec.evaluation.samplers):
-            if sampler.kind not in GUIDED_SAMPLERS or spec.dynamics.kind != "ddpm":
+            if sampler.kind not in guided_samplers() or spec.dynamics.kind != "ddpm":
                 problems.append(
                     f"evaluation.guidance ({', '.join(guided)}) needs the discrete DDPM samplers "
-                    f"{list(GUIDED_SAMPLERS)} on 'ddpm' dynamics; evaluation.samplers[{i}] is {sampler.kind} on "
+                    f"{list(guided_samplers())} on 'ddpm' dynamics; evaluation.samplers[{i}] is {sampler.kind} on "
                     f"{spec.dynamics.kind!r}"
                 )
         if getattr(spec, "classifier", None) is None:

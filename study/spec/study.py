@@ -219,3 +219,32 @@ class StudySpec(Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def register_sampler(model: type[Strict], decl: Any) -> None:
+    """Add a sampler at run time: its spec model (a ``Strict`` model with a ``kind`` literal and an ``id``) joins
+    ``evaluation.samplers``' union and its declaration (``trainables.samplers.SamplerDecl``) the registry.
+
+    What a built-in sampler does with two edits (the model in ``SamplerSpec``'s union, the declaration in
+    ``SAMPLERS``), this does for a plugin; compatibility and NFE follow from the declaration. Call it in every
+    process that validates or samples (a trial on a Ray worker imports its own modules).
+    """
+    import typing
+
+    from pydantic import Field as _Field
+
+    from trainables.samplers import register_sampler as _register_decl
+
+    kind = model.model_fields["kind"].default
+    fields = set(model.model_fields) - {"kind", "name", "preset"}
+    if not fields <= decl.params:
+        raise ValueError(f"sampler {kind!r}: spec fields {sorted(fields - decl.params)} are not keyword arguments "
+                         "of its function")  # fmt: skip
+    _register_decl(kind, decl)
+    annotated = typing.get_args(EvaluationSpec.model_fields["samplers"].annotation)[0]  # Annotated[A | B, Field]
+    members = typing.get_args(typing.get_args(annotated)[0])
+    union = typing.Annotated[typing.Union[(*members, model)], _Field(discriminator="kind")]  # noqa: UP007
+    EvaluationSpec.model_fields["samplers"].annotation = list[union]
+    EvaluationSpec.model_rebuild(force=True)
+    StudySpec.model_rebuild(force=True)
+

@@ -70,7 +70,8 @@ def _ve_sde(spec: Any) -> Dynamics:
 @dataclass(frozen=True)
 class DynamicsDecl:
     """A family: how to build it from its spec, and the model interfaces its ``sampling_model`` provides
-    (``eps``: an ``EpsModel`` on the discrete schedule; ``denoiser``: D(x, sigma); ``levels``: discrete sigmas)."""
+    (``eps``: an ``EpsModel`` on the discrete schedule; ``denoiser``: D(x, sigma); ``levels``: discrete sigmas;
+    ``sde``: the model's own continuous process, for samplers that integrate the ``native`` SDE)."""
 
     build: Callable[[Any], Dynamics]
     provides: frozenset[str]
@@ -80,10 +81,11 @@ class DynamicsDecl:
 
 
 DYNAMICS: dict[str, DynamicsDecl] = {
-    "ddpm": DynamicsDecl(_ddpm, frozenset({"eps"})),
+    # ddpm's denoiser is the sigma-space view of its eps model (trainables.samplers.view, DiscreteEpsDenoiser)
+    "ddpm": DynamicsDecl(_ddpm, frozenset({"eps", "denoiser"})),
     "ncsnv2": DynamicsDecl(_ncsnv2, frozenset({"denoiser", "levels"})),
-    "vp_sde": DynamicsDecl(_vp_sde, frozenset({"denoiser"})),
-    "ve_sde": DynamicsDecl(_ve_sde, frozenset({"denoiser"})),
+    "vp_sde": DynamicsDecl(_vp_sde, frozenset({"denoiser", "sde"})),
+    "ve_sde": DynamicsDecl(_ve_sde, frozenset({"denoiser", "sde"})),
 }
 
 

@@ -21,18 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
-from trainables.samplers.base import bcast, sigma_batch
+from trainables.samplers.base import bcast, net_dtype, sigma_batch
 from trainables.schedules import VESDE, VPSDE
 
 Tensor = torch.Tensor
 
-
-def _net_dtype(net: Callable[..., Tensor], fallback: torch.dtype) -> torch.dtype:
-    params = getattr(net, "parameters", None)
-    if params is None:
-        return fallback
-    first = next(iter(params()), None)
-    return first.dtype if first is not None else fallback
 
 
 @dataclass(frozen=True)
@@ -51,7 +44,7 @@ class Precond:
     def raw(self, x: Tensor, sigma: Tensor) -> Tensor:
         """F(c_in x, c_noise) in x's dtype (the net runs in its own dtype, e.g. float32 under a float64 sampler)."""
         _, _, c_in, c_noise = self.coefficients(sigma)
-        dtype = _net_dtype(self.net, x.dtype)
+        dtype = net_dtype(self.net, x.dtype)
         return self.net(self.net_input(x, c_in).to(dtype), c_noise.to(dtype), self.class_labels).to(x.dtype)
 
     def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.samplers.base import Denoiser, EpsModel, SampleResult, timestep_sequence
+from trainables.samplers.base import Denoiser, DiscreteEpsDenoiser, EpsModel, SampleResult, timestep_sequence
 from trainables.samplers.ddpm import ancestral, ddim
 from trainables.samplers.karras import karras
 from trainables.samplers.langevin import annealed_langevin
@@ -30,6 +30,12 @@ class SamplerDecl:
     needs: str
     guidable: bool
     nfe: Callable[[Any, Any], int]
+    # what a particular spec needs beyond ``needs`` (e.g. ``sde`` when it integrates the model's native SDE)
+    also_needs: Callable[[Any], frozenset[str]] = lambda spec: frozenset()
+
+    def requires(self, spec: Any) -> frozenset[str]:
+        """Every model interface sampler ``spec`` needs."""
+        return frozenset({self.needs}) | self.also_needs(spec)
 
     def __call__(self, *args: Any, **kwargs: Any) -> SampleResult:
         return self.fn(*args, **kwargs)
@@ -43,6 +49,10 @@ class SamplerDecl:
         )  # fmt: skip
 
 
+def _native_sde(spec: Any) -> frozenset[str]:
+    return frozenset({"sde"}) if spec.sde == "native" else frozenset()
+
+
 def _respaced(spec: Any, dynamics: Any) -> int:
     return len(timestep_sequence(dynamics.timesteps, spec.steps, spec.spacing))
 
@@ -53,10 +63,11 @@ SAMPLERS: dict[str, SamplerDecl] = {
     "ddim": SamplerDecl(ddim, "eps", True, _respaced),
     "annealed_langevin": SamplerDecl(annealed_langevin, "levels", False,
                                      lambda s, d: d.num_levels * s.steps_each + int(s.denoise)),
-    "euler_maruyama": SamplerDecl(euler_maruyama, "denoiser", False, lambda s, d: s.steps),
-    "probability_flow_euler": SamplerDecl(probability_flow_euler, "denoiser", False, lambda s, d: s.steps),
+    "euler_maruyama": SamplerDecl(euler_maruyama, "denoiser", False, lambda s, d: s.steps, _native_sde),
+    "probability_flow_euler": SamplerDecl(probability_flow_euler, "denoiser", False, lambda s, d: s.steps,
+                                          _native_sde),
     "predictor_corrector": SamplerDecl(predictor_corrector, "denoiser", False,
-                                       lambda s, d: s.steps * (s.corrector_steps + 1)),
+                                       lambda s, d: s.steps * (s.corrector_steps + 1), _native_sde),
     "karras": SamplerDecl(karras, "denoiser", False,
                           lambda s, d: s.steps if s.solver == "euler" else 2 * s.steps - 1),
 }  # fmt: skip
@@ -75,6 +86,22 @@ def samples(sampler_kind: str) -> list[str]:
     return [kind for kind, d in DYNAMICS.items() if SAMPLERS[sampler_kind].needs in d.provides]
 
 
+def register_sampler(kind: str, decl: SamplerDecl) -> SamplerDecl:
+    """Add a sampler: its declaration here, its spec model with ``study.spec.samplers.register_sampler_spec``."""
+    if kind in SAMPLERS:
+        raise ValueError(f"sampler kind {kind!r} is already registered")
+    SAMPLERS[kind] = decl
+    return decl
+
+
+def view(model: Any, needs: str) -> Any:
+    """The model as the interface a sampler needs: a discrete epsilon model is seen in sigma space
+    (``DiscreteEpsDenoiser``) by the denoiser samplers; every other model is already what it provides."""
+    if needs == "denoiser" and isinstance(model, EpsModel):
+        return DiscreteEpsDenoiser(model)
+    return model
+
+
 def sampler_from_spec(spec: Any) -> tuple[Callable[..., SampleResult], dict[str, Any]]:
     """The registered function for ``spec.kind`` and its keyword parameters."""
     return SAMPLERS[spec.kind].fn, spec.model_dump(exclude={"kind", "name", "preset"})
@@ -84,6 +111,7 @@ __all__ = [
     "SAMPLERS",
     "SamplerDecl",
     "Denoiser",
+    "DiscreteEpsDenoiser",
     "EpsModel",
     "SampleResult",
     "ancestral",
@@ -94,7 +122,9 @@ __all__ = [
     "karras",
     "predictor_corrector",
     "probability_flow_euler",
+    "register_sampler",
     "sampler_from_spec",
     "samples",
     "timestep_sequence",
+    "view",
 ]

@@ -52,6 +52,70 @@ class EpsModel:
         return self.net(x, t_batch, self.class_labels)
 
 
+@dataclass(frozen=True)
+class DiscreteEpsDenoiser:
+    """The sigma-space view of a discrete epsilon model: D(x, sigma) for the Karras and score-SDE samplers.
+
+    k-diffusion's ``DiscreteEpsDDPMDenoiser`` / EDM's ``iDDPMPrecond``: with sigma_t = sqrt((1 - abar_t) / abar_t),
+    x = x_t / sqrt(abar_t) = x_0 + sigma_t n, so D(x, sigma) = x - sigma eps(x / sqrt(1 + sigma^2), t(sigma)).
+    t(sigma) is the nearest trained level in log sigma (``quantize``, EDM's choice: the network only ever saw
+    integer timesteps) or the log-sigma interpolation between the two nearest levels (k-diffusion's default).
+    ``sigma_min``/``sigma_max`` are the trained range, so a Karras grid is clamped to it; ``round_sigma`` snaps a
+    level onto the trained ones when quantized (EDM Alg. 2 calls it on every t_hat).
+    """
+
+    model: EpsModel
+    quantize: bool = True
+
+    @property
+    def sigmas(self) -> Tensor:
+        """The trained levels, ascending (t = 0 .. T-1), float64."""
+        ab = self.model.alphas_cumprod.to(torch.float64)
+        return ((1 - ab) / ab).sqrt()
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    def sigma_to_t(self, sigma: Tensor) -> Tensor:
+        """Fractional (or, quantized, integer) timestep of each sigma, float64."""
+        log_sigmas = self.sigmas.to(sigma.device).log()
+        log_sigma = sigma.to(torch.float64).clamp(self.sigma_min, self.sigma_max).log()
+        if self.quantize:
+            return (log_sigma[:, None] - log_sigmas[None, :]).abs().argmin(dim=1).to(torch.float64)
+        hi = torch.searchsorted(log_sigmas, log_sigma).clamp(1, log_sigmas.shape[0] - 1)
+        lo = hi - 1
+        w = (log_sigma - log_sigmas[lo]) / (log_sigmas[hi] - log_sigmas[lo])
+        return lo.to(torch.float64) + w
+
+    def round_sigma(self, sigma: float | Tensor) -> float | Tensor:
+        if not self.quantize:
+            return sigma
+        s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)
+        rounded = self.sigmas[self.sigma_to_t(s).long()]
+        return float(rounded[0]) if not isinstance(sigma, Tensor) else rounded.reshape(torch.as_tensor(sigma).shape)
+
+    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """In x's dtype; the network runs in its own (float32 under the float64 Karras sampler)."""
+        dtype = net_dtype(self.model.net, x.dtype)
+        c_in = bcast(1 / (sigma.to(torch.float64) ** 2 + 1).sqrt(), x)
+        eps = self.model.net((x * c_in).to(dtype), self.sigma_to_t(sigma).to(dtype), self.model.class_labels)
+        return x - bcast(sigma, x) * eps.to(x.dtype)
+
+
+def net_dtype(net: Callable[..., Tensor], fallback: torch.dtype) -> torch.dtype:
+    """The dtype of a module's first parameter (a plain callable: ``fallback``)."""
+    params = getattr(net, "parameters", None)
+    if params is None:
+        return fallback
+    first = next(iter(params()), None)
+    return first.dtype if first is not None else fallback
+
+
 def timestep_sequence(T: int, steps: int, spacing: str) -> list[int]:
     """Ascending timestep indices visited by a sampler with ``steps`` steps (REFERENCE B.3).
 
