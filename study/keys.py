@@ -39,6 +39,7 @@ TAG_STOP_EPOCH = "study.stop.epoch"  # epoch at which a stopping rule ended the 
 TAG_STOP_RULE = "study.stop.rule"
 TAG_STOP_REASON = "study.stop.reason"
 TAG_DEVICE = "study.device"  # what the trial ran on (GPU name, or CPU model and threads): compute tables name it
+TAG_NODE = "study.node"  # Ray node id the trial (last) ran on, "local" outside Ray: shows where trials were placed
 AXIS_PREFIX = "axis."
 
 

@@ -1,0 +1,104 @@
+"""The multi-node path on one machine: a Ray cluster of a CPU-less head and two 1-CPU worker nodes
+(``ray.cluster_utils.Cluster``), a real ``mlflow server``, and a study whose trials must land on different nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import micro_spec, serve_mlflow, write_spec
+
+from study import keys
+from study.runner import RAY_ENV, run_study
+
+pytestmark = pytest.mark.integration
+
+WORKERS = 2
+OBJECT_STORE = 80 * 2**20  # Ray's minimum is 75 MiB; the default (30% of RAM per node) is wasteful here
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    """Head with 0 CPUs (so no trial runs there) and ``WORKERS`` nodes with 1 CPU each: a 1-CPU trial fills a node,
+    so two concurrent trials cannot share one."""
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": OBJECT_STORE},
+    )
+    try:
+        for _ in range(WORKERS):
+            c.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
+        c.wait_for_nodes()
+        yield c
+    finally:
+        c.shutdown()
+
+
+def _rest(base: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _history(base: str, run_id: str, key: str) -> list[int]:
+    query = urllib.parse.urlencode({"run_id": run_id, "metric_key": key, "max_results": 25000})
+    return sorted(m["step"] for m in _rest(base, f"/api/2.0/mlflow/metrics/get-history?{query}").get("metrics", []))
+
+
+@pytest.mark.slow
+def test_trials_land_on_different_nodes_and_every_point_reaches_the_server(
+    cluster, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination",
+            str(tmp_path / "server-artifacts")]  # fmt: skip
+    epochs = 2
+    spec = micro_spec(
+        "multinode",
+        **{"training.epochs": epochs, "evaluation.samplers": [{"kind": "ddim", "steps": 3}],
+           "tracking.log_images": False},
+    )  # fmt: skip
+    with serve_mlflow("server", args) as base:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", base)
+        outcome = run_study(
+            write_spec(tmp_path / "m.yaml", spec), address=cluster.address, storage=tmp_path / "studies",
+            write_report=False,
+        )  # fmt: skip
+        assert sorted(outcome.finished) == ["t0_schedule=linear", "t1_schedule=cosine"], outcome
+        assert outcome.exit_code == 0
+
+        exps = _rest(base, "/api/2.0/mlflow/experiments/search", {"max_results": 50})["experiments"]
+        (exp,) = [e for e in exps if e["name"] == "multinode"]
+        runs = _rest(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+        tags = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs}
+        roles = sorted(t[keys.TAG_ROLE] for t in tags.values())
+        assert roles == ["parent", "trial", "trial"], roles
+        trials = [r for r in runs if tags[r["info"]["run_id"]][keys.TAG_ROLE] == "trial"]
+
+        # Placement: each trial recorded the Ray node it ran on; two different worker nodes, never the head.
+        nodes = {tags[r["info"]["run_id"]][keys.TAG_NODE] for r in trials}
+        alive = {n.node_id for n in cluster.list_all_nodes()}
+        head = cluster.head_node.node_id
+        assert len(nodes) == WORKERS and nodes <= alive and head not in nodes, (nodes, alive, head)
+
+        # Every point: each metric key of each trial has exactly one point per step it is logged at (summaries at
+        # step 0, per-epoch metrics at 1..epochs), and the epoch metrics are all there.
+        for r in trials:
+            run_id = r["info"]["run_id"]
+            assert r["info"]["status"] == "FINISHED" and tags[run_id][keys.TAG_STATUS] == "finished"
+            metric_keys = [m["key"] for m in r["data"]["metrics"]]
+            assert {"train/loss", "is/digits-cnn/n40/ddim-3/mean"} <= set(metric_keys), metric_keys
+            for key in metric_keys:
+                steps = _history(base, run_id, key)
+                assert steps in ([0], list(range(1, epochs + 1))), (key, steps)
+            assert _history(base, run_id, "train/loss") == list(range(1, epochs + 1))
