@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +20,9 @@ import pytest
 from conftest import micro_spec, serve_mlflow, write_spec
 
 from study import keys
+from study.cluster import check_cluster
 from study.runner import RAY_ENV, run_study
+from study.spec import StudySpec, load_study
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +110,76 @@ def test_trials_land_on_different_nodes_and_every_point_reaches_the_server(
                 steps = _history(base, run_id, key)
                 assert steps in ([0], list(range(1, epochs + 1))), (key, steps)
             assert _history(base, run_id, "train/loss") == list(range(1, epochs + 1))
+
+
+# ------------------------------------------------------------------------------------------- cluster pre-flight
+
+
+def _spec(tmp_path: Path, **overrides: object) -> StudySpec:
+    base, _ = load_study(write_spec(tmp_path / "c.yaml", micro_spec("check", **overrides)))
+    return base
+
+
+def test_check_cluster_passes_when_every_node_shares_the_storage(cluster, tmp_path: Path) -> None:
+    storage = tmp_path / "studies"
+    start = time.monotonic()
+    assert check_cluster(cluster.address, storage, _spec(tmp_path)) == []
+    assert time.monotonic() - start < 30
+    assert not any(storage.iterdir()), "the check leaves no token files behind"
+
+
+def test_check_cluster_names_what_no_single_node_offers(cluster, tmp_path: Path) -> None:
+    """2 CPUs in total, but 1 per node: a 2-CPU trial would stay pending forever; so would a 1-GPU trial."""
+    (problem,) = check_cluster(cluster.address, tmp_path / "studies", _spec(tmp_path, **{"resources.cpus": 2}))
+    assert "resources.cpus=2" in problem and "no node of the cluster has 2 CPUs" in problem
+    (problem,) = check_cluster(cluster.address, tmp_path / "studies", _spec(tmp_path, **{"resources.gpus": 1}))
+    assert "no node of the cluster has 1 GPUs (" in problem  # the CPUs are there: only the GPU is named
+
+
+def test_check_cluster_refuses_storage_the_driver_cannot_write(cluster, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    (problem,) = check_cluster(cluster.address, tmp_path / "a-file" / "studies", _spec(tmp_path))
+    assert "not writable from the driver" in problem
+
+
+def _can_unshare_mounts() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_mounts(), reason="needs root and unshare -m to give one node its own mount")
+def test_check_cluster_names_the_node_that_cannot_see_the_storage(cluster, tmp_path: Path) -> None:
+    """A third worker node started in its own mount namespace with an empty tmpfs over the storage path: to Ray it
+    is an ordinary node, but it sees a different directory there, as a node without the shared mount would."""
+    import ray
+
+    storage = tmp_path / "studies"
+    storage.mkdir()
+    ray_bin = Path(sys.executable).parent / "ray"
+    start = (f"mount -t tmpfs none {shlex.quote(str(storage))} && exec {shlex.quote(str(ray_bin))} start "
+             f"--address={cluster.address} --num-cpus=1 --object-store-memory={OBJECT_STORE} --block")  # fmt: skip
+    ray.init(address=cluster.address, log_to_driver=False)
+    before = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", start],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not (new := {n["NodeID"] for n in ray.nodes() if n["Alive"]} - before):
+            assert time.monotonic() < deadline and proc.poll() is None, "the isolated node did not join"
+            time.sleep(0.5)
+        (isolated,) = new
+        began = time.monotonic()
+        (problem,) = check_cluster(cluster.address, storage, _spec(tmp_path))
+        assert time.monotonic() - began < 30
+        assert "not shared by 1 of 4 Ray nodes" in problem and str(storage) in problem
+        assert f"node {isolated[:12]}" in problem and "cannot read the driver's token file" in problem
+        assert not any(f"node {n[:12]}" in problem for n in before)
+    finally:
+        ray.shutdown()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
