@@ -42,6 +42,7 @@ TAG_STOP_REASON = "study.stop.reason"
 # (a killed driver, a crashed or killed trial process retried by Ray Tune under resources.max_failures) adds one
 TAG_STARTS = "study.starts"
 TAG_DEVICE = "study.device"  # what the trial ran on (GPU name, or CPU model and threads): compute tables name it
+TAG_NODE = "study.node"  # Ray node id the trial (last) ran on, "local" outside Ray: shows where trials were placed
 AXIS_PREFIX = "axis."
 
 

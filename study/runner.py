@@ -222,7 +222,13 @@ def check(plan: Plan, paths: StudyPaths, address: str | None, fresh: bool) -> di
     ``--fresh`` removes the study's own directory here, after ``StudyPaths.remove_study`` checked it is nothing
     else. A study whose trials changed since it started is refused rather than resumed into mixed runs.
     """
-    problems = paths.check_writable() + ([] if address else _local_resource_problems(plan.base))
+    problems = paths.check_writable()
+    if address:  # the storage seen by every node, and a node large enough for one trial (study/cluster.py)
+        from study.cluster import check_cluster
+
+        problems += check_cluster(address, paths.storage, plan.base)
+    else:
+        problems += _local_resource_problems(plan.base)
     uri = resolve_tracking(plan.base.tracking.tracking_uri).tracking_uri
     if (problem := connect(uri).check(timeout=TRACKING_CHECK_SECONDS)) is not None:
         problems.append(f"{problem}. Start it, or point MLFLOW_TRACKING_URI / tracking.tracking_uri elsewhere")

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import ray
 import torch
 from torch.utils.data import DataLoader
 
@@ -217,7 +218,8 @@ def open_run(ctx: TrialContext, progress: Progress) -> TrialRun:
         ctx.spec.model_dump(mode="json"), progress.run_id, spool,
     )  # fmt: skip
     progress.run_id = run.run_id
-    run.set_tags({keys.TAG_DEVICE: describe_device(ctx.device)})  # again after a resume: it may have moved
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"  # again after a resume:
+    run.set_tags({keys.TAG_DEVICE: describe_device(ctx.device), keys.TAG_NODE: node})  # the trial may have moved
     if progress.epoch == 0:
         params = count_parameters(ctx.net)
         run.set_tags({"network.parameters": str(params)})
