@@ -15,12 +15,14 @@ every node is too small keeps the trial pending forever, so the check is per nod
 from __future__ import annotations
 
 import logging
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 5.0  # ray.init retries an unreachable address for minutes; a TCP connect answers in seconds
 PROBE_TIMEOUT_S = 30.0  # a node whose probe task has not answered by then is reported (dead, or no worker starts)
 TOKEN_PREFIX = ".cluster-check-"
 
@@ -114,6 +116,20 @@ def resource_problems(cpus: float, gpus: float, nodes: list[dict[str, Any]]) -> 
     ]
 
 
+def unreachable(address: str) -> str | None:
+    """Why ``host:port`` (a GCS address, or a ``ray://`` client address) takes no TCP connection, else None.
+    ``auto`` and ``local`` are resolved by Ray itself (and fail fast when no cluster runs here)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if address in ("auto", "local") or not sep or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            return None
+    except OSError as e:
+        return f"cannot reach the Ray cluster at {address} within {CONNECT_TIMEOUT_S:g} s ({e.strerror or e})"
+
+
 def check_cluster(address: str | None, storage: str | Path, spec: Any) -> list[str]:
     """Problems that would stop or strand the trials of ``spec`` (a ``StudySpec``) on the Ray cluster at
     ``address``: the storage path not writable or not shared by every alive node, or no node large enough for one
@@ -123,6 +139,8 @@ def check_cluster(address: str | None, storage: str | Path, spec: Any) -> list[s
 
     connected_here = not ray.is_initialized()
     if connected_here:
+        if address and (why := unreachable(address)):
+            return [why]
         try:
             ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                      logging_level=logging.WARNING)  # fmt: skip

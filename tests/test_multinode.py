@@ -142,6 +142,15 @@ def test_check_cluster_refuses_storage_the_driver_cannot_write(cluster, tmp_path
     assert "not writable from the driver" in problem
 
 
+def test_check_cluster_refuses_an_unreachable_address_in_seconds(tmp_path: Path) -> None:
+    from conftest import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there (ray.init would retry it for minutes)
+    start = time.monotonic()
+    (problem,) = check_cluster(address, tmp_path / "studies", _spec(tmp_path))
+    assert time.monotonic() - start < 10 and f"cannot reach the Ray cluster at {address}" in problem
+
+
 def _can_unshare_mounts() -> bool:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
