@@ -32,6 +32,14 @@ from trainables.ema import EMA
 from trainables.evaluation import EvalResult, evaluate
 from trainables.files import atomic_write, load_tensors
 from trainables.networks import build_network, count_parameters
+from trainables.performance import (
+    device_batches,
+    prepare_network,
+    sampling_network,
+    to_input,
+    training_autocast,
+    training_forward,
+)
 from trainables.stopping import EpochOutcome, EvaluationHistory, Stop, first_stop, plateau_rule
 from trainables.training import epoch_seed, fit_epoch
 
@@ -121,6 +129,8 @@ class TrialContext:
     opt: torch.optim.Optimizer
     num_classes: int
     steps_per_epoch: int
+    train_net: torch.nn.Module | None = None  # what the loss calls: ``net``, or compiled (performance.compile)
+    device_data: tuple[Tensor, Tensor] | None = None  # the training set on the device (performance.data_on_device)
 
 
 @dataclass
@@ -186,13 +196,19 @@ def build(trial: Trial, runtime: Runtime, tracker: Tracker) -> TrialContext:
     if fit_data is not None:  # e.g. NCSNv2's sigma_1 from the largest pairwise distance of the training set
         fit_data(torch.stack([data.train[i][0] for i in range(len(data.train))]))
     torch.manual_seed(tr.seed)
-    net = build_network(spec.network, data.channels, data.resolution, num_classes).to(device)
+    net = prepare_network(build_network(spec.network, data.channels, data.resolution, num_classes).to(device),
+                          spec.performance)  # fmt: skip
     ema = EMA(net, tr.ema_decay, tr.ema_warmup)
     opt_cls = torch.optim.AdamW if tr.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(net.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
     steps = math.ceil(len(data.train) / tr.batch_size)
+    device_data = None
+    if spec.performance.data_on_device:
+        items = [data.train[i] for i in range(len(data.train))]
+        device_data = (torch.stack([x for x, _ in items]).to(device), torch.as_tensor([int(y) for _, y in items],
+                                                                                     device=device))  # fmt: skip
     return TrialContext(trial.name, trial.axes, spec, runtime, tracker, device, data, dynamics, net, ema, opt,
-                        num_classes, steps)  # fmt: skip
+                        num_classes, steps, training_forward(net, spec.performance), device_data)  # fmt: skip
 
 
 def restore(ctx: TrialContext, session: Session) -> Progress:
@@ -265,13 +281,17 @@ def train_epoch(ctx: TrialContext, progress: Progress, epoch: int) -> dict[str, 
     seed = epoch_seed(tr.seed, epoch)
     torch.manual_seed(seed)
     gen = torch.Generator(ctx.device).manual_seed(seed)
-    loader = DataLoader(ctx.data.train, batch_size=tr.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    order = torch.Generator().manual_seed(seed)
+    batches = (device_batches(*ctx.device_data, tr.batch_size, order) if ctx.device_data is not None
+               else DataLoader(ctx.data.train, batch_size=tr.batch_size, shuffle=True, generator=order))  # fmt: skip
+    perf, net = ctx.spec.performance, ctx.train_net if ctx.train_net is not None else ctx.net
 
     def loss_of(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
         x, y = batch
-        x = x.to(ctx.device, non_blocking=True)
-        return ctx.dynamics.loss(ctx.net, x, gen, y.to(ctx.device) if ctx.num_classes else None), x.shape[0]
+        x = to_input(x.to(ctx.device, non_blocking=True), perf)
+        with training_autocast(ctx.device, perf):
+            loss = ctx.dynamics.loss(net, x, gen, y.to(ctx.device) if ctx.num_classes else None)
+        return loss.float(), x.shape[0]
 
     def warm_up() -> None:
         for group in ctx.opt.param_groups:
@@ -282,7 +302,7 @@ def train_epoch(ctx: TrialContext, progress: Progress, epoch: int) -> dict[str, 
         progress.step += 1
 
     t0 = time.perf_counter()
-    loss = fit_epoch(ctx.net, ctx.opt, loader, loss_of, grad_clip=tr.grad_clip,
+    loss = fit_epoch(ctx.net, ctx.opt, batches, loss_of, grad_clip=tr.grad_clip,
                      before_step=warm_up if tr.warmup_steps else None, after_step=after_step)  # fmt: skip
     seconds = time.perf_counter() - t0
     progress.train_seconds += seconds
@@ -304,7 +324,8 @@ def evaluate_epoch(
     unguided: dict[str, float] = {}  # sampler id -> seconds, for the guidance time overhead
     for _, sampler, guidance in ev.evaluations:
         res = evaluate(
-            ctx.ema.model, ctx.dynamics, sampler, ev, shape, ctx.runtime.extractor_weights, ctx.num_classes,
+            sampling_network(ctx.ema.model, ctx.spec.performance), ctx.dynamics, sampler, ev, shape,
+            ctx.runtime.extractor_weights, ctx.num_classes,
             ctx.device, reference=ctx.data, data_dir=ctx.runtime.data_dir, guidance=guidance,
             guide=guides.nets.get(guidance.kind), judge=guides.nets.get("classifier"),
             guide_classes=ctx.data.num_classes,

@@ -32,9 +32,14 @@ def fit_epoch(
 ) -> float:
     """One pass over ``batches``: for each, ``loss_of(batch) -> (mean loss, examples)``, backward, optional norm
     clipping, an optimiser step; ``before_step`` / ``after_step`` hook learning-rate warm-up and EMA updates.
-    Returns the mean loss per example (NaN-propagating, so divergence is seen)."""
+    Returns the mean loss per example (NaN-propagating, so divergence is seen).
+
+    The running sum stays on the loss's device, in float64: the same additions as Python floats of ``loss.item()``
+    (bit-identical), with one host synchronisation per epoch instead of one per step.
+    """
     net.train()
-    total, count = 0.0, 0
+    total: torch.Tensor | float = 0.0
+    count = 0
     for batch in batches:
         if before_step is not None:
             before_step()
@@ -46,5 +51,5 @@ def fit_epoch(
         opt.step()
         if after_step is not None:
             after_step()
-        total, count = total + loss.item() * n, count + n
-    return total / max(count, 1)
+        total, count = total + loss.detach().to(torch.float64) * n, count + n
+    return float(total) / max(count, 1)

@@ -13,6 +13,7 @@ from study.spec.datasets import DatasetSpec, DigitsData
 from study.spec.dynamics import DynamicsSpec
 from study.spec.guidance import ClassifierSpec, GuidanceSpec
 from study.spec.networks import NetworkSpec
+from study.spec.performance import PerformanceSpec
 from study.spec.samplers import SamplerSpec
 
 StudyName = str
@@ -178,6 +179,7 @@ class StudySpec(Strict):
         None, description="noisy classifier for evaluation.guidance (required when any guidance is not none)"
     )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    performance: PerformanceSpec = Field(default_factory=PerformanceSpec, description="fast paths (default: exact)")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     claims: list[ClaimSpec] = Field(
         default_factory=list, max_length=100, description="expected findings the report checks (study/spec/claims.py)"
