@@ -41,3 +41,15 @@ def test_readme_claims_snippet_validates() -> None:
     block = re.search(r"\*\*Findings, claims and comparisons\.\*\*.*?```yaml\n(.*?)```", text, re.S).group(1)
     (claim,) = [ClaimSpec.model_validate(c) for c in YAML(typ="safe").load(block)["claims"]]
     assert claim.kind == "converges_earlier" and claim.a.evaluations() == ["ddim-20"]
+
+
+def test_readme_performance_snippet_validates() -> None:
+    from ruamel.yaml import YAML
+
+    from study.spec.performance import PerformanceSpec
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"## Performance.*?```yaml\n(.*?)```", text, re.S).group(1)
+    perf = PerformanceSpec.model_validate(YAML(typ="safe").load(block)["performance"])
+    assert perf.compile and perf.data_on_device and perf.train_autocast == "bf16"
+    assert PerformanceSpec() == PerformanceSpec(train_autocast="none", sample_autocast="none")  # exact by default

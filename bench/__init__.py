@@ -1,0 +1,1 @@
+"""Benchmarks: printed and written, never asserted (``python -m bench``)."""
