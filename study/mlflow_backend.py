@@ -7,6 +7,7 @@ Every call names its run explicitly (``MlflowClient``, no fluent global state). 
 from __future__ import annotations
 
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -58,11 +59,14 @@ class MlflowTracker:
                 return f"the MLflow database {path} cannot be created: {existing} is not a directory"
             if path.exists() and not _writable(path) or not path.exists() and not _writable(existing):
                 return f"the MLflow database {path} is not writable"
-        try:
-            self.client.search_experiments(max_results=1)
-        except Exception as e:  # noqa: BLE001 - any failure of the store means the study cannot log
-            return f"the MLflow store at {self.uri} does not answer: {type(e).__name__}: {str(e)[:300]}"
-        return None
+        for attempt in range(3):  # a SQLite file another process is creating right now is briefly inconsistent
+            try:
+                self.client.search_experiments(max_results=1)
+                return None
+            except Exception as e:  # noqa: BLE001 - any failure of the store means the study cannot log
+                problem = f"the MLflow store at {self.uri} does not answer: {type(e).__name__}: {str(e)[:300]}"
+                time.sleep(0.5 * (attempt + 1))
+        return problem
 
     # ---------------------------------------------------------------------------------------- experiments
     def experiment(self, name: str) -> ExperimentRecord | None:
