@@ -162,6 +162,7 @@ def test_generated_malformed_specs_are_refused_with_a_located_error(tmp_path_fac
     "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n",
     "!!python/object/apply:os.system ['touch pwned']\n", "[" * 60 + "1" + "]" * 60 + "\n",
+    "name: x\ntraining: " + "[" * 5000 + "]" * 5000 + "\n",
 ])  # fmt: skip
 def test_the_real_cli_refuses_representative_cases(tmp_path: Path, content: str | bytes) -> None:
     path = _write(tmp_path, content)

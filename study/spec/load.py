@@ -109,6 +109,18 @@ def _text(path: Path) -> str:
                                     "spec as UTF-8"]) from None  # fmt: skip
 
 
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of YAML flow collections (``[`` / ``{``), scanned in one pass before parsing."""
+    depth = peak = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            peak = max(peak, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    return peak
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], Any]:
     """Parse YAML 1.2 (so ``1e-4`` is a float); returns (plain dict, round-trip tree for line numbers).
 
@@ -116,6 +128,8 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], Any]:
     ``_plain`` caps what aliases can expand to.
     """
     text = _text(path)
+    if _bracket_depth(text) > MAX_SPEC_DEPTH:  # the parser would recurse for seconds before giving up
+        raise SpecError(str(path), [f"the spec nests deeper than {MAX_SPEC_DEPTH} levels"])
     try:
         tree = YAML(typ="rt", pure=True).load(text)
     except YAMLError as e:
