@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import statistics
 import tempfile
@@ -186,8 +187,6 @@ def study_row() -> dict[str, Any]:
     spec = _spec("specs/quickstart.yaml")
     t0 = time.perf_counter()
     for k, v in RAY_ENV.items():
-        import os
-
         os.environ.setdefault(k, v)
     ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     ray.shutdown()

@@ -7,7 +7,6 @@ Every call names its run explicitly (``MlflowClient``, no fluent global state). 
 from __future__ import annotations
 
 import os
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 
-from study.tracking import ExperimentRecord, MetricPoint, RunRecord
+from study.tracking import ExperimentRecord, MetricPoint, RunRecord, retry
 
 BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits per call
 
@@ -59,14 +58,11 @@ class MlflowTracker:
                 return f"the MLflow database {path} cannot be created: {existing} is not a directory"
             if path.exists() and not _writable(path) or not path.exists() and not _writable(existing):
                 return f"the MLflow database {path} is not writable"
-        for attempt in range(3):  # a SQLite file another process is creating right now is briefly inconsistent
-            try:
-                self.client.search_experiments(max_results=1)
-                return None
-            except Exception as e:  # noqa: BLE001 - any failure of the store means the study cannot log
-                problem = f"the MLflow store at {self.uri} does not answer: {type(e).__name__}: {str(e)[:300]}"
-                time.sleep(0.5 * (attempt + 1))
-        return problem
+        try:  # retried: a SQLite file another process is creating right now is briefly inconsistent
+            retry(lambda: self.client.search_experiments(max_results=1), attempts=3, delay=0.5)
+        except Exception as e:  # noqa: BLE001 - any failure of the store means the study cannot log
+            return f"the MLflow store at {self.uri} does not answer: {type(e).__name__}: {str(e)[:300]}"
+        return None
 
     # ---------------------------------------------------------------------------------------- experiments
     def experiment(self, name: str) -> ExperimentRecord | None:

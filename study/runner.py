@@ -252,6 +252,8 @@ def check(plan: Plan, paths: StudyPaths, address: str | None, fresh: bool) -> di
 
 def prepare(plan: Plan, paths: StudyPaths) -> Prepared:
     """Data (downloaded or decoded once), extractor weights, reference scores and guidance classifiers."""
+    import torch
+
     from study.preflight import preflight
     from trainables.guidance_classifier import ensure_noisy_classifier, needs_classifier
 
@@ -260,18 +262,12 @@ def prepare(plan: Plan, paths: StudyPaths) -> Prepared:
         raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
     weights, facts = prepare_extractor(plan.base, paths.cache)
     references = facts | reference_scores(plan.base, weights, paths.data)
-    device = "cuda" if _cuda() else "cpu"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     classifiers: dict[str, ClassifierJob] = {}
     for spec in (t.spec for t in plan.trials if needs_classifier(t.spec)):
         job = ensure_noisy_classifier(spec, paths.data, paths.cache, device)
         classifiers.setdefault(job.key, job)
     return Prepared(weights, references, list(classifiers.values()))
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def track(plan: Plan, paths: StudyPaths, prepared: Prepared, state: dict[str, Any] | None) -> Tracked:

@@ -13,6 +13,7 @@ same shape works too, which is how the tests drive samplers with exact denoisers
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,11 +68,15 @@ class DiscreteEpsDenoiser:
     model: EpsModel
     quantize: bool = True
 
-    @property
+    @functools.cached_property
     def sigmas(self) -> Tensor:
-        """The trained levels, ascending (t = 0 .. T-1), float64."""
+        """The trained levels, ascending (t = 0 .. T-1), float64 (computed once: every network call reads them)."""
         ab = self.model.alphas_cumprod.to(torch.float64)
         return ((1 - ab) / ab).sqrt()
+
+    @functools.cached_property
+    def log_sigmas(self) -> Tensor:
+        return self.sigmas.log()
 
     @property
     def sigma_min(self) -> float:
@@ -83,7 +88,7 @@ class DiscreteEpsDenoiser:
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
         """Fractional (or, quantized, integer) timestep of each sigma, float64."""
-        log_sigmas = self.sigmas.to(sigma.device).log()
+        log_sigmas = self.log_sigmas.to(sigma.device)
         log_sigma = sigma.to(torch.float64).clamp(self.sigma_min, self.sigma_max).log()
         if self.quantize:
             return (log_sigma[:, None] - log_sigmas[None, :]).abs().argmin(dim=1).to(torch.float64)
