@@ -141,7 +141,9 @@ def _sections(
                 "10k images) and are extrapolated from the measured rates on the named device, not measured. "
                 "† starts: how many times the trial's process started; above 1, it was restored from its checkpoint "
                 "(a killed driver, or a crashed trial process that Ray Tune retried) and its replayed epochs were "
-                "logged once."],
+                "logged once. ‡ generated in lockstep with the trial's other evaluations (one network forward per "
+                "step for all of them, `performance.batch_evaluations`): the seconds are this evaluation's share of "
+                "the common wall time, split by the network rows it used."],
                 "compute", None))
     out.append(("Training loss", ["Losses of different schedules or dynamics weight the noise levels differently: "
                 "they are not comparable across trials, only along one trial."], None, LOSS_FIGURE))

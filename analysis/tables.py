@@ -130,7 +130,9 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
     ``train_seconds_total`` is the largest ``train/seconds``; ``seconds_per_epoch`` the mean of
     ``train/epoch_seconds`` or, without it, the total divided by the epoch at which it was logged.
     ``sampling_seconds_mean`` is the mean over evaluated epochs of ``sample/<evaluation>/seconds``
-    (wall seconds to generate ``n_samples`` samples); ``nfe`` the last logged NFE per sample.
+    (wall seconds to generate ``n_samples`` samples; ``lockstep`` trials generated all their evaluations together,
+    ``performance.batch_evaluations``, and logged each one's share of the common wall time by network rows);
+    ``nfe`` the last logged NFE per sample.
     """
     axes = study.axes
     rows = []
@@ -153,6 +155,7 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
             per_epoch = float(epoch_secs.mean())
         base = {"trial": trial, "status": t["status"], **{a: t[a] for a in axes}, "device": t.get("device", ""),
                 "starts": t.get("starts", 1),
+                "lockstep": study.params.get(trial, {}).get("performance.batch_evaluations") == "True",
                 "epochs_trained": last_epoch, "train_seconds_total": total, "seconds_per_epoch": per_epoch,
                 "train_minutes_per_90_epochs": per_epoch * 90 / 60}
         if sc.empty:
@@ -173,8 +176,8 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
                 "nfe": float(nfe.iloc[-1]) if len(nfe) else math.nan,
                 "n_evaluations": int(per_epoch_rows["epoch"].nunique()),
             })
-    cols = ["trial", "status", *axes, "device", "starts", "epochs_trained", "train_seconds_total", "seconds_per_epoch",
-            "train_minutes_per_90_epochs", "evaluation", "n_samples", "sampling_seconds_mean",
+    cols = ["trial", "status", *axes, "device", "starts", "lockstep", "epochs_trained", "train_seconds_total",
+            "seconds_per_epoch", "train_minutes_per_90_epochs", "evaluation", "n_samples", "sampling_seconds_mean",
             "sampling_minutes_per_10k", "nfe", "n_evaluations"]
     df = pd.DataFrame(rows, columns=cols)
     for c in ("epochs_trained", "n_evaluations"):
@@ -349,7 +352,8 @@ def display_compute(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         "train s total": [_num(x, "{:.1f}") for x in df["train_seconds_total"]],
         "train s / epoch": [_num(x, "{:.2f}") for x in df["seconds_per_epoch"]],
         "evaluation": df["evaluation"].fillna(""), "n samples": df["n_samples"].fillna(""),
-        "sampling s (mean)": [_num(x, "{:.2f}") for x in df["sampling_seconds_mean"]],
+        "sampling s (mean)": [_num(x, "{:.2f}") + ("‡" if pd.notna(lock) and bool(lock) else "")
+                              for x, lock in zip(df["sampling_seconds_mean"], df["lockstep"], strict=True)],
         "train min / 90 epochs*": [_num(x, "{:.1f}") for x in df["train_minutes_per_90_epochs"]],
         "sampling min / 10k images*": [_num(x, "{:.1f}") for x in df["sampling_minutes_per_10k"]],
         "device": df["device"].fillna(""),

@@ -172,6 +172,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         status="FAILED",
     )
 
+    client.log_param(t2, "performance.batch_evaluations", "True")  # its evaluations were generated in lockstep
+
     # t3: just started, no IS yet
     t3 = client.create_run(
         exp, start_time=T0 + 70_000, tags=_trial_tags("t3_schedule=quad", "quad", "running", p_new)
@@ -344,6 +346,8 @@ def test_compute_table(report: Path) -> None:
     t2 = comp[comp["trial"] == "t2_schedule=sigmoid"]
     assert t2["sampling_seconds_mean"].item() == pytest.approx(3.2)
     assert t2["seconds_per_epoch"].item() == 2.0  # train/seconds 10 over 5 epochs (no epoch_seconds)
+    assert bool(t2["lockstep"].item()) and not t0["lockstep"].any()
+    assert "| 3.20‡ |" in report.read_text() and "‡ generated in lockstep" in report.read_text()
     t3 = comp[comp["trial"] == "t3_schedule=quad"]
     assert t3["epochs_trained"].item() == 1 and t3["train_seconds_total"].item() == 2.5
 

@@ -194,9 +194,13 @@ def test_classifier_job_is_cached_and_logged(store, tmp_path: Path) -> None:
     assert len(paths) == 2 and first.path in paths.values()
 
 
-def test_guided_trial_logs_target_accuracy_and_overhead(store, classifier_r8, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["one-at-a-time", "lockstep"])
+def test_guided_trial_logs_target_accuracy_and_overhead(store, classifier_r8, tmp_path: Path, batched: bool) -> None:
+    """Guided evaluations in a real trial; in lockstep (``batch_evaluations``) the seconds are shares of one wall
+    time, so no guidance time overhead is claimed."""
     uri, eid, parent = store
-    _, trials = expand(_guided_spec(**{"training.epochs": 1, "evaluation.samplers": [{"kind": "ddim", "steps": 3}]}))
+    _, trials = expand(_guided_spec(**{"training.epochs": 1, "evaluation.samplers": [{"kind": "ddim", "steps": 3}],
+                                       "performance.batch_evaluations": batched}))  # fmt: skip
     t = trials[0]
     client = MlflowClient(uri)
     instance = uuid.uuid4().hex[:8]
@@ -213,7 +217,11 @@ def test_guided_trial_logs_target_accuracy_and_overhead(store, classifier_r8, tm
     for eval_id in ("ddim-3:classifier-1", "ddim-3:misguided-2"):
         assert f"is/digits-cnn/n40/{eval_id}/mean" in m
         assert 0.0 <= m[f"guidance/{eval_id}/target_accuracy"] <= 1.0
-        assert m[f"guidance/{eval_id}/time_overhead"] > 0
+        assert m[f"sample/{eval_id}/seconds"] > 0
+        if batched:
+            assert f"guidance/{eval_id}/time_overhead" not in m
+        else:
+            assert m[f"guidance/{eval_id}/time_overhead"] > 0
     assert "guidance/ddim-3/target_accuracy" not in m
     assert run.data.tags["guidance.misguided.weights_sha256"]
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]

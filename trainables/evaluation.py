@@ -1,7 +1,9 @@
-"""One evaluation: sample N images with a sampler on the EMA weights, time them, score them from one feature pass.
+"""Evaluations of one checkpoint: sample N images per (sampler, guidance) on the EMA weights, time them, score them.
 
-The images are generated once per (checkpoint, sampler, guidance); one feature pass feeds every registered score
-(trainables/scores.py), and the per-image logits are returned (float16) so the trial can keep them as an artifact.
+The images are generated once per (checkpoint, sampler, guidance): one evaluation after another, or all of them
+together in lockstep (``performance.batch_evaluations``, trainables/lockstep.py). One feature pass then feeds every
+registered score (trainables/scores.py), and the per-image logits are returned (float16) so the trial can keep them
+as an artifact.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from study import keys
 from trainables.data import ImageData, prepared_dir
 from trainables.dynamics import Dynamics
 from trainables.guidance import classifier_grad, target_accuracy
+from trainables.lockstep import Lockstep
 from trainables.metrics import extractor_weights as resolve_weights
 from trainables.metrics import image_metrics, reference_features, to_uint8
 from trainables.samplers import SAMPLERS, sampler_from_spec, view
@@ -51,6 +54,42 @@ class EvalResult(HasScores):
                       keys.sample_key(self.sampler_id, "nfe"): self.nfe}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of a checkpoint: a sampler and a guidance setting (``GuidanceSpec``) with its classifiers:
+    the ``guide`` whose gradient steers the sampler (trained or misguided) and the trained ``judge`` that scores
+    how many samples land in their target class."""
+
+    sampler: Any
+    guidance: Any = None
+    guide: torch.nn.Module | None = None
+    judge: torch.nn.Module | None = None
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance is not None and self.guidance.guided
+
+    @property
+    def id(self) -> str:
+        """``<sampler id>[:<guidance>-<scale>]``, the evaluation's name in every metric key."""
+        return self.guidance.eval_id(self.sampler.id) if self.guidance is not None else self.sampler.id
+
+
+class Generated(NamedTuple):
+    """Samples in [-1, 1] on CPU, NFE per sample, the labels they were drawn for (guidance targets when guided), and
+    the wall seconds they took (in lockstep: the evaluation's share of the group's wall time, by network rows)."""
+
+    samples: Tensor
+    nfe: int
+    labels: Tensor | None
+    seconds: float
+
+
+def _synchronize(device: torch.device | str) -> None:
+    if torch.cuda.is_available() and str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def generate(
     net: torch.nn.Module,
     dynamics: Dynamics,
@@ -64,8 +103,8 @@ def generate(
     guide: torch.nn.Module | None = None,
     guidance_scale: float = 1.0,
     guide_classes: int = 0,
-) -> tuple[Tensor, int, Tensor | None, float]:
-    """(samples in [-1, 1] on CPU, NFE per sample, labels, wall seconds).
+) -> Generated:
+    """Samples of one sampler, in batches of ``batch_size``.
 
     The noise (and the labels) depend only on ``seed``, so every evaluation of every trial starts
     from the same latents: differences between curves come from the models and samplers alone.
@@ -77,8 +116,7 @@ def generate(
     gen = torch.Generator(device).manual_seed(seed)
     target_gen = torch.Generator(device).manual_seed(seed + 1) if guide is not None and not num_classes else None
     out, labels_out, nfe = [], [], 0
-    if torch.cuda.is_available() and str(device).startswith("cuda"):
-        torch.cuda.synchronize()
+    _synchronize(device)
     start = time.perf_counter()
     for lo in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - lo)
@@ -95,46 +133,63 @@ def generate(
         out.append(dynamics.to_data(result.x).clamp(-1, 1).float().cpu())
         labels_out.append(targets.cpu() if targets is not None else None)
         nfe = result.nfe
-    if torch.cuda.is_available() and str(device).startswith("cuda"):
-        torch.cuda.synchronize()
+    _synchronize(device)
     seconds = time.perf_counter() - start
     labels = torch.cat(labels_out) if labels_out and labels_out[0] is not None else None
-    return torch.cat(out), nfe, labels, seconds
+    return Generated(torch.cat(out), nfe, labels, seconds)
 
 
-def evaluate(
+def generate_all(
     net: torch.nn.Module,
     dynamics: Dynamics,
-    sampler_spec: Any,
+    evaluations: list[Evaluation],
     eval_spec: Any,
     shape: tuple[int, int, int],
-    extractor_weights: str | None,
     num_classes: int = 0,
+    device: torch.device | str = "cpu",
+    guide_classes: int = 0,
+    batched: bool = False,
+) -> list[Generated]:
+    """Every evaluation's samples (``generate`` with the evaluation spec's count, batch and seed), one after another
+    or, ``batched``, in lockstep: each evaluation's sampler runs its own loop, and every step the network calls of
+    all of them are one forward (trainables/lockstep.py). The samples are the same either way up to floating point;
+    in lockstep an evaluation's seconds are its share of the common wall time, by the network rows it used."""
+    for e in evaluations:
+        if e.guided and (e.guide is None or e.judge is None or (not num_classes and guide_classes < 2)):
+            raise ValueError(
+                f"guidance {e.guidance.kind!r} needs a guide, the trained (judge) classifier and its classes"
+            )
+
+    def job(e: Evaluation) -> Any:
+        return lambda model: generate(
+            model, dynamics, e.sampler, shape, eval_spec.num_samples, eval_spec.batch_size, eval_spec.seed,
+            num_classes, device, e.guide if e.guided else None, e.guidance.scale if e.guided else 1.0, guide_classes,
+        )  # fmt: skip
+
+    if not batched or len(evaluations) < 2:
+        return [job(e)(net) for e in evaluations]
+    _synchronize(device)
+    together = Lockstep(net).run([job(e) for e in evaluations])
+    return [g._replace(seconds=s) for g, s in zip(together.values, together.seconds, strict=True)]
+
+
+def score(
+    generated: Generated,
+    evaluation: Evaluation,
+    eval_spec: Any,
+    extractor_weights: str | None,
     device: torch.device | str = "cpu",
     reference: ImageData | None = None,
     data_dir: str | Path | None = None,
-    guidance: Any = None,
-    guide: torch.nn.Module | None = None,
-    judge: torch.nn.Module | None = None,
-    guide_classes: int = 0,
 ) -> EvalResult:
-    """Sample ``eval_spec.num_samples`` images and compute their Inception Score (and FID / KID when asked).
+    """The Inception Score (and FID / KID when asked) of one evaluation's samples, from one feature pass.
 
     ``reference`` is the training data FID/KID compare against; its features are cached under
     ``prepared_dir(data_dir)``. ``extractor_weights`` (resolved by the driver) falls back to the spec's path.
-    Guided evaluation: ``guidance`` (a ``GuidanceSpec``) with the ``guide`` classifier (trained or misguided); the
-    trained classifier ``judge`` then scores how many samples land in their target class (at t = 0); targets of an
-    unconditional model are uniform over ``guide_classes`` (the dataset's classes).
+    A guided evaluation also reports the share of samples the trained classifier (``judge``, read at t = 0)
+    assigns to their target.
     """
-    guided = guidance is not None and guidance.guided
-    if guided and (guide is None or judge is None or (not num_classes and guide_classes < 2)):
-        raise ValueError(f"guidance {guidance.kind!r} needs a guide, the trained (judge) classifier and its classes")
-    eval_id = guidance.eval_id(sampler_spec.id) if guidance is not None else sampler_spec.id
-    samples, nfe, labels, seconds = generate(
-        net, dynamics, sampler_spec, shape, eval_spec.num_samples, eval_spec.batch_size, eval_spec.seed,
-        num_classes, device, guide if guided else None, guidance.scale if guided else 1.0,
-        guide_classes,
-    )  # fmt: skip
+    samples, nfe, labels, seconds = generated
     images = to_uint8(samples)
     isc = eval_spec.inception_score
     weights = extractor_weights or getattr(isc, "weights_path", None)
@@ -142,7 +197,7 @@ def evaluate(
     ref = None
     if extra:
         if reference is None:
-            raise ValueError("FID/KID need the training data: pass reference=ImageData to evaluate")
+            raise ValueError("FID/KID need the training data: pass reference=ImageData to score")
         ref = reference_features(
             reference.train, reference.key, isc.extractor, resolve_weights(isc.extractor, weights),
             prepared_dir(data_dir), isc.reference_samples, eval_spec.batch_size,
@@ -156,9 +211,10 @@ def evaluate(
     if eval_spec.grid_images:
         k = min(eval_spec.grid_images, images.shape[0])
         grid = make_grid(images[:k], nrow=int(k**0.5) or 1, padding=1).permute(1, 2, 0).contiguous()
+    guided = evaluation.guided
     acc = None
     if guided and labels is not None:
-        acc = target_accuracy(judge, samples.to(device), labels, eval_spec.batch_size)
+        acc = target_accuracy(evaluation.judge, samples.to(device), labels, eval_spec.batch_size)
     return EvalResult(
-        eval_id, m.scores, stored_logits(m.logits), seconds, nfe, grid, labels, labels if guided else None, acc
+        evaluation.id, m.scores, stored_logits(m.logits), seconds, nfe, grid, labels, labels if guided else None, acc
     )

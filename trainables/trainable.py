@@ -29,11 +29,12 @@ from study.tracking import Tracker, TrialRun, connect
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
-from trainables.evaluation import EvalResult, evaluate
+from trainables.evaluation import EvalResult, Evaluation, generate_all, score
 from trainables.files import atomic_write, load_tensors
 from trainables.networks import build_network, count_parameters
 from trainables.performance import (
     device_batches,
+    inactive_switches,
     prepare_network,
     sampling_network,
     to_input,
@@ -189,6 +190,8 @@ def build(trial: Trial, runtime: Runtime, tracker: Tracker) -> TrialContext:
     tr = spec.training
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
     device = _device(spec)
+    for message in inactive_switches(spec.performance, device):
+        log.warning("%s: %s", trial.name, message)
     data = load_dataset(spec.dataset, Path(runtime.data_dir))
     num_classes = data.num_classes if spec.class_conditional else 0
     dynamics = build_dynamics(spec.dynamics)
@@ -318,18 +321,21 @@ def evaluate_epoch(
     ctx: TrialContext, run: TrialRun, guides: Guides, history: EvaluationHistory, epoch: int
 ) -> tuple[dict[str, float], dict[str, Verdict]]:
     """Every evaluation (sampler x guidance) of the EMA weights, logged; then the plateau rule on each curve."""
-    ev, isc = ctx.spec.evaluation, ctx.spec.evaluation.inception_score
+    ev, isc, perf = ctx.spec.evaluation, ctx.spec.evaluation.inception_score, ctx.spec.performance
     shape = (ctx.data.channels, ctx.data.resolution, ctx.data.resolution)
+    evaluations = [
+        Evaluation(sampler, guidance, guides.nets.get(guidance.kind), guides.nets.get("classifier"))
+        for _, sampler, guidance in ev.evaluations
+    ]  # fmt: skip
+    generated = generate_all(
+        sampling_network(ctx.ema.model, perf), ctx.dynamics, evaluations, ev, shape, ctx.num_classes, ctx.device,
+        ctx.data.num_classes, batched=perf.batch_evaluations,
+    )  # fmt: skip
     metrics: dict[str, float] = {}
     unguided: dict[str, float] = {}  # sampler id -> seconds, for the guidance time overhead
-    for _, sampler, guidance in ev.evaluations:
-        res = evaluate(
-            sampling_network(ctx.ema.model, ctx.spec.performance), ctx.dynamics, sampler, ev, shape,
-            ctx.runtime.extractor_weights, ctx.num_classes,
-            ctx.device, reference=ctx.data, data_dir=ctx.runtime.data_dir, guidance=guidance,
-            guide=guides.nets.get(guidance.kind), judge=guides.nets.get("classifier"),
-            guide_classes=ctx.data.num_classes,
-        )  # fmt: skip
+    for evaluation, samples in zip(evaluations, generated, strict=True):
+        res = score(samples, evaluation, ev, ctx.runtime.extractor_weights, ctx.device, ctx.data,
+                    ctx.runtime.data_dir)  # fmt: skip
         metrics |= res.metrics(isc.extractor, ev.num_samples)
         history.add(res.sampler_id, epoch, res.logits)
         if isc.keep_logits:
@@ -337,12 +343,13 @@ def evaluate_epoch(
             run.log_arrays(f"{keys.evaluation_dir(res.sampler_id)}/{keys.evaluation_file(epoch)}", **arrays)
         if ctx.runtime.log_images and res.grid is not None:
             run.log_image(res.grid.numpy(), key=keys.image_key(res.sampler_id), step=epoch)
-        if guidance.guided:
-            metrics |= _guidance_metrics(res, unguided.get(sampler.id))
+        if evaluation.guided:
+            # in lockstep the seconds are shares by network rows, so their ratio would not measure guidance's cost
+            metrics |= _guidance_metrics(res, None if perf.batch_evaluations else unguided.get(evaluation.sampler.id))
             if epoch == ctx.spec.training.eval_every or epoch == ctx.spec.training.epochs:
                 _log_targets(run, res)  # targets depend on the eval seed only
         else:
-            unguided[sampler.id] = res.seconds
+            unguided[evaluation.sampler.id] = res.seconds
     guides.check_frozen()
     verdicts = _verdicts(ctx, history)
     for eval_id, v in verdicts.items():

@@ -24,3 +24,14 @@ class PerformanceSpec(Strict):
     data_on_device: bool = Field(
         False, description="keep the whole training set on the device and batch by index (small datasets: no loader)"
     )
+    batch_evaluations: bool = Field(
+        False,
+        description="generate every evaluation of an epoch (samplers x guidance) together: each sampler keeps its own "
+        "loop and noise, and every step their network calls run as one forward (same samples up to floating point; "
+        "an evaluation's sampling seconds become its share of the common wall time, by network rows)",
+    )
+    cuda_graphs: bool = Field(
+        False,
+        description="replay the sampling network from CUDA graphs captured once per batch shape (pays when kernel "
+        "launches bound the forward: small networks, small batches); no effect off CUDA",
+    )
