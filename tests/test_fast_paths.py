@@ -145,6 +145,8 @@ def test_lockstep_hands_a_failing_job_s_error_back_and_finishes_the_others() -> 
     with pytest.raises(RuntimeError, match="sampler broke"):
         hub.run([lambda m: finished.append(ok(m)), fails, lambda m: finished.append(ok(m))])
     assert finished == [[2.0] * 3, [2.0] * 3]
+    again = hub.run([ok, ok])  # the hub is reusable after a failure
+    assert again.values == [[2.0] * 3] * 2 and again.forwards == 3
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs need a GPU (bench/gpu_check.sh runs this with one)")

@@ -84,6 +84,7 @@ class Lockstep:
     def run(self, jobs: Sequence[Callable[[Callable[..., Tensor]], T]]) -> LockstepResult[T]:
         """Every job's value (in order); the first job's exception is re-raised once all jobs have ended."""
         n = len(jobs)
+        self._pending, self._replies, self._done = {}, {}, set()
         values: list[Any] = [None] * n
         errors: list[BaseException | None] = [None] * n
         rows = [0] * n

@@ -28,7 +28,8 @@ class Autocast(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         x = args[0]
-        with torch.autocast(x.device.type, dtype=self.dtype):
+        # no cast cache: each call is its own context anyway, and a CUDA graph capture must not keep cached casts
+        with torch.autocast(x.device.type, dtype=self.dtype, cache_enabled=False):
             return self.net(*args, **kwargs).float()
 
 
