@@ -52,4 +52,6 @@ def test_readme_performance_snippet_validates() -> None:
     block = re.search(r"## Performance.*?```yaml\n(.*?)```", text, re.S).group(1)
     perf = PerformanceSpec.model_validate(YAML(typ="safe").load(block)["performance"])
     assert perf.compile and perf.data_on_device and perf.train_autocast == "bf16"
-    assert PerformanceSpec() == PerformanceSpec(train_autocast="none", sample_autocast="none")  # exact by default
+    assert perf.batch_evaluations and perf.cuda_graphs
+    assert PerformanceSpec() == PerformanceSpec(train_autocast="none", sample_autocast="none", batch_evaluations=False,
+                                                cuda_graphs=False)  # exact by default
