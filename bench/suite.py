@@ -307,7 +307,7 @@ def lockstep_rows(quick: bool) -> list[dict[str, Any]]:
         ev = spec.evaluation.model_copy(update={"batch_size": batch})
 
         def run(batched: bool, ev: Any = ev) -> Any:
-            return generate_all(net, dynamics, evaluations, ev, (1, 8, 8), device=device, batched=batched)
+            return list(generate_all(net, dynamics, evaluations, ev, (1, 8, 8), device=device, batched=batched))
 
         plain, together = _timed(lambda: run(False), 1 if quick else 3), _timed(lambda: run(True), 1 if quick else 3)
         rows.append({"evaluations": ", ".join(e.id for e in evaluations), "n": ev.num_samples, "batch": batch,

@@ -99,7 +99,7 @@ def test_batched_evaluations_match_one_at_a_time(tmp_path: Path, classifier_r8) 
     evaluations = _evaluations(ctx, guide)
     ev = ctx.spec.evaluation.model_copy(update={"num_samples": 24, "batch_size": 10})  # a short last batch too
     args = (ctx.ema.model, ctx.dynamics, evaluations, ev, (1, 8, 8), 0, ctx.device, 10)
-    plain = generate_all(*args)
+    plain = list(generate_all(*args))
     calls = []
 
     class Counted(torch.nn.Module):  # the EMA network (its parameters, so its dtype), counting its batch rows
@@ -112,7 +112,7 @@ def test_batched_evaluations_match_one_at_a_time(tmp_path: Path, classifier_r8) 
             return self.net(x, t, labels)
 
     counted = Counted(ctx.ema.model)
-    batched = generate_all(counted, *args[1:], batched=True)
+    batched = list(generate_all(counted, *args[1:], batched=True))
     for p, b in zip(plain, batched, strict=True):
         assert b.nfe == p.nfe
         assert float((b.samples - p.samples).abs().max()) <= 1e-5

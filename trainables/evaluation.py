@@ -9,6 +9,7 @@ as an artifact.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -149,11 +150,12 @@ def generate_all(
     device: torch.device | str = "cpu",
     guide_classes: int = 0,
     batched: bool = False,
-) -> list[Generated]:
+) -> Iterator[Generated]:
     """Every evaluation's samples (``generate`` with the evaluation spec's count, batch and seed), one after another
     or, ``batched``, in lockstep: each evaluation's sampler runs its own loop, and every step the network calls of
     all of them are one forward (trainables/lockstep.py). The samples are the same either way up to floating point;
-    in lockstep an evaluation's seconds are its share of the common wall time, by the network rows it used."""
+    in lockstep an evaluation's seconds are its share of the common wall time, by the network rows it used.
+    One after another, each evaluation is generated when the iterator reaches it, so only one is held at a time."""
     for e in evaluations:
         if e.guided and (e.guide is None or e.judge is None or (not num_classes and guide_classes < 2)):
             raise ValueError(
@@ -167,10 +169,10 @@ def generate_all(
         )  # fmt: skip
 
     if not batched or len(evaluations) < 2:
-        return [job(e)(net) for e in evaluations]
+        return (job(e)(net) for e in evaluations)
     _synchronize(device)
     together = Lockstep(net).run([job(e) for e in evaluations])
-    return [g._replace(seconds=s) for g, s in zip(together.values, together.seconds, strict=True)]
+    return iter([g._replace(seconds=s) for g, s in zip(together.values, together.seconds, strict=True)])
 
 
 def score(
