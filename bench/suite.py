@@ -43,17 +43,21 @@ PAPER_A100 = {"train_minutes_90_epochs": 300.0, "sample_minutes_10k_1000_steps":
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense tensor-core peaks (vendor data sheets)
 
 
+def _sync() -> None:
+    """Wait for the GPU (if any): a timing must not end before the work it times."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _timed(fn: Callable[[], Any], repeats: int) -> float:
     """Median wall seconds of ``fn`` (one warm-up call first); synchronises a GPU around each call."""
     fn()
     out = []
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         t0 = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         out.append(time.perf_counter() - t0)
     return statistics.median(out)
 
@@ -104,12 +108,10 @@ class _TimedNet(torch.nn.Module):
         self.net, self.seconds = net, 0.0
 
     def forward(self, *args: Any) -> Any:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         t0 = time.perf_counter()
         out = self.net(*args)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         self.seconds += time.perf_counter() - t0
         return out
 

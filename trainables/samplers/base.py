@@ -78,6 +78,11 @@ class DiscreteEpsDenoiser:
     def log_sigmas(self) -> Tensor:
         return self.sigmas.log()
 
+    @functools.cached_property
+    def _log_sigmas_on(self) -> dict[torch.device, Tensor]:
+        """``log_sigmas`` per device, copied once (every network call reads them on the sampler's device)."""
+        return {self.log_sigmas.device: self.log_sigmas}
+
     @property
     def sigma_min(self) -> float:
         return float(self.sigmas[0])
@@ -88,7 +93,9 @@ class DiscreteEpsDenoiser:
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
         """Fractional (or, quantized, integer) timestep of each sigma, float64."""
-        log_sigmas = self.log_sigmas.to(sigma.device)
+        log_sigmas = self._log_sigmas_on.get(sigma.device)
+        if log_sigmas is None:
+            log_sigmas = self._log_sigmas_on[sigma.device] = self.log_sigmas.to(sigma.device)
         log_sigma = sigma.to(torch.float64).clamp(self.sigma_min, self.sigma_max).log()
         if self.quantize:
             return (log_sigma[:, None] - log_sigmas[None, :]).abs().argmin(dim=1).to(torch.float64)
