@@ -1,10 +1,14 @@
 """Checking a study's claims (study/spec/claims.py) against its measurements.
 
 Each claim selects curves for its sides ``a`` and ``b`` and pairs them: two curves pair when they agree on
-everything neither side names (every other axis; the evaluation too unless a side names evaluations). Each pair
-gives a measurement with a 95 % interval (analysis.convergence.difference: paired where the noise is shared) and
-a verdict; the claim is *supported* when every pair supports it, *contradicted* when any pair contradicts it,
-*unresolved* otherwise (shared/STATISTICS.md section 4: "not significant" is not "no effect").
+everything neither side names (every other axis; the evaluation too unless a side names evaluations). Pairs that
+differ only in their training seed form one comparison: the mean of the per-seed differences with a Student-t
+interval across seeds (the training noise measured). A comparison from one seed carries the measurement and the
+training noise estimated from both curves (analysis.convergence.difference), and says so.
+
+A claim with k comparisons is judged at a family-wise 95 %: each interval is at 1 - 0.05 / k (Bonferroni). The
+claim is *supported* when every comparison supports it, *contradicted* when any contradicts it, *unresolved*
+otherwise (shared/STATISTICS.md section 4: "not significant" is not "no effect").
 """
 
 from __future__ import annotations
@@ -13,7 +17,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.convergence import CurveKey, difference, plateau_range, verdict_of
+from analysis.convergence import (
+    SEED_AXIS,
+    CurveKey,
+    Difference,
+    difference,
+    noise_of,
+    plateau_range,
+    seed_mean,
+    verdict_of,
+)
 from analysis.plateau import Verdict
 from analysis.runs import StudyRuns
 
@@ -67,21 +80,41 @@ def _curve_epochs(study: StudyRuns, c: Curve) -> list[int]:
     return sorted(int(e) for e in g["epoch"][g["is_mean"].notna()])
 
 
-def _compare(study: StudyRuns, verdicts: dict, claim: object, ca: Curve, cb: Curve) -> tuple[str, str]:
-    """(verdict, measurement text) of one pair for a difference claim: d = IS(a) - IS(b)."""
+def _measure(
+    study: StudyRuns, verdicts: dict, claim: object, ca: Curve, cb: Curve, level: float
+) -> tuple[Difference | None, str]:  # fmt: skip
+    """d = IS(a) - IS(b) of one pair of curves and where it was measured (None: not measurable)."""
     if claim.at == "plateau":  # type: ignore[attr-defined]
         va, vb = verdict_of(verdicts, *ca), verdict_of(verdicts, *cb)
         if va is None or va.epoch is None or vb is None or vb.epoch is None:
-            return "unresolved", f"{ca[1]}/{cb[1]}: no plateau on both sides"
+            return None, "no plateau on both sides"
         ea, eb = va.epoch, vb.epoch
         where = f"plateaus (epochs {ea}, {eb})"
     else:
         common = set(_curve_epochs(study, ca)) & set(_curve_epochs(study, cb))
         if not common:
-            return "no data", "no common evaluated epoch"
+            return None, "no common evaluated epoch"
         ea = eb = max(common)
         where = f"epoch {ea}"
-    d = difference(study, cb, ca, eb, ea)  # IS(a) - IS(b)
+    return difference(study, cb, ca, eb, ea, noise=noise_of(verdicts), level=level), where
+
+
+def _compare(
+    study: StudyRuns, verdicts: dict, claim: object, group: list[tuple[Curve, Curve]], level: float
+) -> tuple[str, str]:  # fmt: skip
+    """(verdict, measurement text) of one comparison (a pair of curves, or one pair per seed) for a difference
+    claim: d = IS(a) - IS(b)."""
+    ca, cb = group[0]
+    measured = [_measure(study, verdicts, claim, a, b, level) for a, b in group]
+    found = [d for d, _ in measured if d is not None]
+    if not found:
+        why = measured[0][1]
+        return ("unresolved" if why.startswith("no plateau") else "no data"), f"{ca[1]}/{cb[1]}: {why}"
+    if len(found) > 1:
+        d, where = seed_mean(found, level), f"{measured[0][1]}, mean over {len(found)} seeds"
+    else:
+        d, where = found[0], measured[0][1] + (", one seed: training noise estimated from the curve, not measured"
+                                               if ca[0] != cb[0] else ", one checkpoint")  # fmt: skip
     lo, hi, m = d.low, d.high, claim.margin  # type: ignore[attr-defined]
     kind = claim.kind  # type: ignore[attr-defined]
     if kind == "better":
@@ -91,7 +124,7 @@ def _compare(study: StudyRuns, verdicts: dict, claim: object, ca: Curve, cb: Cur
     else:  # equivalent
         v = "supported" if -m < lo and hi < m else "contradicted" if lo > m or hi < -m else "unresolved"
     label = _label(study, ca, cb)
-    return v, f"{label}: {d.estimate:+.2f} [{lo:+.2f}, {hi:+.2f}] at {where}{' paired' if d.paired else ''}"
+    return v, f"{label}: {d.estimate:+.2f} [{lo:+.2f}, {hi:+.2f}] at {where}{', paired' if d.paired else ''}"
 
 
 def _label(study: StudyRuns, ca: Curve, cb: Curve) -> str:
@@ -138,11 +171,32 @@ def check_claims(study: StudyRuns, verdicts: dict[CurveKey, Verdict], claims: li
             if claim.kind == "converges_earlier":
                 results = [_earlier(study, verdicts, ca, cb) for ca, cb in pairs]
             else:
-                results = [_compare(study, verdicts, claim, ca, cb) for ca, cb in pairs]
+                groups = _seed_groups(study, pairs)
+                level = 1 - 0.05 / max(len(groups), 1)
+                results = [_compare(study, verdicts, claim, g, level) for g in groups]
+                if len(groups) > 1:
+                    results.append(("no data", f"family-wise 95 % over {len(groups)} comparisons (Bonferroni: each "
+                                               f"interval at {level:.2%})"))  # fmt: skip
         verdict = _combine([v for v, _ in results])
         out.append(ClaimCheck(claim.text, claim.kind, verdict, "; ".join(m for _, m in results) or "no matching "
                               "curves", claim.source))  # fmt: skip
     return out
+
+
+def _seed_groups(study: StudyRuns, pairs: list[tuple[Curve, Curve]]) -> list[list[tuple[Curve, Curve]]]:
+    """Pairs that differ only in their training seed, grouped (in order of first appearance)."""
+    if SEED_AXIS not in study.axes:
+        return [[p] for p in pairs]
+    trials = study.trials.set_index("trial")
+
+    def key(c: Curve) -> tuple:
+        return (*(str(trials.loc[c[0], ax]) for ax in study.axes if ax != SEED_AXIS), c[1])
+
+    groups: dict[tuple, list[tuple[Curve, Curve]]] = {}
+    for ca, cb in pairs:
+        if str(trials.loc[ca[0], SEED_AXIS]) == str(trials.loc[cb[0], SEED_AXIS]):
+            groups.setdefault((key(ca), key(cb)), []).append((ca, cb))
+    return list(groups.values())
 
 
 def _combine(verdicts: list[str]) -> str:

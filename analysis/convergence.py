@@ -21,46 +21,64 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.plateau import Curve, PlateauRule, Verdict, assess
+from analysis.plateau import Curve, PlateauRule, Verdict, assess, two_sided
 from analysis.runs import StudyRuns
-from analysis.stats import split_std_to_se
+from analysis.stats import BootstrapSettings, PairedBootstrap, split_std_to_se
 
 CurveKey = tuple[str, str, str, int]  # (trial, evaluation, extractor, n_samples)
 CURVE_KEYS = ["trial", "evaluation", "extractor", "n_samples"]
 SEED_AXIS = "seed"
-_RULE_FIELDS = ("warmup_epochs", "patience", "tail_fraction", "margin_se", "min_delta", "confidence")
+_RULE_PREFIX = "evaluation.plateau."
 
 
 def trial_rule(params: Mapping[str, str]) -> PlateauRule:
-    """The plateau rule a trial was run with (``training.stop.plateau.*`` params), else the default."""
-    found = {f: params.get(f"training.stop.plateau.{f}") for f in _RULE_FIELDS}
-    if all(v is None for v in found.values()):
+    """The plateau rule a trial was run with: its logged ``evaluation.plateau.*`` params (the margin resolved when
+    the spec was read), else the default rule."""
+    from study.spec.study import PlateauSpec
+
+    found = {k[len(_RULE_PREFIX):]: v for k, v in params.items() if k.startswith(_RULE_PREFIX)}
+    if "margin" not in found:
         return PlateauRule()
-    kinds = {f: type(getattr(PlateauRule(), f)) for f in _RULE_FIELDS}
-    return PlateauRule(**{f: kinds[f](float(v)) for f, v in found.items() if v is not None})
+    margin = found["margin"]
+    rest = {k: v for k, v in found.items() if k != "margin"}
+    spec = PlateauSpec.model_validate(rest | {"margin": margin if margin.endswith("%") else float(margin)})
+    return PlateauRule(**spec.rule_fields())
 
 
-def _is_settings(params: Mapping[str, str]) -> tuple[int, bool, int, int]:
-    """(splits, shuffle, bootstrap replicates, evaluation seed) from a trial's params (spec defaults otherwise)."""
+def bootstrap_of(params: Mapping[str, str]) -> BootstrapSettings:
+    """The trial's bootstrap settings, as its stopper used them (``trainables.stopping.bootstrap_settings``)."""
+    from study.spec.study import InceptionScoreSpec
+
     p = "evaluation.inception_score."
-    splits = int(params.get(p + "splits", 10))
-    shuffle = params.get(p + "shuffle", "True") == "True"
-    boot = int(params.get(p + "bootstrap", 1000))
-    return splits, shuffle, max(boot, 200), int(params.get("evaluation.seed", 0))
+    isc = InceptionScoreSpec.model_validate(
+        {f: params[p + f] for f in ("splits", "shuffle", "bootstrap") if p + f in params}
+    )  # fmt: skip
+    return BootstrapSettings(isc.splits, isc.shuffle, isc.decision_replicates, int(params.get("evaluation.seed", 0)))
+
+
+def budget_of(params: Mapping[str, str], last_epoch: float) -> float:
+    """The trial's training budget in epochs (the stopper's horizon); the last evaluated epoch when unknown."""
+    return float(params.get("training.epochs", last_epoch))
 
 
 def curve_of(study: StudyRuns, key: CurveKey, rows: pd.DataFrame) -> Curve:
-    """The curve of one (trial, evaluation, extractor, n): paired from logits when all its epochs kept them."""
+    """The curve of one (trial, evaluation, extractor, n): paired from logits when all its epochs kept them, with
+    the bootstrap draws the trial's stopper made (one evaluation at a time, the same seed)."""
     trial, evaluation, _, n = key
-    splits, shuffle, boot, seed = _is_settings(study.params.get(trial, {}))
+    params = study.params.get(trial, {})
+    settings = bootstrap_of(params)
     rows = rows.sort_values("epoch")
     epochs = rows["epoch"].to_numpy(dtype=float)
+    budget = budget_of(params, float(epochs[-1]) if len(epochs) else 0.0)
     kept = study.logits.get((trial, evaluation), {})
     if len(epochs) and all(int(e) in kept and kept[int(e)].shape[0] == n for e in epochs):
-        return Curve.from_logits(epochs, [kept[int(e)] for e in epochs], splits, shuffle, boot, seed)
+        boot = PairedBootstrap.stack([settings.bootstrap([kept[int(e)]]) for e in epochs])
+        return Curve.from_bootstrap(epochs, boot, budget)
     se = rows["is_se"].to_numpy(dtype=float)
-    fallback = np.array([split_std_to_se(s, splits) for s in rows["is_std"].to_numpy(dtype=float)])
-    return Curve.from_summary(epochs, rows["is_mean"].to_numpy(dtype=float), np.where(np.isfinite(se), se, fallback))
+    fallback = np.array([split_std_to_se(s, settings.splits) for s in rows["is_std"].to_numpy(dtype=float)])
+    df = None if np.all(np.isfinite(se)) else settings.splits - 1  # split-std SEs: Student t on S - 1
+    return Curve.from_summary(epochs, rows["is_mean"].to_numpy(dtype=float), np.where(np.isfinite(se), se, fallback),
+                              df=df, budget=budget)  # fmt: skip
 
 
 def verdicts(study: StudyRuns, draws: int = 200) -> tuple[dict[CurveKey, Verdict], dict[CurveKey, Curve]]:
@@ -144,13 +162,17 @@ def paired(study: StudyRuns, trial_a: str, trial_b: str) -> bool:
 
 @dataclass(frozen=True)
 class Difference:
-    """IS(b) - IS(a) at one epoch with its 95 % interval: paired bootstrap when the evaluations share their
-    noise and both kept logits, else independent (sqrt of the summed variances)."""
+    """IS(b) - IS(a) with its interval at ``level``: the measurement (paired bootstrap when the evaluations share
+    their noise and both kept logits, else independent) plus, between checkpoints, the training noise of both
+    curves (``noise``: their checkpoint-to-checkpoint sd, estimated from each curve, added in quadrature)."""
 
     estimate: float
     low: float
     high: float
     paired: bool
+    noise: float = 0.0  # training noise in the interval (score units); 0 on one shared checkpoint
+    seeds: int = 1  # seeds behind the estimate (1: training noise estimated from the curve, not measured)
+    level: float = 0.95
 
     @property
     def resolved(self) -> bool:
@@ -159,29 +181,53 @@ class Difference:
 
 
 def difference(
-    study: StudyRuns, a: tuple[str, str], b: tuple[str, str], epoch: int, epoch_b: int | None = None
-) -> Difference:
+    study: StudyRuns, a: tuple[str, str], b: tuple[str, str], epoch: int, epoch_b: int | None = None, *,
+    noise: Mapping[tuple[str, str], float] | None = None, level: float = 0.95,
+) -> Difference:  # fmt: skip
     """IS of (trial, evaluation) ``b`` minus ``a``, at ``epoch`` (and ``epoch_b`` for ``b`` when it differs).
 
     Paired (the same resampled images on both sides) when both kept their logits and share their initial noise:
     two samplers of one trial, two epochs of one trial, or two trials with the same evaluation seed, sample count
-    and batch size. Otherwise independent: the interval is +-1.96 sqrt(SE_a^2 + SE_b^2).
+    and batch size. Otherwise independent: +-q sqrt(SE_a^2 + SE_b^2), q Student t on S - 1 for split-std SEs.
+    Unless both sides are the same checkpoint (one trial, one epoch), the training noise of both curves
+    (``noise``, score units) is added to the variance: a comparison between configurations or epochs must carry
+    the checkpoint wander, not only the sampling noise (shared/STATISTICS.md section 3).
     """
-    from analysis.stats import bootstrap_is
-
     eb = epoch if epoch_b is None else epoch_b
+    same_checkpoint = a[0] == b[0] and epoch == eb
+    tau = 0.0 if same_checkpoint or noise is None else math.hypot(noise.get(a, 0.0), noise.get(b, 0.0))
     la, lb = study.logits.get(a, {}).get(epoch), study.logits.get(b, {}).get(eb)
-    splits, shuffle, boot, seed = _is_settings(study.params.get(a[0], {}))
+    settings = bootstrap_of(study.params.get(a[0], {}))
+    z = two_sided(level, None)
     if la is not None and lb is not None and la.shape[0] == lb.shape[0] and paired(study, a[0], b[0]):
-        est, lo, hi = bootstrap_is([la, lb], splits, shuffle, boot, seed).diff_ci(0, 1)
-        return Difference(est, lo, hi, True)
+        boot = settings.bootstrap([la, lb])
+        est, lo, hi = boot.diff_ci(0, 1, level)
+        if tau > 0:
+            s = math.sqrt(float(np.var(boot.replicates[:, 1] - boot.replicates[:, 0], ddof=1)) + tau**2)
+            lo, hi = est - z * s, est + z * s
+        return Difference(est, lo, hi, True, tau, level=level)
     ra, rb = _score_row(study, a, epoch), _score_row(study, b, eb)
+    split = not (math.isfinite(ra["is_se"]) and math.isfinite(rb["is_se"]))
 
     def se(r: pd.Series) -> float:
-        return float(r["is_se"]) if math.isfinite(r["is_se"]) else split_std_to_se(float(r["is_std"]), splits)
+        return float(r["is_se"]) if math.isfinite(r["is_se"]) else split_std_to_se(float(r["is_std"]), settings.splits)
 
-    d, s = float(rb["is_mean"] - ra["is_mean"]), math.hypot(se(ra), se(rb))
-    return Difference(d, d - 1.96 * s, d + 1.96 * s, False)
+    q = two_sided(level, settings.splits - 1 if split else None)
+    d, s = float(rb["is_mean"] - ra["is_mean"]), math.sqrt(se(ra) ** 2 + se(rb) ** 2 + tau**2)
+    return Difference(d, d - q * s, d + q * s, False, tau, level=level)
+
+
+def noise_of(found: Mapping[CurveKey, Verdict]) -> dict[tuple[str, str], float]:
+    """{(trial, evaluation): tau}: each curve's training noise as its verdict estimated it."""
+    return {(k[0], k[1]): v.noise for k, v in found.items()}
+
+
+def seed_mean(diffs: list[Difference], level: float = 0.95) -> Difference:
+    """The mean of per-seed differences with a Student-t interval across seeds: the training noise measured."""
+    x = np.array([d.estimate for d in diffs])
+    m = float(x.mean())
+    half = two_sided(level, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x)) if len(x) > 1 else math.nan
+    return Difference(m, m - half, m + half, False, 0.0, len(x), level)
 
 
 def _score_row(study: StudyRuns, curve: tuple[str, str], epoch: int) -> pd.Series:

@@ -17,14 +17,20 @@ comparison: with many comparisons some resolve by chance (about 1 in 20 of the n
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
-from analysis.convergence import SEED_AXIS, CurveKey, Difference, difference, plateau_range, verdict_of
+from analysis.convergence import (
+    SEED_AXIS,
+    CurveKey,
+    Difference,
+    difference,
+    noise_of,
+    plateau_range,
+    seed_mean,
+    verdict_of,
+)  # fmt: skip
 from analysis.plateau import Verdict
 from analysis.runs import StudyRuns
 
@@ -66,14 +72,16 @@ def _plateau_words(va: Verdict | None, vb: Verdict | None, la: str, lb: str, las
     lo_a, hi_a = plateau_range(va, last_a)
     lo_b, hi_b = plateau_range(vb, last_b)
     if hi_a < lo_b:
-        return text + f": {la} converges earlier (ranges do not overlap)"
+        return text + f": {la} plateaus earlier (the ranges do not overlap)"
     if hi_b < lo_a:
-        return text + f": {lb} converges earlier (ranges do not overlap)"
-    return text + ": convergence not resolved"
+        return text + f": {lb} plateaus earlier (the ranges do not overlap)"
+    return text + ": the plateau-epoch ranges overlap"
 
 
 def _sentence(family: str, evaluation: str, la: str, lb: str, epoch: int, d: Difference, pairs: int) -> str:
-    how = "paired" if d.paired else ("across seeds" if pairs > 1 else "unpaired")
+    how = (f"across {pairs} seeds" if pairs > 1 else "paired" if d.paired else "unpaired")
+    if pairs == 1 and family != "evaluations":
+        how += ", one seed: training noise estimated from the curve, not measured"
     if d.resolved:
         lead = f"{lb} beats {la}" if d.estimate > 0 else f"{la} beats {lb}"
         verdict = "resolved"
@@ -83,15 +91,9 @@ def _sentence(family: str, evaluation: str, la: str, lb: str, epoch: int, d: Dif
             f"[{d.low:+.2f}, {d.high:+.2f}] ({how}, {verdict}).")  # fmt: skip
 
 
-def _seed_mean(diffs: list[Difference]) -> Difference:
-    """Mean of per-seed differences with a 95 % t-interval across seeds."""
-    est = np.array([d.estimate for d in diffs])
-    m = float(est.mean())
-    half = float(sps.t.ppf(0.975, len(est) - 1) * est.std(ddof=1) / math.sqrt(len(est)))
-    return Difference(m, m - half, m + half, False)
-
-
-def _axis_findings(study: StudyRuns, curves: dict, verdicts: dict[CurveKey, Verdict]) -> list[Finding]:
+def _axis_findings(
+    study: StudyRuns, curves: dict, verdicts: dict[CurveKey, Verdict], noise: dict[tuple[str, str], float]
+) -> list[Finding]:  # fmt: skip
     out = []
     trials = study.trials.set_index("trial")
     axes = [a for a in study.axes if a != SEED_AXIS]
@@ -100,13 +102,13 @@ def _axis_findings(study: StudyRuns, curves: dict, verdicts: dict[CurveKey, Verd
         labels = list(dict.fromkeys(trials[axis].astype(str)))
         for i, la in enumerate(labels):
             for lb in labels[i + 1 :]:
-                out += _compare_labels(study, curves, verdicts, trials, axis, others, la, lb)
+                out += _compare_labels(study, curves, verdicts, noise, trials, axis, others, la, lb)
     return out
 
 
 def _compare_labels(
-    study: StudyRuns, curves: dict, verdicts: dict, trials: pd.DataFrame, axis: str, others: list[str], la: str,
-    lb: str,
+    study: StudyRuns, curves: dict, verdicts: dict, noise: dict[tuple[str, str], float], trials: pd.DataFrame,
+    axis: str, others: list[str], la: str, lb: str,
 ) -> list[Finding]:  # fmt: skip
     """Every evaluation and every setting of the other axes: trials labelled ``la`` vs ``lb`` on ``axis`` and equal
     on every other axis; pairs that differ only in their seed are one comparison (mean over seeds)."""
@@ -126,11 +128,15 @@ def _compare_labels(
             found = [(x, y, e) for x, y, e in found if e is not None]
             if not found:
                 continue
-            diffs = [difference(study, x, y, e) for x, y, e in found]
-            d = diffs[0] if len(diffs) == 1 else _seed_mean(diffs)
+            diffs = [difference(study, x, y, e, noise=noise) for x, y, e in found]
+            d = diffs[0] if len(diffs) == 1 else seed_mean(diffs)
             x, y, e = found[0]
-            plateau = _plateau_words(verdict_of(verdicts, *x), verdict_of(verdicts, *y), la, lb,
-                                     int(curves[x]["epoch"].max()), int(curves[y]["epoch"].max()))  # fmt: skip
+            plateau = "; ".join(
+                (f"seed pair {i + 1}: " if len(found) > 1 else "")
+                + _plateau_words(verdict_of(verdicts, *xx), verdict_of(verdicts, *yy), la, lb,
+                                 int(curves[xx]["epoch"].max()), int(curves[yy]["epoch"].max()))
+                for i, (xx, yy, _) in enumerate(found)
+            )  # every seed's plateau epochs, not the first seed's alone
             where = ev + "".join(f", {o}={v}" for o, v in zip(context, setting, strict=True))
             family = f"axis {axis}"
             out.append(Finding(family, where, la, lb, e, d, len(diffs), plateau,
@@ -148,7 +154,7 @@ def _evaluation_findings(study: StudyRuns, curves: dict, verdicts: dict[CurveKey
                 e = _last_common_epoch(curves, a, b)
                 if e is None:
                     continue
-                d = difference(study, a, b, e)
+                d = difference(study, a, b, e)  # one checkpoint: its training noise is shared
                 plateau = _plateau_words(verdict_of(verdicts, *a), verdict_of(verdicts, *b), ea, eb,
                                          int(curves[a]["epoch"].max()), int(curves[b]["epoch"].max()))  # fmt: skip
                 sentence = _sentence("evaluations", f"trial {t}", ea, eb, e, d, 1)
@@ -159,7 +165,7 @@ def _evaluation_findings(study: StudyRuns, curves: dict, verdicts: dict[CurveKey
 def findings(study: StudyRuns, verdicts: dict[CurveKey, Verdict]) -> list[Finding]:
     """Every comparison of trials differing in one axis, and of evaluations within each trial."""
     curves = _curves(study)
-    return _axis_findings(study, curves, verdicts) + _evaluation_findings(study, curves, verdicts)
+    return _axis_findings(study, curves, verdicts, noise_of(verdicts)) + _evaluation_findings(study, curves, verdicts)
 
 
 def findings_table(found: list[Finding]) -> pd.DataFrame:

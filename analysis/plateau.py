@@ -1,125 +1,142 @@
-"""Plateau rule v2: has a score-vs-epoch curve stopped improving, since when, and how sure are we?
+"""Plateau rule v3: has a score-vs-epoch curve stopped changing by more than a stated margin, since when, and how
+sure are we? (shared/STATISTICS.md section 3.)
 
 One implementation decides in the trial (early stopping, ``trainables/stopping.py``) and in the report, from the
-same logged data, so the report never contradicts the stopper (shared/STATISTICS.md section 3).
+same logged data and the same bootstrap draws, so the report never contradicts the stopper.
 
-Input: a ``Curve`` — the evaluated epochs e_1 < ... < e_K, the score estimates s_k (higher is better), and the
-covariance of their sampling errors. For evaluations that share their initial noise (every epoch of a trial),
-the covariance comes from the *paired* bootstrap over the generated images (``Curve.from_logits``): contrasts
-between epochs are then measured with the small paired variance. Curves known only by summary statistics
-(older runs, numbers imported from papers) enter with ``Curve.from_summary``: independent errors with the given
-standard errors (a split std converts with ``analysis.stats.split_std_to_se``: SE = std / sqrt(S - 1)).
+Input: a ``Curve``: the evaluated epochs e_1 < ... < e_K, the score estimates s_k (higher is better), the
+covariance of their measurement errors (the paired bootstrap over the generated images for the epochs of one
+trial: they share their initial noise) and the training budget E in epochs (the stopper's horizon; the last
+evaluated epoch when unknown).
+
+The margin
+----------
+delta is stated by the user before looking, in score units (``margin: 0.15``) or relative to the curve's latest
+score (``margin: 2%``). Standard errors and training noise never enter it: they only decide how *sure* the verdict
+is. (A margin of k standard errors makes the plateau a property of the sample size: more images, later plateau.)
 
 The rule
 --------
-Evaluations at ``epoch <= warmup_epochs`` or with a non-finite estimate are dropped. z is the one-sided normal
-quantile of ``confidence`` (1.645 at 0.95).
+Evaluations at ``epoch <= warmup_epochs`` or with a non-finite estimate are dropped.
 
-0. **Checkpoint noise.** The bootstrap covariance describes the measurement of each checkpoint; consecutive
-   checkpoints also differ by training noise (the EMA weights wander), which no paired interval sees. Its variance
-   tau^2 is estimated from the curve's second differences (``checkpoint_noise``: robust to a bend or a kink) and,
-   when it is clearly present (the second differences vary more than ``NOISE_RATIO`` = 4 times what measurement
-   explains), added to the covariance as tau^2 I, with z replaced by the Student-t quantile on K - 2 degrees of
-   freedom. ``checkpoint_noise=False`` turns this off.
-1. For an evaluation i and a later j, SE_ij is the standard error of s_j - s_i under that covariance, and the
-   *margin* of i is ``m_i = max(min_delta, margin_se * SE_iK)``: a rise smaller than ``margin_se`` standard errors
-   of a difference between two evaluated checkpoints counts as flat at this curve's precision. Evaluation i is a
-   **plateau start** when
-   a. at least ``patience`` evaluations follow it and the curve was observed after it for at least
-      ``tail_fraction * e_i`` epochs (with 1/3, i is in the first three quarters of training, so its tail holds
-      the whole last quarter);
-   b. the tail's rise is bounded: with r_i = (least-squares slope of s over e_i..e_K) * (e_K - e_i),
-      ``r_i + z * SE(r_i) <= m_i`` (an equivalence test: we are confident the tail rose by less than the margin);
-   c. no later evaluation is a resolved improvement beyond the margin: ``s_j - s_i - z * SE_ij <= m_i``.
-2. The **plateau epoch** is the earliest plateau start.
-3. The curve **peaked** when, after its best evaluation p (at least one later evaluation), it declined by more
-   than the margin with confidence: ``s_p - s_K - z * SE_pK > m_p`` (NCSNv2's rise and fall, the paper's A.6).
-4. **State**: ``peaked`` (3), else ``plateaued`` (a plateau epoch exists), else ``rising``; ``undetermined`` when
-   fewer than ``patience + 1`` evaluations are left after warm-up.
-5. **The plateau epoch's uncertainty**: the rule is re-run on draws of the estimates (centred bootstrap
-   replicates for paired curves, Gaussian draws with the covariance otherwise); the interval is the 2.5-97.5 %
-   range of the plateau epochs found, and ``support`` the share of draws that found one.
+0. **Training noise.** Consecutive checkpoints differ by more than their measurement: the EMA weights wander. Its
+   variance tau^2 is estimated from the curve's second differences (``checkpoint_noise``, robust to a bend) and
+   added to the covariance as tau^2 I; the quantile is then Student-t on the number of second differences.
+1. **The tail** is the last stretch of the curve spanning at least ``tail_share`` of the budget and holding at least
+   ``min_tail`` evaluations. Its **projected change** D is its least-squares slope times (its length + the budget
+   still to train): the change from the tail's start to the end of the budget if the recent trend went on. At the
+   end of the budget D is the tail's own change; early in training the slope must be very nearly zero to pass.
+   Projecting the recent slope is conservative for curves that decelerate (every saturating or concave rise) and
+   blind to curves that will accelerate later, which no rule can foresee.
+2. **States**, z the one-sided quantile of ``confidence`` (TOST at level 1 - confidence):
+   * ``peaked``: after its best evaluation p the curve fell by more than delta with confidence,
+     s_p - s_K - z' SE_pK > delta, with z' Bonferroni-corrected for the choice of the maximum among K - 1
+     candidates; or the tail's projected change is resolved below -delta.
+   * ``plateaued``: |D| + z SE(D) <= delta: the change is resolved within +-delta (equivalence test, two-sided).
+   * ``rising``: D - z SE(D) > delta: a rise beyond delta is resolved.
+   * ``undetermined``: the interval of D straddles +-delta, or the tail is not yet long enough; the reason says
+     what would resolve it (more samples per evaluation, more evaluations, seeds).
+3. **Since when** (plateaued): the plateau level L is the mean of the tail; the plateau epoch is the earliest
+   evaluation from which every later evaluation, smoothed over its neighbours (3-point running mean), lies within
+   delta of L. Its interval is the 2.5-97.5 % range of that epoch over draws of the whole curve: the bootstrap
+   replicates (or Gaussian draws with the covariance) plus independent N(0, tau^2) training noise per checkpoint,
+   widened by one evaluation interval at the low end (the true flattening lies between two evaluations).
+
+The stopper looks at every evaluation (``looks``): a trial ends once every (or any) curve is ``plateaued`` or
+``peaked`` at ``persistence`` consecutive evaluations and at least ``min_share`` of the budget has been trained.
 
 Noise model and measured error rates (``tests/test_plateau_calibration.py`` asserts and prints them)
 --------------------------------------------------------------------------------------------------
-s_k = f(e_k) + m_k + eps_k. eps ~ N(0, sigma^2 [(1 - rho) I + rho J]) is the measurement error, with equal
-correlation rho between evaluations (the pairing) and se_meas = sigma sqrt(2 (1 - rho)) for a paired difference;
-the rule receives its covariance. m_k ~ N(0, (j se_meas)^2), independent between evaluations, is checkpoint
-jitter the rule does not receive (j = 0, 1, 2). SE_d = se_meas sqrt(1 + 2 j^2) is the SE of a difference between
-two evaluated checkpoints; shapes are sized in SE_d. E = 100 epochs, K in {8, 12, 20} evenly spaced evaluations,
-sigma in {0.05, 0.1, 0.2}, rho in {0, 0.6}, 4,000 curves per cell. Shapes: linear and concave (square-root)
-rises, saturating (exponential, time constant 8 or 15 epochs, total rise 15 or 30 SE_d), peak then decline, flat.
-Rates at the defaults:
+s_k = f(e_k) + m_k + eps_k in IS units. eps ~ N(0, se^2 [(1 - rho) I + rho J]) is the measurement error (rho = 0.6,
+the pairing) with se = 0.12 sqrt(400 / n) (digits IS at n = 400), n in {100, 400, 1,600, 6,400, 25,600}; the rule
+receives its covariance. m_k ~ N(0, (j se)^2), j in {0, 1, 2, 5}, is checkpoint jitter the rule does not receive.
+Budget E = 240 epochs, K in {8, 12, 24} evaluations; delta = 0.15 IS; every look of the stopper is simulated;
+1,000 curves per cell. Rates at the defaults (persistence 3):
 
-* false plateaus on curves whose true rise over the last quarter exceeds 3 SE_d (linear and concave rises of
-  3.25, 5 and 10 SE_d over the last quarter): worst cell 4.75 % without jitter (K = 8, linear, 3.25 SE_d),
-  4.98 % with j = 1, 5.65 % with j = 2 (concave, 3.25 SE_d); 1.3-1.6 % over all cells;
-* saturating curves: plateau detected in >= 95.3 % of curves in every cell without jitter (>= 92.2 % with);
-  without jitter the plateau epoch lies inside [flattening - 1 evaluation interval, flattening + E/4 + 1
-  interval], flattening being the epoch where the remaining rise falls to the margin, in >= 90.6 % (K = 8),
-  95.2 % (K = 12), 97.9 % (K = 20); with jitter in >= 82-91 % (later: the margin has to be estimated);
-* flat curves: plateau found in >= 98.6 %; a false ``peaked`` verdict in 0 % (no jitter) to 4.1 % (j = 2);
-* a decline of 10 SE_d after a peak at mid-training: ``peaked`` in >= 86 %.
+* the stopper *ever* stops a run whose true change still to come exceeds delta (linear rises of 0.3, 0.6 and 2.4
+  IS, concave rises of 0.5 and 1.0 IS over the budget; 300 cells): worst cell 3.6 % (concave 1.0 IS, K = 24,
+  n = 100, jitter 5), mean 0.07 %. With persistence 1 the worst cell was 10 %, with 2 it was 8 %;
+* a decline beyond delta after a peak (0.3 and 1.1 IS) is called ``plateaued`` in at most 0.4 % of curves and
+  ``peaked`` in a median 89 %;
+* saturating rises (1 and 2 IS, time constants 20 and 40 epochs) where the precision allows (the tail's true change
+  plus twice its confidence half-width within delta): plateau found in >= 93.7 % (K >= 12) and >= 56.8 % with
+  K = 8 (4 tail evaluations: a slow curve's curvature passes for noise; the answer is then ``undetermined``);
+  where the half-width alone exceeds delta: ``undetermined`` in >= 83.6 %. On those curves the stopper saves 10 %
+  of the budget on average: the price of never stopping a run that still rises;
+* on one fixed curve the median plateau epoch does not move as n grows from 400 to 25,600 and lies within one
+  evaluation interval of the true flattening (the first evaluation within delta of the final value);
+* plateau-epoch ranges hold the true flattening evaluation in >= 99 % of plateaued curves, jitter up to 5 SE.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
 
-__all__ = ["Curve", "PlateauRule", "Verdict", "assess", "decide", "decide_batch", "State", "STATES"]
+__all__ = [
+    "Curve", "PlateauRule", "Verdict", "assess", "decide_batch", "plateau_epochs", "checkpoint_noise", "State",
+    "STATES", "STATE_CODES",
+]  # fmt: skip
 
-NOISE_RATIO = 4.0  # second differences must vary this many times more than measured before tau^2 counts
 State = Literal["rising", "plateaued", "peaked", "undetermined"]
-STATES: tuple[str, ...] = ("rising", "plateaued", "peaked", "undetermined")
+STATES: tuple[State, ...] = ("rising", "plateaued", "peaked", "undetermined")
+STATE_CODES = {s: i for i, s in enumerate(STATES)}
+RISING, PLATEAUED, PEAKED, UNDETERMINED = range(4)
+SMOOTH = 3  # evaluations in the running mean that locates the plateau's start
 
 
 @dataclass(frozen=True)
 class PlateauRule:
     """Parameters of the rule in the module docstring (the defaults are the calibrated ones)."""
 
-    warmup_epochs: int = 2
-    patience: int = 2
-    tail_fraction: float = 1 / 3
-    margin_se: float = 3.0
-    min_delta: float = 0.0
+    margin: float = 0.15
+    relative: bool = False  # margin x |latest score| instead of score units
     confidence: float = 0.95
+    tail_share: float = 0.2
+    min_tail: int = 3
+    warmup_epochs: int = 0
     checkpoint_noise: bool = True
+    persistence: int = 3  # the stopper: consecutive plateaued/peaked looks before it stops
 
     def __post_init__(self) -> None:
-        if self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience}")
-        if min(self.warmup_epochs, self.tail_fraction, self.margin_se, self.min_delta) < 0:
-            raise ValueError(f"plateau rule parameters must be non-negative: {self}")
+        if not (math.isfinite(self.margin) and self.margin > 0):
+            raise ValueError(f"the margin must be a positive number of score units (or a fraction), got {self.margin}")
+        if self.min_tail < 3:
+            raise ValueError(f"min_tail must be >= 3 (a slope and its noise), got {self.min_tail}")
+        if self.persistence < 1 or self.warmup_epochs < 0 or not 0 <= self.tail_share <= 1:
+            raise ValueError(f"plateau rule parameters out of range: {self}")
         if not 0.5 < self.confidence < 1:
             raise ValueError(f"confidence must be in (0.5, 1), got {self.confidence}")
 
-    @property
-    def z(self) -> float:
-        return NormalDist().inv_cdf(self.confidence)
+    def delta(self, latest: float | np.ndarray) -> np.ndarray:
+        """The margin in score units: fixed, or relative to the latest score."""
+        return np.abs(np.asarray(latest, dtype=float)) * self.margin if self.relative else np.full(np.shape(latest),
+                                                                                                     self.margin)
+
+    def margin_text(self) -> str:
+        return f"{self.margin:.0%} of the latest score" if self.relative else f"{self.margin:g} score units"
 
     def describe(self) -> str:
         """One-line statement of the rule with its parameters (goes into reports)."""
         return (
-            f"evaluations after epoch {self.warmup_epochs}; a plateau starts at the earliest evaluation e followed by "
-            f">= {self.patience} evaluations and >= {self.tail_fraction:.2g}*e epochs whose tail rise (least-squares "
-            f"slope x tail length) is below the margin with {self.confidence:.0%} confidence and after which no "
-            f"evaluation is a resolved improvement beyond the margin; margin = max({self.min_delta:g}, "
-            f"{self.margin_se:g} x SE of the difference e -> last: paired bootstrap"
-            + (" plus the checkpoint-to-checkpoint noise estimated from the curve when clearly present"
-               if self.checkpoint_noise else "")
-            + "); peaked = a resolved decline beyond the margin after the best evaluation; intervals from paired "
-            "bootstrap draws"
+            f"margin delta = {self.margin_text()} (stated, never derived from the noise); the tail spans >= "
+            f"{self.tail_share:.0%} of the budget and >= {self.min_tail} evaluations; its projected change D (slope x "
+            f"(tail + budget left)) is tested two-sided at {self.confidence:.0%}: plateaued when |D| + z SE <= delta, "
+            "rising when D - z SE > delta, peaked on a resolved decline beyond delta after the best evaluation; "
+            "undetermined otherwise; SE includes the measurement (paired bootstrap)"
+            + (" and the checkpoint-to-checkpoint training noise estimated from the curve" if self.checkpoint_noise
+               else "")
+            + f"; the stopper needs {self.persistence} consecutive plateaued or peaked evaluations"
         )
 
 
 @dataclass(frozen=True)
 class Curve:
-    """One score curve and the covariance of its estimates' errors (see module docstring)."""
+    """One score curve, the covariance of its estimates' errors and the training budget (module docstring)."""
 
     epochs: np.ndarray
     estimates: np.ndarray
@@ -128,6 +145,7 @@ class Curve:
     paired: bool = False
     ci_low: np.ndarray | None = None
     ci_high: np.ndarray | None = None
+    budget: float | None = None  # the training budget in epochs (None: the last evaluated epoch)
 
     def __post_init__(self) -> None:
         k = len(self.epochs)
@@ -135,23 +153,42 @@ class Curve:
             raise ValueError(f"a curve of {k} epochs needs {k} estimates and a {k}x{k} covariance")
 
     @classmethod
-    def from_summary(cls, epochs: np.ndarray, estimates: np.ndarray, ses: np.ndarray) -> Curve:
-        """Independent errors with the given standard errors (no pairing known). NaN SEs count as 0."""
+    def from_summary(
+        cls, epochs: np.ndarray, estimates: np.ndarray, ses: np.ndarray, df: int | None = None,
+        budget: float | None = None,
+    ) -> Curve:  # fmt: skip
+        """Independent errors with the given standard errors (no pairing known). NaN SEs count as 0.
+
+        ``df``: degrees of freedom of the SEs when they come from a split std (S - 1); the per-epoch intervals then
+        use Student t instead of the normal quantile.
+        """
         se = np.nan_to_num(np.asarray(ses, dtype=float), nan=0.0)
         mu = np.asarray(estimates, dtype=float)
-        return cls(np.asarray(epochs, dtype=float), mu, np.diag(se**2), None, False, mu - 1.96 * se, mu + 1.96 * se)
+        q = two_sided(0.95, df)
+        return cls(np.asarray(epochs, dtype=float), mu, np.diag(se**2), None, False, mu - q * se, mu + q * se, budget)
+
+    @classmethod
+    def from_bootstrap(cls, epochs: np.ndarray, boot: object, budget: float | None = None) -> Curve:
+        """The curve of evaluations that share their initial noise, from their paired bootstrap
+        (``analysis.stats.PairedBootstrap``: the same replicates the stopper and the report use)."""
+        lo, hi = boot.ci()  # type: ignore[attr-defined]
+        return cls(np.asarray(epochs, dtype=float), boot.estimates, boot.cov(), boot.centred(), True, lo, hi,  # type: ignore[attr-defined]
+                   budget)  # fmt: skip
 
     @classmethod
     def from_logits(
         cls, epochs: np.ndarray, logits: list[np.ndarray], splits: int = 10, shuffle: bool = True,
-        replicates: int = 1000, seed: int = 0,
+        replicates: int = 1000, seed: int = 0, budget: float | None = None,
     ) -> Curve:  # fmt: skip
         """The IS curve of evaluations that share their initial noise, with the paired bootstrap covariance."""
         from analysis.stats import bootstrap_is
 
-        boot = bootstrap_is(logits, splits, shuffle, replicates, seed)
-        lo, hi = boot.ci()
-        return cls(np.asarray(epochs, dtype=float), boot.estimates, boot.cov(), boot.centred(), True, lo, hi)
+        return cls.from_bootstrap(epochs, bootstrap_is(logits, splits, shuffle, replicates, seed), budget)
+
+    @property
+    def horizon(self) -> float:
+        last = float(self.epochs[-1]) if len(self.epochs) else 0.0
+        return max(float(self.budget), last) if self.budget is not None else last
 
     def select(self, mask: np.ndarray) -> Curve:
         idx = np.flatnonzero(mask)
@@ -159,43 +196,43 @@ class Curve:
         draws = None if self.draws is None else self.draws[:, idx]
         cov = self.cov[np.ix_(idx, idx)]
         return Curve(self.epochs[idx], self.estimates[idx], cov, draws, self.paired, pick(self.ci_low),
-                     pick(self.ci_high))  # fmt: skip
+                     pick(self.ci_high), self.budget)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the rule says about one curve. ``epoch``/``value``: the plateau start (None while rising)."""
+    """What the rule says about one curve. ``epoch``/``value``: the plateau start (None unless plateaued/peaked)."""
 
     state: State
     epoch: int | None
     value: float | None
     epoch_low: int | None = None
     epoch_high: int | None = None
-    support: float = math.nan
     peak_epoch: int | None = None
     reason: str = ""
     paired: bool = False
-    margin: float = math.nan  # the equivalence margin (score units) at the plateau start, or the last candidate
-    rule: str = field(default="", repr=False)
+    margin: float = math.nan  # delta in score units
+    change: float = math.nan  # the tail's projected change D ...
+    change_low: float = math.nan  # ... and its two-sided interval at the rule's confidence (1 - 2 alpha)
+    change_high: float = math.nan
+    noise: float = 0.0  # tau: the checkpoint-to-checkpoint training noise estimated from the curve (score units)
+    streak: int = 0  # consecutive looks, ending with this one, at which the curve was plateaued or peaked
+    rule: str = ""
 
     @property
-    def converged(self) -> bool:
+    def stopped_changing(self) -> bool:
         """The curve stopped improving: it plateaued or peaked."""
         return self.state in ("plateaued", "peaked")
 
 
-def _var(cov: np.ndarray, c: np.ndarray) -> float:
-    return max(float(c @ cov @ c), 0.0)
+def two_sided(level: float, df: int | None) -> float:
+    """The two-sided quantile of ``level``: normal, or Student t on ``df`` degrees of freedom."""
+    return one_sided(0.5 + level / 2, df)
 
 
-def _diff(k: int, i: int, j: int) -> np.ndarray:
-    c = np.zeros(k)
-    c[j], c[i] = 1.0, -1.0
-    return c
-
-
-def student_t(confidence: float, df: int) -> float:
-    """One-sided Student-t quantile (scipy)."""
+def one_sided(confidence: float, df: int | float | None) -> float:
+    if df is None or not math.isfinite(df):
+        return NormalDist().inv_cdf(confidence)
     from scipy.stats import t
 
     return float(t.ppf(confidence, max(df, 1)))
@@ -219,103 +256,184 @@ def checkpoint_noise(s: np.ndarray, cov: np.ndarray) -> np.ndarray:
     idx = np.arange(k - 2)
     c[idx, idx], c[idx, idx + 1], c[idx, idx + 2] = 1.0, -2.0, 1.0
     measured = np.einsum("ij,jk,ik->i", c, cov, c).mean()
-    ratio = np.median(d**2, axis=1) / 0.4549 / max(measured, 1e-300)
-    return np.where(ratio > NOISE_RATIO, (ratio - 1) * measured / 6, 0.0)
+    return np.maximum((d**2).mean(axis=1) - measured, 0.0) / 6
 
 
-def decide_batch(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: PlateauRule) -> tuple[np.ndarray, ...]:
-    """The rule on B curves that share epochs and covariance (clean inputs: warm-up and non-finite values removed).
+def tail_start(epochs: np.ndarray, budget: float, rule: PlateauRule) -> int:
+    """Index of the tail's first evaluation: the last half of the observed curve, never shorter than tail_share x
+    budget epochs nor min_tail evaluations; -1 while the curve is not yet that long."""
+    k = len(epochs)
+    if k < rule.min_tail:
+        return -1
+    span = max(rule.tail_share * budget, (epochs[-1] - epochs[0]) / 2)
+    ok = np.flatnonzero(epochs[-1] - epochs >= span - 1e-9)
+    ok = ok[ok <= k - rule.min_tail]
+    return int(ok[-1]) if ok.size else -1
 
-    ``s``: (B, K) estimates. Returns per curve: the plateau index (-1: none), peaked (bool), the last candidate
-    index considered (shared), and the margins (B, K) in score units.
-    With ``rule.checkpoint_noise`` each curve's covariance is ``cov + tau^2 I`` (``checkpoint_noise``).
+
+@dataclass(frozen=True)
+class Decision:
+    """``decide_batch`` on B curves: state codes and the tail statistics behind them."""
+
+    state: np.ndarray  # (B,) codes into STATES
+    change: np.ndarray  # (B,) projected change D
+    se: np.ndarray  # (B,) its standard error (measurement and training noise)
+    z: np.ndarray  # (B,) the one-sided quantile used
+    delta: np.ndarray  # (B,) the margin in score units
+    tau2: np.ndarray  # (B,) estimated training-noise variance
+    start: int  # the tail's first index (-1: too short)
+
+
+def decide_batch(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: PlateauRule, budget: float) -> Decision:
+    """The rule's state on B curves that share epochs and covariance (clean: warm-up and non-finite removed).
+
+    ``s``: (B, K) estimates; ``budget``: the training budget in epochs (>= the last epoch).
     """
     s = np.atleast_2d(s)
     b, k = s.shape
-    z = rule.z
-    start = np.full(b, -1)
-    if k < rule.patience + 1:
-        return start, np.zeros(b, dtype=bool), -1, np.full((b, k), np.nan)
-    tau2 = checkpoint_noise(s, cov) if rule.checkpoint_noise else np.zeros(b)  # (B,)
-    # an estimated variance widens the quantile: Student t with the K - 2 second differences it came from
-    z = np.where(tau2 > 0, student_t(rule.confidence, k - 2), z)
-    base = np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2 * cov  # measured variance of s_j - s_i
-    off = 1.0 - np.eye(k)
-    se = np.sqrt(np.maximum(base[None] + 2 * tau2[:, None, None] * off[None], 0.0))  # (B, K, K)
-    # a float tolerance: with zero uncertainty a flat curve's rounding noise must not count as a rise
-    eps = 1e-9 * max(1.0, float(np.abs(s).max()))
-    margins = np.maximum(rule.min_delta, rule.margin_se * se[:, :, k - 1]) + eps  # (B, K)
+    budget = max(float(budget), float(epochs[-1]) if k else 0.0)
+    delta = rule.delta(s[:, -1]) if k else np.full(b, rule.margin)
+    state = np.full(b, UNDETERMINED)
+    i = tail_start(epochs, budget, rule)
+    if i < 0:
+        nan = np.full(b, np.nan)
+        return Decision(state, nan, nan, nan, delta, np.zeros(b), i)
+    x = epochs[i:] - epochs[i:].mean()
+    c = np.zeros(k)
+    c[i:] = x / (x @ x) * (epochs[-1] - epochs[i] + budget - epochs[-1])  # slope x (tail + budget left)
+    change = s @ c
+    tau2 = tail_noise(epochs[i:], s[:, i:], cov[i:, i:]) if rule.checkpoint_noise else np.zeros(b)
+    # an estimated variance widens the quantile: Student t on the tail's residual degrees of freedom
+    z = np.where(tau2 > 0, one_sided(rule.confidence, k - i - 2), one_sided(rule.confidence, None))
+    se = np.sqrt(max(float(c @ cov @ c), 0.0) + tau2 * (c @ c))
+    eps = 1e-9 * max(1.0, float(np.abs(s).max()))  # with zero uncertainty, rounding must not decide
+    state[change - z * se > delta + eps] = RISING
+    state[np.abs(change) + z * se <= delta + eps] = PLATEAUED
+    state[change + z * se < -delta - eps] = PEAKED
+    state[_peaked(s, cov, np.maximum(tau2, checkpoint_noise(s, cov)), delta + eps, rule) & (change <= 0)] = PEAKED
+    return Decision(state, change, se, z, delta, tau2, i)
+
+
+def tail_noise(e: np.ndarray, s: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """tau^2 per curve from the tail's residuals around its least-squares line: their variance beyond what the
+    measurement covariance explains (the component shared by all epochs cancels in a line's residuals)."""
+    m = len(e)
+    X = np.stack([np.ones(m), e - e.mean()], axis=1)
+    hat = X @ np.linalg.pinv(X)
+    r = s @ (np.eye(m) - hat).T
+    resid = (r**2).sum(axis=1) / (m - 2)
+    measured = np.trace((np.eye(m) - hat) @ cov) / (m - 2)
+    return np.maximum(resid - measured, 0.0)
+
+
+def _peaked(s: np.ndarray, cov: np.ndarray, tau2: np.ndarray, delta: np.ndarray, rule: PlateauRule) -> np.ndarray:
+    """A resolved decline beyond delta after the best evaluation p, Bonferroni over the K - 1 possible p."""
+    b, k = s.shape
+    if k < 3:
+        return np.zeros(b, dtype=bool)
     rows = np.arange(b)
-    last = -1
-    for i in range(k - rule.patience):
-        if epochs[-1] - epochs[i] < rule.tail_fraction * epochs[i]:
-            break
-        last = i
-        open_ = start < 0
-        if not open_.any():
-            break
-        x = epochs[i:] - epochs[i:].mean()
-        c = np.zeros(k)
-        c[i:] = x / (x @ x) * (epochs[-1] - epochs[i])  # least-squares slope x tail length, as a contrast
-        rise_se = np.sqrt(_var(cov, c) + tau2 * (c @ c))
-        ok = s @ c + z * rise_se <= margins[:, i]
-        jumps = s[:, i + 1 :] - s[:, [i]] - z[:, None] * se[:, i, i + 1 :]
-        ok &= (jumps <= margins[:, [i]]).all(axis=1)
-        start[open_ & ok] = i
     p = np.argmax(s, axis=1)
-    decline = s[rows, p] - s[:, -1] - z * se[rows, p, k - 1]
-    peaked = (p < k - 1) & (decline > margins[rows, p])
-    return start, peaked, last, margins
+    dv = np.diag(cov)
+    var = dv[p] + dv[-1] - 2 * cov[p, -1] + 2 * tau2 * (p < k - 1)
+    zb = one_sided(1 - (1 - rule.confidence) / (k - 1), max((k - 2) / 2, 1) if rule.checkpoint_noise else None)
+    return (p < k - 1) & (s[rows, p] - s[:, -1] - zb * np.sqrt(np.maximum(var, 0)) > delta)
 
 
-def decide(
-    epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: PlateauRule
-) -> tuple[State, int | None, str, float]:
-    """The rule on one clean curve: (state, plateau index, reason, margin at the plateau start or the last one)."""
-    k = len(s)
-    if k < rule.patience + 1:
-        return "undetermined", None, f"{k} evaluation(s) after warm-up; need {rule.patience + 1}", math.nan
-    start, peaked, last, margins = decide_batch(epochs, s[None], cov, rule)
-    i = int(start[0])
-    if peaked[0]:
-        p = int(np.argmax(s))
-        j = i if 0 <= i <= p else p
-        return "peaked", j, "declined after its best evaluation", float(margins[0, j])
-    if i >= 0:
-        return "plateaued", i, "", float(margins[0, i])
-    if last < 0:
-        return "rising", None, "too little training observed after the first candidate plateau start", math.nan
-    return "rising", None, "still rising: the tail's rise is not bounded below the margin", float(margins[0, last])
+def plateau_epochs(epochs: np.ndarray, s: np.ndarray, start: int, delta: np.ndarray) -> np.ndarray:
+    """Index per curve of the plateau's start: the earliest evaluation from which every later smoothed estimate
+    lies within delta of the tail's mean (module docstring, 3). ``s``: (B, K)."""
+    s = np.atleast_2d(s)
+    level = s[:, start:].mean(axis=1, keepdims=True)
+    pad = np.pad(s, ((0, 0), (1, 1)), mode="edge")
+    smooth = (pad[:, :-2] + pad[:, 1:-1] + pad[:, 2:]) / SMOOTH
+    out = np.abs(smooth - level) > np.atleast_1d(delta)[:, None]
+    # the last evaluation that is out, plus one; the tail's start at the latest
+    last_out = np.where(out.any(axis=1), s.shape[1] - 1 - np.argmax(out[:, ::-1], axis=1), -1)
+    return np.minimum(last_out + 1, start)
 
 
 def assess(curve: Curve, rule: PlateauRule | None = None, draws: int = 200, seed: int = 0) -> Verdict:
-    """The rule's verdict on ``curve`` with the plateau epoch's interval over ``draws`` perturbed estimates."""
+    """The rule's verdict on ``curve`` with the plateau epoch's interval over ``draws`` perturbed curves."""
     rule = rule or PlateauRule()
     text = rule.describe()
     keep = np.isfinite(curve.estimates) & np.isfinite(curve.epochs) & (curve.epochs > rule.warmup_epochs)
     c = curve.select(keep)
     if len(c.epochs) == 0:
         return Verdict("undetermined", None, None, reason="no finite score after warm-up", paired=c.paired, rule=text)
-    state, idx, reason, margin = decide(c.epochs, c.estimates, c.cov, rule)
+    d = decide_batch(c.epochs, c.estimates[None], c.cov, rule, c.horizon)
+    state: State = STATES[int(d.state[0])]
+    # the curve's training noise as reported and carried into comparisons: the whole curve's second differences
+    tau = math.sqrt(float(checkpoint_noise(c.estimates[None], c.cov)[0]))
     peak = int(c.epochs[int(np.argmax(c.estimates))])
-    if idx is None:
-        return Verdict(state, None, None, peak_epoch=peak, reason=reason, paired=c.paired, margin=margin, rule=text)
-    found = _draw_epochs(c, rule, draws, seed)
-    lo, hi = (int(np.quantile(found, 0.025, method="lower")), int(np.quantile(found, 0.975, method="higher"))) \
-        if found.size else (None, None)  # fmt: skip
-    support = found.size / draws if draws else math.nan
-    return Verdict(state, int(c.epochs[idx]), float(c.estimates[idx]), lo, hi, support, peak, reason, c.paired,
-                   margin, text)  # fmt: skip
+    common = dict(peak_epoch=peak, paired=c.paired, margin=float(d.delta[0]), noise=tau, streak=streak(c, rule),
+                  rule=text)  # fmt: skip
+    if d.start >= 0:
+        ch, h = float(d.change[0]), float(d.z[0] * d.se[0])
+        common |= dict(change=ch, change_low=ch - h, change_high=ch + h)
+    reason = _reason(state, c, d, rule)
+    if state == "peaked":
+        return Verdict(state, peak, float(np.max(c.estimates)), reason=reason, **common)  # type: ignore[arg-type]
+    if state != "plateaued":
+        return Verdict(state, None, None, reason=reason, **common)  # type: ignore[arg-type]
+    idx = int(plateau_epochs(c.epochs, c.estimates[None], d.start, d.delta)[0])
+    lo, hi = _epoch_range(c, d, draws, seed)
+    return Verdict(state, int(c.epochs[idx]), float(c.estimates[idx]), lo, hi, reason=reason, **common)  # type: ignore[arg-type]
 
 
-def _draw_epochs(c: Curve, rule: PlateauRule, draws: int, seed: int) -> np.ndarray:
-    """Plateau epochs found by the rule on ``draws`` perturbations of the estimates (none where it finds none)."""
+def streak(c: Curve, rule: PlateauRule) -> int:
+    """Consecutive looks, ending with the last evaluation, at which the rule said plateaued or peaked: what the
+    stopper, which looks after every evaluation, requires ``persistence`` of (module docstring)."""
+    n = 0
+    for t in range(len(c.epochs), 0, -1):
+        d = decide_batch(c.epochs[:t], c.estimates[None, :t], c.cov[:t, :t], rule, c.horizon)
+        if int(d.state[0]) not in (PLATEAUED, PEAKED):
+            break
+        n += 1
+    return n
+
+
+def _reason(state: str, c: Curve, d: Decision, rule: PlateauRule) -> str:
+    """Why the rule says what it says; for ``undetermined`` also what would resolve it."""
+    delta = float(d.delta[0])
+    if d.start < 0:
+        need = rule.tail_share * c.horizon
+        return (f"{len(c.epochs)} evaluation(s) over {c.epochs[-1] - c.epochs[0]:g} epochs: the tail must span "
+                f">= {need:g} epochs and >= {rule.min_tail} evaluations; more evaluations resolve it")
+    ch, h = float(d.change[0]), float(d.z[0] * d.se[0])
+    told = f"projected change {ch:+.2f} [{ch - h:+.2f}, {ch + h:+.2f}] against delta = {delta:.2f}"
+    if state == "plateaued":
+        return f"{told}: within +-delta"
+    if state == "rising":
+        return f"{told}: a rise beyond delta"
+    if state == "peaked":
+        return f"declined after its best evaluation ({told})"
+    tau = math.sqrt(float(d.tau2[0]))
+    meas = math.sqrt(max(float(d.se[0]) ** 2 - float(d.tau2[0]) * _cc(c, d), 0.0))
+    fix = (f"training noise dominates (tau = {tau:.2f}): seeds, or more evaluations" if tau > 0 and
+           float(d.tau2[0]) * _cc(c, d) > meas**2 else "more samples per evaluation (a narrower measurement)")
+    return f"{told}: the interval straddles delta; {fix} or a longer tail would resolve it"
+
+
+def _cc(c: Curve, d: Decision) -> float:
+    x = c.epochs[d.start:] - c.epochs[d.start:].mean()
+    scale = c.horizon - c.epochs[d.start]
+    return float(scale**2 / (x @ x))
+
+
+def _epoch_range(c: Curve, d: Decision, draws: int, seed: int) -> tuple[int | None, int | None]:
+    """2.5-97.5 % range of the plateau epoch over perturbed curves: measurement draws plus training noise."""
     if draws <= 0:
-        return np.empty(0)
+        return None, None
+    rng = np.random.default_rng(seed)
+    k = len(c.epochs)
     if c.draws is not None:
-        rows = c.draws[np.random.default_rng(seed).integers(0, len(c.draws), draws)]
+        rows = c.draws[rng.integers(0, len(c.draws), draws)]
+    elif np.any(c.cov):
+        rows = rng.multivariate_normal(c.estimates, c.cov, size=draws, method="eigh")
     else:
-        rows = np.random.default_rng(seed).multivariate_normal(c.estimates, c.cov, size=draws, method="eigh") \
-            if np.any(c.cov) else np.repeat(c.estimates[None], draws, axis=0)  # fmt: skip
-    start = decide_batch(c.epochs, rows, c.cov, rule)[0]
-    return c.epochs[start[start >= 0]]
+        rows = np.repeat(c.estimates[None], draws, axis=0)
+    rows = rows + rng.normal(size=(draws, k)) * math.sqrt(float(d.tau2[0]))
+    idx = plateau_epochs(c.epochs, rows, d.start, np.full(draws, d.delta[0]))
+    lo = int(np.quantile(idx, 0.025, method="lower"))
+    hi = int(np.quantile(idx, 0.975, method="higher"))
+    return int(c.epochs[max(lo - 1, 0)]) if lo > 0 else int(c.epochs[0]), int(c.epochs[hi])

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "PairedBootstrap", "ISInfinity", "inception_score", "bootstrap_is", "is_infinity", "split_std_to_se",
-    "probabilities",
+    "PairedBootstrap", "BootstrapSettings", "ISInfinity", "inception_score", "bootstrap_is", "is_infinity",
+    "split_std_to_se", "probabilities",
 ]  # fmt: skip
 
 DEFAULT_REPLICATES = 1000
@@ -118,6 +118,13 @@ class PairedBootstrap:
         a = (1 - level) / 2
         return float(self.estimates[j] - self.estimates[i]), float(np.quantile(d, a)), float(np.quantile(d, 1 - a))
 
+    @classmethod
+    def stack(cls, parts: Sequence[PairedBootstrap]) -> PairedBootstrap:
+        """Evaluations bootstrapped one at a time with the same seed and settings drew the same image indices:
+        their columns side by side are the paired bootstrap of all of them (``bootstrap_is`` on the list)."""
+        return cls(np.concatenate([p.estimates for p in parts]), np.hstack([p.replicates for p in parts]),
+                   parts[0].splits)  # fmt: skip
+
     def centred(self) -> np.ndarray:
         """Replicates shifted so that their mean is the estimate: draws of the estimate's sampling error around it.
 
@@ -160,6 +167,19 @@ def bootstrap_is(
                 total[:, k] += np.exp(_entropy(p[idx].mean(axis=1)) - h[idx].mean(axis=1))
         out[start : start + b] = total / splits
     return PairedBootstrap(est, out, splits)
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """How a study bootstraps its IS curves: the same in the trial (stopper) and in the report."""
+
+    splits: int = 10
+    shuffle: bool = True
+    replicates: int = DEFAULT_REPLICATES
+    seed: int = 0
+
+    def bootstrap(self, logits: Sequence[np.ndarray]) -> PairedBootstrap:
+        return bootstrap_is(logits, self.splits, self.shuffle, self.replicates, self.seed)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def convergence_table(
     """One row per curve (and one per trial without any IS yet): the rule's state, the plateau epoch with its
     interval, and the IS (with its 95 % interval) at the plateau, at the end and at the best evaluation.
 
-    ``converged`` is ``"yes"`` when the curve plateaued or peaked *and* the trial did not diverge; the plateau
+    ``stopped_changing`` is ``"yes"`` when the curve plateaued or peaked *and* the trial did not diverge; the plateau
     found before a divergence is still shown, with a note.
     """
     curves = curves or {}
@@ -52,7 +52,8 @@ def convergence_table(
         diverged = status == "diverged"
         note = v.reason
         if diverged:
-            note = "trial diverged; " + (f"plateau before divergence at epoch {v.epoch}" if v.converged else v.reason)
+            note = "trial diverged; " + (f"plateau before divergence at epoch {v.epoch}" if v.stopped_changing
+                                         else v.reason)  # fmt: skip
         plateau_lo, plateau_hi = _ci_at(curve, v.epoch) if v.epoch is not None else (math.nan, math.nan)
         final_lo, final_hi = (float(final["is_ci_low"]), float(final["is_ci_high"])) if final is not None \
             else (math.nan, math.nan)  # fmt: skip
@@ -62,7 +63,8 @@ def convergence_table(
             "trial": trial, "status": status, **{a: trial_info.loc[trial, a] for a in axes},
             "evaluation": k[1], "extractor": k[2], "n_samples": k[3], "state": v.state,
             "plateau_epoch": v.epoch, "plateau_epoch_low": v.epoch_low, "plateau_epoch_high": v.epoch_high,
-            "plateau_support": v.support, "margin": v.margin, "plateau_is": v.value, "plateau_is_low": plateau_lo,
+            "tail_change": v.change, "tail_change_low": v.change_low, "tail_change_high": v.change_high,
+            "training_noise": v.noise, "margin": v.margin, "plateau_is": v.value, "plateau_is_low": plateau_lo,
             "plateau_is_high": plateau_hi,
             "final_epoch": int(final["epoch"]) if final is not None else None,
             "final_is_mean": float(final["is_mean"]) if final is not None else math.nan,
@@ -72,7 +74,7 @@ def convergence_table(
             "best_epoch": int(best["epoch"]) if best is not None else None,
             "best_is_mean": float(best["is_mean"]) if best is not None else math.nan,
             "paired": "yes" if v.paired else "no",
-            "converged": "yes" if v.converged and not diverged else "no",
+            "stopped_changing": "yes" if v.stopped_changing and not diverged else "no",
             "note": note,
         })  # fmt: skip
     with_scores = set(study.scores["trial"])
@@ -83,7 +85,7 @@ def convergence_table(
         info = trial_info.loc[trial]
         rows.append({
             "trial": trial, "status": str(info["status"]), **{a: info[a] for a in axes}, "state": "undetermined",
-            "converged": "no", "note": "no IS evaluation logged yet",
+            "stopped_changing": "no", "note": "no IS evaluation logged yet",
         })  # fmt: skip
     df = pd.DataFrame(rows, columns=["trial", "status", *axes, *CONVERGENCE_COLUMNS])
     for c in ("n_samples", "plateau_epoch", "plateau_epoch_low", "plateau_epoch_high", "final_epoch", "best_epoch"):
@@ -94,9 +96,10 @@ def convergence_table(
 
 CONVERGENCE_COLUMNS = [
     "evaluation", "extractor", "n_samples", "state", "plateau_epoch", "plateau_epoch_low", "plateau_epoch_high",
-    "plateau_support", "margin", "plateau_is", "plateau_is_low", "plateau_is_high", "final_epoch", "final_is_mean",
-    "final_is_std", "final_is_low", "final_is_high", "final_is_inf", "best_epoch", "best_is_mean", "paired",
-    "converged", "note",
+    "tail_change", "tail_change_low", "tail_change_high", "training_noise", "margin", "plateau_is", "plateau_is_low",
+    "plateau_is_high", "final_epoch", "final_is_mean", "final_is_std", "final_is_low", "final_is_high", "final_is_inf",
+    "best_epoch", "best_is_mean", "paired",
+    "stopped_changing", "note",
 ]
 
 
@@ -111,7 +114,7 @@ def arm_table(study: StudyRuns, verdicts: dict[CurveKey, Verdict]) -> pd.DataFra
         ):
             vs = [verdicts[(t, str(evaluation), str(extractor), int(n))] for t in trials
                   if (t, str(evaluation), str(extractor), int(n)) in verdicts]  # fmt: skip
-            ep = [v.epoch for v in vs if v.converged and v.epoch is not None]
+            ep = [v.epoch for v in vs if v.stopped_changing and v.epoch is not None]
             curve = arm_curve(g, trials)
             rows.append({
                 "arm": label, "evaluation": evaluation, "extractor": extractor, "n_samples": int(n),
@@ -290,7 +293,12 @@ def display_convergence(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
             f"{_num(e, '{:.0f}')} [{_num(lo, '{:.0f}')}-{_num(hi, '{:.0f}')}]" if _num(lo) else _num(e, "{:.0f}")
             for e, lo, hi in zip(df["plateau_epoch"], df["plateau_epoch_low"], df["plateau_epoch_high"], strict=True)
         ],
-        "margin (IS)": [_num(m, '{:.2f}') for m in df["margin"]],
+        "margin δ (IS)": [_num(m, '{:.2f}') for m in df["margin"]],
+        "tail change [CI] vs ±δ": [
+            f"{_num(c, '{:+.2f}')} {_ci(lo, hi)}".strip() if _num(c) else ""
+            for c, lo, hi in zip(df["tail_change"], df["tail_change_low"], df["tail_change_high"], strict=True)
+        ],
+        "training noise τ": [_num(x) for x in df["training_noise"]],
         "IS at plateau [95% CI]": [
             f"{_num(m)} {_ci(lo, hi)}".strip()
             for m, lo, hi in zip(df["plateau_is"], df["plateau_is_low"], df["plateau_is_high"], strict=True)
@@ -317,7 +325,7 @@ def display_arms(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "arm": df["arm"], "evaluation": df["evaluation"], "IS extractor, n": [
             f"{x}, n={n}" for x, n in zip(df["extractor"], df["n_samples"], strict=True)],
-        "seeds converged": [f"{c}/{s}" for c, s in zip(df["converged_seeds"], df["seeds"], strict=True)],
+        "seeds plateaued or peaked": [f"{c}/{s}" for c, s in zip(df["converged_seeds"], df["seeds"], strict=True)],
         "plateau epoch, median [min-max]": [
             f"{_num(m, '{:.0f}')} [{_num(lo, '{:.0f}')}-{_num(hi, '{:.0f}')}]" if _num(m) else "none"
             for m, lo, hi in zip(df["plateau_epoch_median"], df["plateau_epoch_min"], df["plateau_epoch_max"],

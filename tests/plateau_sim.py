@@ -1,87 +1,137 @@
-"""Synthetic score curves with a known answer, for calibrating the plateau rule (analysis/plateau.py).
+"""Synthetic IS curves with a known answer, for calibrating the plateau rule and the stopper (analysis/plateau.py).
 
-Noise model: s_k = f(e_k) + m_k + eps_k. eps ~ N(0, sigma^2 [(1 - rho) I + rho J]) is the measurement error
-(equal correlation rho between evaluations: the pairing of evaluations that share their initial noise), with
-SE of a paired difference se_meas = sigma sqrt(2 (1 - rho)); m_k ~ N(0, (jitter se_meas)^2), independent between
-evaluations, is checkpoint-to-checkpoint fluctuation (training noise the rule does not see in its covariance).
-SE_d = se_meas sqrt(1 + 2 jitter^2) is the SE of a difference of two evaluated checkpoints; curve shapes are sized
-in SE_d.
+Everything is in score (IS) units (shared/STATISTICS.md section 3): s_k = f(e_k) + m_k + eps_k.
+eps ~ N(0, se^2 [(1 - rho) I + rho J]) is the measurement error with se = 0.12 sqrt(400 / n) (digits IS at n = 400)
+and rho = 0.6 (the pairing of evaluations that share their initial noise); the rule receives this covariance.
+m_k ~ N(0, (jitter se)^2), independent between evaluations, is checkpoint-to-checkpoint training noise the rule is
+not told about. The budget is E = 240 epochs with K evaluations evenly spaced; delta = 0.15 IS.
+
+The stopper is simulated as it is used: the rule is applied after every evaluation, on the curve so far.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.plateau import PlateauRule, decide_batch
+from analysis.plateau import PEAKED, PLATEAUED, PlateauRule, assess, decide_batch, one_sided, plateau_epochs
+from analysis.plateau import Curve as RuleCurve
 
-EPOCHS = 100
+EPOCHS = 240.0
+DELTA = 0.15
+RHO = 0.6
+BASE = 3.0
+
+
+def se_at(n: int) -> float:
+    """Measurement SE of one evaluation's IS at n images (0.12 at n = 400, digits)."""
+    return 0.12 * math.sqrt(400 / n)
 
 
 @dataclass(frozen=True)
 class Cell:
     shape: str  # linear | concave | saturating | peak | flat
-    k: int  # evaluations, evenly spaced over EPOCHS
-    sigma: float
-    rho: float
-    size: float  # shape-specific size in SE_d (rise over the last quarter, total rise, decline)
-    tau: float = 10.0  # saturating: time constant in epochs
-    jitter: float = 0.0  # checkpoint noise sd (independent between evaluations), in units of se_meas
+    size: float  # IS units: total rise over the budget (linear, concave, saturating); decline after the peak
+    k: int  # evaluations
+    n: int  # images per evaluation
+    jitter: float  # checkpoint noise sd in units of the measurement SE
+    tau: float = 20.0  # saturating: time constant in epochs
 
     @property
-    def se_meas(self) -> float:
-        """SE of a paired difference of two measurements (the measurement noise alone)."""
-        return self.sigma * np.sqrt(2 * (1 - self.rho))
-
-    @property
-    def se_d(self) -> float:
-        """SE of the difference between two evaluated checkpoints: measurement and checkpoint noise."""
-        return self.se_meas * np.sqrt(1 + 2 * self.jitter**2)
+    def se(self) -> float:
+        return se_at(self.n)
 
     def epochs(self) -> np.ndarray:
         return np.linspace(EPOCHS / self.k, EPOCHS, self.k)
 
     def truth(self, e: np.ndarray) -> np.ndarray:
-        u, a = e / EPOCHS, 5.0
-        if self.shape == "linear":  # last-quarter rise = size SE_d
-            return a + 4 * self.size * self.se_d * u
-        if self.shape == "concave":  # sqrt(u): last-quarter rise = R (1 - sqrt(.75)) = size SE_d
-            return a + self.size * self.se_d / (1 - np.sqrt(0.75)) * np.sqrt(u)
-        if self.shape == "saturating":  # total rise = size SE_d
-            return a + self.size * self.se_d * (1 - np.exp(-e / self.tau))
-        if self.shape == "peak":  # rise of 2 x size to the peak at 0.5 E, then decline by size
-            top = 0.5 * EPOCHS
-            return a + np.where(e <= top, 2 * self.size * self.se_d * e / top,
-                                2 * self.size * self.se_d - self.size * self.se_d * (e - top) / (EPOCHS - top))
+        u = e / EPOCHS
+        if self.shape == "linear":
+            return BASE + self.size * u
+        if self.shape == "concave":
+            return BASE + self.size * np.sqrt(u)
+        if self.shape == "saturating":
+            return BASE + self.size * (1 - np.exp(-e / self.tau))
+        if self.shape == "peak":  # rises by 2 x size to the peak at mid-budget, then declines by size
+            return BASE + np.where(u <= 0.5, 4 * self.size * u, 2 * self.size - 2 * self.size * (u - 0.5))
         if self.shape == "flat":
-            return np.full_like(e, a)
+            return np.full_like(e, BASE)
         raise ValueError(self.shape)
 
     def cov(self) -> np.ndarray:
-        return self.sigma**2 * ((1 - self.rho) * np.eye(self.k) + self.rho * np.ones((self.k, self.k)))
+        return self.se**2 * ((1 - RHO) * np.eye(self.k) + RHO * np.ones((self.k, self.k)))
 
-    def flattening_epoch(self, margin_se: float = 3.0) -> float:
-        """Saturating: the epoch where the remaining rise falls to ``margin_se`` SE_d."""
-        return float(self.tau * np.log(self.size / margin_se)) if self.size > margin_se else 0.0
+    def remaining(self) -> np.ndarray:
+        """f(E) - f(e_k): the true change still to come after each evaluation."""
+        return self.truth(np.array([EPOCHS]))[0] - self.truth(self.epochs())
 
-    def simulate(self, n: int, rule: PlateauRule, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(plateau epochs or NaN, peaked flags, epochs) of ``n`` noisy copies of the curve."""
-        rng = np.random.default_rng(seed)
+    def flattening_index(self) -> int:
+        """The first evaluation from which the true curve stays within delta of its final value."""
+        out = np.abs(self.remaining()) > DELTA
+        return int(self.k - np.argmax(out[::-1])) if out.any() else 0
+
+    def tail_test(self, rule: PlateauRule) -> tuple[float, float]:
+        """(true change D of the tail at the end of the budget, q x its SE under the true noise), q the Student-t
+        quantile on the tail's residual degrees of freedom that the rule pays for estimating the noise."""
+        from analysis.plateau import tail_start
+
         e = self.epochs()
-        s = self.truth(e) + rng.multivariate_normal(np.zeros(self.k), self.cov(), size=n, method="eigh")
-        s = s + rng.normal(size=s.shape) * self.jitter * self.se_meas
-        keep = e > rule.warmup_epochs
-        start, peaked, _, _ = decide_batch(e[keep], s[:, keep], self.cov()[np.ix_(keep, keep)], rule)
-        ep = np.where(start >= 0, e[keep][np.maximum(start, 0)], np.nan)
-        return ep, peaked, e
+        i = tail_start(e, EPOCHS, rule)
+        x = e[i:] - e[i:].mean()
+        c = x / (x @ x) * (e[-1] - e[i])
+        var = c @ self.cov()[i:, i:] @ c + (self.jitter * self.se) ** 2 * (c @ c)
+        return float(self.truth(e[i:]) @ c), one_sided(rule.confidence, self.k - i - 2) * math.sqrt(var)
+
+    def draw(self, b: int, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.multivariate_normal(np.zeros(self.k), self.cov(), size=b, method="eigh")
+        return self.truth(self.epochs()) + noise + rng.normal(size=(b, self.k)) * self.jitter * self.se
 
 
-GRID_K = (8, 12, 20)
-GRID_SIGMA = (0.05, 0.1, 0.2)
-GRID_RHO = (0.0, 0.6)
+@dataclass(frozen=True)
+class Run:
+    """The stopper and the final verdict on B simulated curves of one cell."""
+
+    stop: np.ndarray  # (B,) index of the look that stopped the trial, -1 if it ran the whole budget
+    stop_state: np.ndarray  # (B,) the state at that look
+    final: np.ndarray  # (B,) state codes of the rule on the whole curve (the report's verdict)
+    start: np.ndarray  # (B,) plateau start index on the whole curve (-1 unless plateaued)
+    curves: np.ndarray  # (B, K)
 
 
-def cells(shape: str, sizes: tuple[float, ...], taus: tuple[float, ...] = (10.0,), jitter: float = 0.0) -> list[Cell]:
-    return [Cell(shape, k, s, r, size, tau, jitter) for k in GRID_K for s in GRID_SIGMA for r in GRID_RHO
-            for size in sizes for tau in taus]
+def simulate(cell: Cell, b: int, rule: PlateauRule, seed: int = 0) -> Run:
+    rng = np.random.default_rng(seed)
+    e, cov = cell.epochs(), cell.cov()
+    s = cell.draw(b, rng)
+    stop, stop_state, run = np.full(b, -1), np.full(b, -1), np.zeros(b, dtype=int)
+    for t in range(1, cell.k + 1):
+        d = decide_batch(e[:t], s[:, :t], cov[:t, :t], rule, EPOCHS)
+        run = np.where(np.isin(d.state, [PLATEAUED, PEAKED]), run + 1, 0)
+        hit = (stop < 0) & (run >= rule.persistence)
+        stop[hit], stop_state[hit] = t - 1, d.state[hit]
+    start = np.where(d.state == PLATEAUED, plateau_epochs(e, s, max(d.start, 0), d.delta), -1)
+    return Run(stop, stop_state, d.state, start, s)
+
+
+def false_stops(cell: Cell, r: Run) -> float:
+    """Share of trials stopped while the true change still to come exceeds delta, unless stopped as ``peaked``
+    on a true decline (stopping a declining run is the right call)."""
+    rem = cell.remaining()
+    at = np.maximum(r.stop, 0)
+    wrong = (r.stop >= 0) & (np.abs(rem[at]) > DELTA) & ~((rem[at] < -DELTA) & (r.stop_state == PEAKED))
+    return float(wrong.mean())
+
+
+def coverage(cell: Cell, rule: PlateauRule, b: int, seed: int = 0, draws: int = 200) -> tuple[float, int]:
+    """Share of plateaued curves whose plateau-epoch range (``assess``) holds the true flattening evaluation."""
+    rng = np.random.default_rng(seed)
+    e, cov = cell.epochs(), cell.cov()
+    target = e[cell.flattening_index()]
+    hits = found = 0
+    for row in cell.draw(b, rng):
+        v = assess(RuleCurve(e, row, cov, budget=EPOCHS), rule, draws=draws, seed=int(rng.integers(1 << 30)))
+        if v.state == "plateaued" and v.epoch_low is not None and v.epoch_high is not None:
+            found += 1
+            hits += v.epoch_low <= target <= v.epoch_high
+    return (hits / found if found else math.nan), found

@@ -3,9 +3,10 @@
 After every epoch the trial asks the rules in registry order; the first that fires ends it:
 
 * ``diverged``: the epoch's training loss is not finite (status ``diverged``; the study goes on).
-* ``plateau`` (opt-in, ``training.stop``): every (or any) evaluation curve has plateaued or peaked under the
-  plateau rule (analysis/plateau.py), the report's own rule on the same data: the paired bootstrap over the kept
-  per-image logits of all evaluations so far (status ``converged``).
+* ``plateau`` (opt-in, ``training.stop``): every (or any) evaluation curve has been plateaued or peaked under the
+  plateau rule (analysis/plateau.py, ``evaluation.plateau``) at ``persistence`` consecutive evaluations: the
+  report's own rule on the same data and the same bootstrap draws (status ``converged``). The persistence is
+  what calibrates the stopper over all its looks (the rule's docstring gives the rates).
 * ``budget``: the last epoch of ``training.epochs`` (status ``finished``).
 
 The plateau decision is never held only in memory: ``EvaluationHistory`` is rebuilt from the logits artifacts the
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from analysis.plateau import Curve, PlateauRule, Verdict, assess
+from analysis.stats import BootstrapSettings, PairedBootstrap
 from study.keys import Status
 
 
@@ -38,24 +40,30 @@ class Stop:
 
 @dataclass
 class EvaluationHistory:
-    """Per-image IS logits of every evaluation so far: {evaluation id: {epoch: [N, classes] float16}}."""
+    """Per-image IS logits of every evaluation so far, {evaluation id: {epoch: [N, classes] float16}}, and each
+    epoch's bootstrap replicates, drawn once when the epoch is added (``analysis.stats.bootstrap_is`` draws the
+    same image indices for every evaluation of one seed, so the columns stack into the paired bootstrap of the
+    whole curve: a decision costs one bootstrap per new evaluation, not one per evaluated epoch)."""
 
     logits: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    _boot: dict[tuple[str, int], PairedBootstrap] = field(default_factory=dict, repr=False)
 
     def add(self, evaluation: str, epoch: int, logits: np.ndarray) -> None:
         self.logits.setdefault(evaluation, {})[epoch] = logits
+        self._boot.pop((evaluation, epoch), None)
 
-    def curve(self, evaluation: str, splits: int, shuffle: bool, replicates: int, seed: int) -> Curve:
+    def curve(self, evaluation: str, settings: BootstrapSettings, budget: float) -> Curve:
         """The evaluation's IS curve with its paired bootstrap covariance (every epoch shares the initial noise)."""
         epochs = sorted(self.logits[evaluation])
-        mats = [self.logits[evaluation][e] for e in epochs]
-        return Curve.from_logits(np.array(epochs), mats, splits, shuffle, max(replicates, 2), seed)
+        for e in epochs:
+            if (evaluation, e) not in self._boot:
+                self._boot[(evaluation, e)] = settings.bootstrap([self.logits[evaluation][e]])
+        boot = PairedBootstrap.stack([self._boot[(evaluation, e)] for e in epochs])
+        return Curve.from_bootstrap(np.array(epochs), boot, budget)
 
-    def verdicts(self, rule: PlateauRule, splits: int, shuffle: bool, replicates: int, seed: int,
+    def verdicts(self, rule: PlateauRule, settings: BootstrapSettings, budget: float,
                  draws: int = 0) -> dict[str, Verdict]:  # fmt: skip
-        return {
-            ev: assess(self.curve(ev, splits, shuffle, replicates, seed), rule, draws=draws) for ev in self.logits
-        }
+        return {ev: assess(self.curve(ev, settings, budget), rule, draws=draws) for ev in self.logits}
 
 
 @dataclass(frozen=True)
@@ -80,11 +88,13 @@ def _plateau(o: EpochOutcome, spec: Any) -> Stop | None:
     stop = spec.training.stop
     if stop is None or not o.verdicts or o.epoch < stop.min_epochs:
         return None
-    done = {ev: v for ev, v in o.verdicts.items() if v.converged}
+    persistence = spec.evaluation.plateau.persistence
+    done = {ev: v for ev, v in o.verdicts.items() if v.stopped_changing and v.streak >= persistence}
     enough = len(done) == len(o.verdicts) if stop.curves == "all" else bool(done)
     if not enough:
         return None
-    parts = [f"{ev} {v.state} since epoch {v.epoch}" for ev, v in sorted(done.items())]
+    parts = [f"{ev} {v.state} since epoch {v.epoch} ({v.streak} evaluations in a row)"
+             for ev, v in sorted(done.items())]  # fmt: skip
     return Stop("converged", "plateau", o.epoch, "; ".join(parts))
 
 
@@ -106,7 +116,12 @@ def first_stop(outcome: EpochOutcome, spec: Any) -> Stop | None:
     return None
 
 
+def bootstrap_settings(spec: Any) -> BootstrapSettings:
+    """The bootstrap behind a trial's decisions (and its report's): the spec's IS settings and evaluation seed."""
+    isc = spec.evaluation.inception_score
+    return BootstrapSettings(isc.splits, isc.shuffle, isc.decision_replicates, spec.evaluation.seed)
+
+
 def plateau_rule(spec: Any) -> PlateauRule:
-    """The plateau rule a trial decides with (the spec's ``training.stop.plateau``, else the calibrated default)."""
-    stop = spec.training.stop
-    return stop.plateau.rule() if stop is not None else PlateauRule()
+    """The plateau rule a trial decides with: ``evaluation.plateau``, its margin resolved by the spec."""
+    return PlateauRule(**spec.evaluation.plateau.rule_fields())

@@ -41,7 +41,14 @@ from trainables.performance import (
     training_autocast,
     training_forward,
 )
-from trainables.stopping import EpochOutcome, EvaluationHistory, Stop, first_stop, plateau_rule
+from trainables.stopping import (
+    EpochOutcome,
+    EvaluationHistory,
+    Stop,
+    bootstrap_settings,
+    first_stop,
+    plateau_rule,
+)  # fmt: skip
 from trainables.training import epoch_seed, fit_epoch
 
 log = logging.getLogger(__name__)
@@ -360,8 +367,7 @@ def evaluate_epoch(
 
 def _verdicts(ctx: TrialContext, history: EvaluationHistory) -> dict[str, Verdict]:
     """The plateau rule on every evaluation curve so far (paired bootstrap over the kept logits)."""
-    isc = ctx.spec.evaluation.inception_score
-    return history.verdicts(plateau_rule(ctx.spec), isc.splits, isc.shuffle, isc.bootstrap, ctx.spec.evaluation.seed)
+    return history.verdicts(plateau_rule(ctx.spec), bootstrap_settings(ctx.spec), ctx.spec.training.epochs)
 
 
 def report_epoch(

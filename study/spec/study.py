@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,25 +25,55 @@ def _is_training_path(path: str) -> bool:
 
 
 class PlateauSpec(Strict):
-    """Parameters of the plateau rule (analysis/plateau.py; the defaults are the calibrated ones)."""
+    """The plateau rule (analysis/plateau.py): the margin delta is stated here, before looking, in score units
+    (``0.25``) or relative to the curve's latest score (``"2%"``); None takes the extractor's default
+    (``InceptionScoreSpec.default_margin``). The other defaults are the calibrated ones."""
 
-    warmup_epochs: int = Field(2, ge=0, description="evaluations at or before this epoch are ignored")
-    patience: int = Field(2, ge=1, description="evaluations that must follow a plateau start")
-    tail_fraction: float = Field(1 / 3, ge=0.0, le=10.0, description="epochs observed after a start, x its epoch")
-    margin_se: float = Field(3.0, ge=0.0, le=100.0, description="a tail rise below this many paired SEs is flat")
-    min_delta: float = Field(0.0, ge=0.0, description="absolute floor of the margin, in score units")
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="one-sided confidence of the equivalence test")
+    margin: float | str | None = Field(
+        None, description="delta: IS units (0.25) or a share of the latest score ('2%'); default per extractor"
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="one-sided confidence of each side of the test")
+    tail_share: float = Field(0.2, ge=0.0, le=1.0, description="the tail spans at least this share of the budget")
+    min_tail: int = Field(3, ge=3, le=1000, description="... and at least this many evaluations")
+    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="evaluations at or before this epoch are ignored")
+    persistence: int = Field(3, ge=1, le=100, description="the stopper: consecutive plateaued/peaked evaluations")
 
-    def rule(self) -> Any:
-        from analysis.plateau import PlateauRule
+    @field_validator("margin")
+    @classmethod
+    def _margin(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, bool):
+            raise ValueError("the margin is a number of score units or a percentage such as '2%'")
+        if isinstance(v, str):
+            text = v.strip()
+            if not text.endswith("%"):
+                raise ValueError(f"a relative margin is written as a percentage such as '2%', got {v!r}")
+            try:
+                pct = float(text[:-1])
+            except ValueError:
+                raise ValueError(f"a relative margin is written as a percentage such as '2%', got {v!r}") from None
+            if not 0 < pct <= 100:
+                raise ValueError(f"a relative margin must be in (0%, 100%], got {v!r}")
+            return f"{pct:g}%"
+        if v is not None and not (0 < v < 1e6):
+            raise ValueError(f"the margin must be a positive number of score units, got {v}")
+        return v
 
-        return PlateauRule(**self.model_dump())
+    def rule_fields(self) -> dict[str, Any]:
+        """The rule's parameters (``analysis.plateau.PlateauRule(**...)``); the margin is resolved by
+        ``EvaluationSpec`` (the extractor's default when unstated)."""
+        fields = self.model_dump(exclude={"margin"})
+        m = self.margin
+        if m is None:
+            raise ValueError("the plateau margin is unresolved: read it from an EvaluationSpec")
+        if isinstance(m, str):
+            return fields | {"margin": float(m[:-1]) / 100, "relative": True}
+        return fields | {"margin": float(m), "relative": False}
 
 
 class StopSpec(Strict):
-    """Early stopping (opt-in): end a trial as ``converged`` once its evaluation curves stopped improving."""
+    """Early stopping (opt-in): end a trial as ``converged`` once its evaluation curves plateaued or peaked under
+    ``evaluation.plateau`` at that rule's ``persistence`` consecutive evaluations."""
 
-    plateau: PlateauSpec = Field(default_factory=PlateauSpec)
     curves: Literal["all", "any"] = Field("all", description="stop when all (or any) evaluation curves plateaued")
     min_epochs: int = Field(0, ge=0, description="never stop before this epoch")
 
@@ -101,6 +131,23 @@ class InceptionScoreSpec(Strict):
     infinity_points: int = Field(15, ge=0, le=100, description="subset sizes of the IS-infinity fit (0: none)")
     keep_logits: bool = Field(True, description="keep per-image logits (float16 npz artifact) of every evaluation")
 
+    # The plateau margin when the spec states none, in IS units of each extractor. digits-cnn: 0.25 is about 5 % of
+    # the span from Gaussian noise (IS 1.81) to real 8x8 digits (6.49), the smallest change visible in its sample
+    # grids. inception-v3-compat: 0.2 is about 2 % of CIFAR10's real-data IS (11.24), the resolution at which the
+    # paper's figures separate configurations.
+    DEFAULT_MARGINS: ClassVar[dict[str, float]] = {"digits-cnn": 0.25, "inception-v3-compat": 0.2}
+    # the fewest bootstrap replicates a decision is made with (the stopper and the report use the same draws)
+    MIN_DECISION_REPLICATES: ClassVar[int] = 200
+
+    @property
+    def default_margin(self) -> float:
+        return self.DEFAULT_MARGINS[self.extractor]
+
+    @property
+    def decision_replicates(self) -> int:
+        """Bootstrap replicates behind the plateau decisions, in the trial and in the report alike."""
+        return max(self.bootstrap, self.MIN_DECISION_REPLICATES)
+
     @model_validator(mode="after")
     def _weights_for_inception_only(self) -> InceptionScoreSpec:
         if self.weights_path is not None and self.extractor != "inception-v3-compat":
@@ -124,12 +171,22 @@ class EvaluationSpec(Strict):
         1234, ge=0, le=SEED_MAX, description="the same initial noise at every evaluation, for comparable curves"
     )
     inception_score: InceptionScoreSpec = Field(default_factory=InceptionScoreSpec)
+    plateau: PlateauSpec = Field(default_factory=PlateauSpec, description="the plateau rule of the stopper and report")
     grid_images: int = Field(64, ge=0, le=1024, description="samples shown in the logged grid (0 = none)")
 
     @property
     def evaluations(self) -> list[tuple[str, SamplerSpec, GuidanceSpec]]:
         """(evaluation id, sampler, guidance) for sampler x guidance, guidance varying fastest."""
         return [(g.eval_id(s.id), s, g) for s in self.samplers for g in self.guidance]
+
+    @model_validator(mode="after")
+    def _margin_stated(self) -> EvaluationSpec:
+        """The plateau margin is resolved here (the extractor's default when unstated), so the logged config
+        carries the delta every verdict was made with."""
+        if self.plateau.margin is None:
+            plateau = self.plateau.model_copy(update={"margin": self.inception_score.default_margin})
+            object.__setattr__(self, "plateau", plateau)
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> EvaluationSpec:
