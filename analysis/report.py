@@ -71,8 +71,11 @@ UNCERTAINTY = (
     "curve. IS∞ (Chong & Forsyth 2020) extrapolates IS to infinitely many samples: compare it across sample counts."
 )
 STATES_TEXT = (
-    "State: `plateaued` (stopped improving beyond the margin), `peaked` (declined after its best evaluation), "
-    "`rising` (not yet bounded), `undetermined` (too few evaluations)."
+    "State: `plateaued` (the tail's change is resolved within ±δ), `rising` (a rise beyond δ is resolved), "
+    "`peaked` (a decline beyond δ after the best evaluation is resolved), `undetermined` (the interval straddles "
+    "δ, or the tail is still too short; the note says what would resolve it). Intervals of the tail's change and "
+    "of the plateau epoch carry the training noise τ estimated from the curve; with one seed per trial it is "
+    "estimated, not measured."
 )
 
 def _summary(study: StudyRuns) -> list[str]:

@@ -36,10 +36,11 @@ def describe_trial(trial: Trial) -> list[str]:
         f"EMA {tr.ema_decay:g}, seed {tr.seed}, IS every {tr.eval_every} epochs"
     )
     if tr.stop is not None:
-        p = tr.stop.plateau
+        p = spec.evaluation.plateau
         lines.append(
-            f"    stop      early, once {tr.stop.curves} IS curves plateaued (margin {p.margin_se:g} SE, "
-            f"{p.confidence:.0%} confidence, patience {p.patience}), not before epoch {tr.stop.min_epochs}"
+            f"    stop      early, once {tr.stop.curves} IS curves plateaued or peaked (margin {p.margin} IS, "
+            f"{p.confidence:.0%} confidence) at {p.persistence} evaluations in a row, not before epoch "
+            f"{tr.stop.min_epochs}"
         )
     ev = spec.evaluation
     for eval_id, s, g in ev.evaluations:

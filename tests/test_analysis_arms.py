@@ -32,7 +32,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     client = MlflowClient(uri)
     exp = client.create_experiment(STUDY, artifact_location=(tmp / "artifacts").as_uri())
     client.create_run(exp, tags={"study.name": STUDY, "study.role": "parent"})
-    for i, (schedule, until) in enumerate([(s, u) for s, u in (("linear", 60), ("cosine", 30))]):
+    for i, (schedule, until) in enumerate([(s, u) for s, u in (("linear", 45), ("cosine", 30))]):
         for seed in range(3):
             trial = f"t{3 * i + seed}_schedule={schedule}_seed={seed}"
             tags = {"study.name": STUDY, "study.role": "trial", "study.trial": trial, "study.status": "finished",
@@ -53,7 +53,7 @@ def test_trials_differing_only_in_seed_form_arms(store) -> None:
     assert sorted(groups) == ["schedule=cosine", "schedule=linear"] and all(len(t) == 3 for t in groups.values())
     c = arm_curve(study.scores[study.scores["evaluation"] == "ddim-20"], groups["schedule=linear"])
     # mean over seeds = the seed-0 curve + 0.05; t-interval half width = t(0.975, 2) * sd / sqrt(3), sd = 0.05
-    assert c.mean[-1] == pytest.approx(4.0 + 0.05 + 0.5 * 12)
+    assert c.mean[-1] == pytest.approx(4.0 + 0.05 + 0.5 * 9)
     assert c.high[-1] - c.mean[-1] == pytest.approx(4.302653 * 0.05 / math.sqrt(3), rel=1e-5)
     assert list(c.seeds) == [3] * len(EPOCHS)
 
@@ -62,8 +62,10 @@ def test_report_shows_arms_with_plateau_epochs_across_seeds(store) -> None:
     report = write_report(store[0], STUDY, store[1] / "report", log_to_mlflow=False)
     table = pd.read_csv(report.parent / "arms.csv").set_index("arm")
     assert table.loc["schedule=cosine", "converged_seeds"] == 3 and table.loc["schedule=linear", "seeds"] == 3
-    assert table.loc["schedule=cosine", "plateau_epoch_median"] == 30  # each seed's noise-free curve flattens at 30
-    assert table.loc["schedule=linear", "plateau_epoch_median"] == 60
+    # each seed's noise-free curve flattens at 30 (45); the plateau start is located on a 3-point running mean, so
+    # a sharp corner lands at most one evaluation late
+    assert 30 <= table.loc["schedule=cosine", "plateau_epoch_median"] <= 35
+    assert 45 <= table.loc["schedule=linear", "plateau_epoch_median"] <= 50
     assert (report.parent / "figures" / "arms.png").stat().st_size > 10_000
     md = report.read_text()
     assert "## Arms (mean over seeds)" in md and "3/3" in md

@@ -91,8 +91,7 @@ def test_non_finite_loss_marks_the_trial_diverged(store, classifier_r8, tmp_path
 
 def _flat(**overrides: object) -> Trial:
     """A trial whose curves are flat: lr 1e-9 leaves the weights (and so every evaluation) unchanged."""
-    stop = {"plateau": {"warmup_epochs": 0}}
-    return _trial(**{"training.lr": 1e-9, "training.epochs": 8, "training.stop": stop,
+    return _trial(**{"training.lr": 1e-9, "training.epochs": 8, "training.stop": {},
                      "evaluation.inception_score": {"bootstrap": 100, "infinity_points": 5}} | overrides)  # fmt: skip
 
 
@@ -100,33 +99,35 @@ def test_converged_trial_stops_early_and_says_why(store, classifier_r8, tmp_path
     runtime = _runtime(store, classifier_r8[0], tmp_path)
     session = LocalSession(tmp_path / "c")
     assert run_trial(_flat(), runtime, session) == "converged"
-    # three evaluations (epochs 1-3) are the fewest the rule decides on: patience 2 after the plateau start
-    assert [r["epoch"] for r in session.reports] == [1, 2, 3] and session.reports[-1]["status"] == "converged"
+    # three evaluations (epochs 1-3) are the fewest the rule decides on (min_tail), and the stopper needs three
+    # plateaued looks in a row (persistence): epochs 3, 4 and 5
+    assert [r["epoch"] for r in session.reports] == [1, 2, 3, 4, 5] and session.reports[-1]["status"] == "converged"
     assert session.reports[-1]["state/ddim-3"] == "plateaued"
     client = MlflowClient(store[0])
     (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
     tags = run.data.tags
     assert run.info.status == "FINISHED" and tags["study.status"] == "converged"
-    assert tags["study.stop.rule"] == "plateau" and tags["study.stop.epoch"] == "3"
-    assert "ancestral-5 plateaued since epoch 1" in tags["study.stop.reason"]
+    assert tags["study.stop.rule"] == "plateau" and tags["study.stop.epoch"] == "5"
+    assert "ancestral-5 plateaued since epoch 1 (3 evaluations in a row)" in tags["study.stop.reason"]
     states = client.get_metric_history(run.info.run_id, "convergence/ddim-3/state")
-    assert [(m.step, m.value) for m in states] == [(1, 3.0), (2, 3.0), (3, 1.0)]  # undetermined, then plateaued
+    # undetermined, then plateaued
+    assert [(m.step, m.value) for m in states] == [(1, 3.0), (2, 3.0), (3, 1.0), (4, 1.0), (5, 1.0)]
     files = [a.path for a in client.list_artifacts(run.info.run_id, "evaluations/ddim-3")]
-    assert files == [f"evaluations/ddim-3/epoch-0000{e}.npz" for e in (1, 2, 3)]
+    assert files == [f"evaluations/ddim-3/epoch-0000{e}.npz" for e in (1, 2, 3, 4, 5)]
 
 
 def test_resumed_trial_decides_from_its_logged_history(store, classifier_r8, tmp_path: Path) -> None:
-    """Killed after epoch 2, resumed: the decision at epoch 3 reads epochs 1-2 back from MLflow, so it stops at 3
-    like the uninterrupted trial (without that history it would see one evaluation and go on)."""
+    """Killed after epoch 4, resumed: the decision at epoch 5 reads epochs 1-4 back from MLflow (its streak of
+    plateaued looks included), so it stops at 5 like the uninterrupted trial."""
     runtime = _runtime(store, classifier_r8[0], tmp_path)
     first = LocalSession(tmp_path / "r")
-    run_trial(_flat(**{"training.epochs": 2}), runtime, first)  # stands in for the process that died
+    run_trial(_flat(**{"training.epochs": 4}), runtime, first)  # stands in for the process that died
     resumed = LocalSession(tmp_path / "r")
     assert run_trial(_flat(), runtime, resumed) == "converged"
-    assert [r["epoch"] for r in resumed.reports] == [3]
+    assert [r["epoch"] for r in resumed.reports] == [5]
     client = MlflowClient(store[0])
     (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
-    assert run.data.tags["study.stop.epoch"] == "3" and run.data.tags["study.status"] == "converged"
+    assert run.data.tags["study.stop.epoch"] == "5" and run.data.tags["study.status"] == "converged"
 
 
 def test_trial_restored_where_it_had_stopped_stops_again(store, classifier_r8, tmp_path: Path) -> None:
@@ -136,11 +137,11 @@ def test_trial_restored_where_it_had_stopped_stops_again(store, classifier_r8, t
     assert run_trial(_flat(), runtime, LocalSession(tmp_path / "s")) == "converged"
     again = LocalSession(tmp_path / "s")
     assert run_trial(_flat(), runtime, again) == "converged"
-    assert [(r["epoch"], r["status"]) for r in again.reports] == [(3, "converged")]
+    assert [(r["epoch"], r["status"]) for r in again.reports] == [(5, "converged")]
     client = MlflowClient(store[0])
     (run,) = client.search_runs([store[1]], f"tags.`study.instance` = '{runtime.instance}'")
-    assert run.data.tags["study.stop.epoch"] == "3"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3]
+    assert run.data.tags["study.stop.epoch"] == "5"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3, 4, 5]
 
 
 def test_report_differences_are_paired_from_kept_logits(classifier_r8, tmp_path: Path) -> None:
