@@ -190,14 +190,23 @@ class ISInfinity:
     slope: float
     sizes: np.ndarray
     scores: np.ndarray
+    low: float = math.nan  # 95 % percentile interval over bootstrap resamples of the images (``replicates``)
+    high: float = math.nan
 
     def at(self, n: float) -> float:
         """The fitted line at sample count n."""
         return self.value + self.slope / n
 
 
-def is_infinity(logits: np.ndarray, num_points: int = 15, min_fraction: float = 0.1, seed: int = 0) -> ISInfinity:
-    """IS-infinity of N images: IS (one split) on random subsets of ``num_points`` sizes, linear fit in 1/n."""
+def is_infinity(
+    logits: np.ndarray, num_points: int = 15, min_fraction: float = 0.1, seed: int = 0, replicates: int = 0
+) -> ISInfinity:  # fmt: skip
+    """IS-infinity of N images: IS (one split) on random subsets of ``num_points`` sizes, linear fit in 1/n.
+
+    With ``replicates`` > 0 the whole procedure is repeated on that many bootstrap resamples of the N images (the
+    same subset sizes), and ``low``/``high`` are the centred 2.5-97.5 % percentiles: the interval covers the
+    sampling noise of the images and of the subsets behind the fit.
+    """
     p, h = probabilities(logits)
     n = p.shape[0]
     lo = max(2, int(round(min_fraction * n)))
@@ -205,9 +214,19 @@ def is_infinity(logits: np.ndarray, num_points: int = 15, min_fraction: float = 
     if sizes.size < 2:
         raise ValueError(f"IS-infinity needs at least two subset sizes; N={n} is too small")
     rng = np.random.default_rng(seed)
-    scores = np.empty(sizes.size)
-    for i, size in enumerate(sizes):
-        sub = rng.permutation(n)[:size]
-        scores[i] = math.exp(_entropy(p[sub].mean(0)) - h[sub].mean())
-    slope, intercept = np.polyfit(1.0 / sizes, scores, 1)
-    return ISInfinity(float(intercept), float(slope), sizes, scores)
+
+    def fit(pool: np.ndarray) -> tuple[float, float, np.ndarray]:
+        scores = np.empty(sizes.size)
+        for i, size in enumerate(sizes):
+            sub = pool[rng.permutation(n)[:size]]
+            scores[i] = math.exp(_entropy(p[sub].mean(0)) - h[sub].mean())
+        slope, intercept = np.polyfit(1.0 / sizes, scores, 1)
+        return float(intercept), float(slope), scores
+
+    value, slope, scores = fit(np.arange(n))
+    low = high = math.nan
+    if replicates > 0:
+        reps = np.array([fit(rng.integers(0, n, size=n))[0] for _ in range(replicates)])
+        centred = reps - reps.mean() + value  # resampling duplicates images, which biases IS down (as ``ci``)
+        low, high = float(np.quantile(centred, 0.025)), float(np.quantile(centred, 0.975))
+    return ISInfinity(value, slope, sizes, scores, low, high)

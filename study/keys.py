@@ -3,8 +3,9 @@
 Score keys name what a number is (DESIGN: comparability): ``<score>/<extractor>/n<N>/<evaluation>/<stat>``,
 e.g. ``is/digits-cnn/n400/ddim-20/mean``. Evaluation ids are ``<sampler id>[:<guidance>-<scale>]``. Stats of a
 score (``IS_STATS``): ``mean`` and ``std`` (torch-fidelity's mean and split std, as in the literature), ``se``,
-``ci_low``/``ci_high`` (bootstrap over the generated images, analysis/stats.py) and ``inf`` (IS-infinity,
-Chong & Forsyth 2020). FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics).
+``ci_low``/``ci_high`` (bootstrap over the generated images, analysis/stats.py: they cover IS at this n, not
+the generator's IS at any n) and ``inf`` (IS-infinity, Chong & Forsyth 2020) with ``inf_ci_low``/``inf_ci_high``.
+FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics).
 
 The trial status vocabulary (``Status``) is shared by the trial, the runner and the report.
 """
@@ -74,7 +75,7 @@ def report_key(kind: Literal["is", "is_ci_low", "is_ci_high", "state"], evaluati
 
 
 SCORES = ("is", "fid", "kid")
-IS_STATS = ("mean", "std", "se", "ci_low", "ci_high", "inf")
+IS_STATS = ("mean", "std", "se", "ci_low", "ci_high", "inf", "inf_ci_low", "inf_ci_high")
 _ID = r"[A-Za-z0-9_.:+-]+"
 _SCORE_RE = re.compile(
     rf"^(?P<score>[a-z_]+)/(?P<extractor>{_ID})/n(?P<n>\d+)/(?P<evaluation>{_ID})(?:/(?P<stat>[a-z_]+))?$"

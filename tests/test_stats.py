@@ -104,3 +104,23 @@ def test_is_infinity_recovers_the_population_score() -> None:
     assert abs(np.mean(errs_inf)) < 0.02 * truth
     fit = is_infinity(draw(weights, logp, 1000, rng))
     assert fit.at(1e12) == pytest.approx(fit.value) and fit.sizes[0] == 100 and fit.sizes[-1] == 1000
+
+
+def test_bootstraps_of_single_evaluations_stack_into_the_paired_bootstrap() -> None:
+    """The stopper draws each epoch's replicates once, when the epoch is added: with one seed they are the
+    columns of the joint paired bootstrap, bit for bit (the same image indices for every evaluation)."""
+    from analysis.stats import PairedBootstrap
+
+    rng = np.random.default_rng(0)
+    mats = [rng.normal(size=(300, 10)) * s for s in (1.0, 1.5, 2.0)]
+    joint = bootstrap_is(mats, 10, True, 200, 7)
+    stacked = PairedBootstrap.stack([bootstrap_is([m], 10, True, 200, 7) for m in mats])
+    assert np.array_equal(joint.replicates, stacked.replicates) and np.array_equal(joint.estimates, stacked.estimates)
+
+
+def test_is_infinity_interval_covers_its_estimate_and_narrows_with_n() -> None:
+    rng = np.random.default_rng(1)
+    small = is_infinity(rng.normal(size=(200, 10)) * 2, replicates=100)
+    large = is_infinity(rng.normal(size=(3200, 10)) * 2, replicates=100)
+    assert small.low < small.value < small.high and large.low < large.value < large.high
+    assert large.high - large.low < (small.high - small.low) / 2
