@@ -34,6 +34,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,6 +266,32 @@ def evaluation_row(quick: bool = False) -> dict[str, Any]:
             **inception_row(quick)}  # fmt: skip
 
 
+def decision_row(quick: bool) -> dict[str, Any]:
+    """The plateau decision at the paper's scale: n = 10,000 images, Inception's 1,008 classes, K = 18 evaluations
+    of one curve. Each evaluation's bootstrap is drawn once, when it is added (``EvaluationHistory``); the decision
+    then stacks the kept replicates. Before, every decision re-bootstrapped all K epochs."""
+    from analysis.plateau import PlateauRule, assess
+    from analysis.stats import BootstrapSettings
+    from trainables.stopping import EvaluationHistory
+
+    n, classes, k, reps = (2000, 1008, 18, 200) if quick else (10_000, 1008, 18, 1000)
+    rng = np.random.default_rng(0)
+    history, settings = EvaluationHistory(), BootstrapSettings(10, True, reps, 0)
+    base = rng.normal(size=(n, classes)).astype(np.float16)
+    for e in range(1, k):
+        history.add("ddim", 10 * e, base)
+    history.curve("ddim", settings, 10.0 * k)  # the K - 1 earlier evaluations, bootstrapped as they came
+    history.add("ddim", 10 * k, base)
+    t0 = time.perf_counter()
+    curve = history.curve("ddim", settings, 10.0 * k)  # the new evaluation's bootstrap: paid once
+    add_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    assess(curve, PlateauRule(margin=0.2), draws=200)
+    decide_s = time.perf_counter() - t0
+    return {"n": n, "classes": classes, "k": k, "replicates": reps, "bootstrap_per_evaluation_s": add_s,
+            "decision_s": decide_s, "before_s": add_s * k + decide_s}  # fmt: skip
+
+
 def inception_row(quick: bool) -> dict[str, Any]:
     """torch-fidelity's Inception v3 (``inception-v3-compat``) feature pass on 32x32 RGB images, per 1k images.
 
@@ -422,6 +449,7 @@ def run_suite(quick: bool = False) -> dict[str, Any]:
     results["trainable"] = trainable_row(2 if quick else 4)
     results["study"] = study_row()
     results["evaluation"] = evaluation_row(quick)
+    results["decision"] = decision_row(quick)
     results["lockstep"] = lockstep_rows(quick)
     results["cuda_graphs"] = cuda_graph_rows(quick)
     results["paper_network"] = paper_network_rows(quick)
@@ -448,6 +476,8 @@ def to_markdown(r: dict[str, Any]) -> str:
               f"(DDIM-20, n=400): sampling {ev['eval_sampling_s']:.2f} s, scoring {ev['eval_scoring_s']:.2f} s "
               f"(sampling {100 * ev['sampling_share']:.0f} %). Inception v3 (inception-v3-compat, 32x32 RGB): "
               f"{ev['inception_v3_s_per_1k']:.2f} s per 1k images ({ev['inception_note']}).",
+              "", "## The plateau decision (per curve, per evaluation epoch)", "",
+              _decision_text(r["decision"]) if "decision" in r else "not measured",
               "", "## Lockstep evaluations (`performance.batch_evaluations`): one at a time / lockstep", "",
               "| evaluations | n | batch | one at a time s | lockstep s | speed-up |", "|---|---|---|---|---|---|"]
     lines += [f"| {x['evaluations']} | {x['n']} | {x['batch']} | {x['one_at_a_time_s']:.2f} | {x['lockstep_s']:.2f} "
@@ -463,6 +493,12 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines += ["", "## E1 at the paper's scale, projected", "",
               f"**{e1['h100_hours']:.1f} H100-hours** ({e1['assumptions']})", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _decision_text(d: dict[str, Any]) -> str:
+    return (f"n = {d['n']}, {d['classes']} classes, K = {d['k']}, {d['replicates']} replicates: the new evaluation's "
+            f"bootstrap {d['bootstrap_per_evaluation_s']:.2f} s (once), the decision {d['decision_s']:.3f} s; "
+            f"re-bootstrapping every epoch at each decision (before) would take {d['before_s']:.1f} s")
 
 
 def write(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
