@@ -22,9 +22,11 @@ Evaluations at ``epoch <= warmup_epochs`` or with a non-finite estimate are drop
 0. **Training noise.** Consecutive checkpoints differ by more than their measurement: the EMA weights wander. Its
    variance tau^2 is estimated from the curve's second differences (``checkpoint_noise``, robust to a bend) and
    added to the covariance as tau^2 I; the quantile is then Student-t on the number of second differences.
-1. **The tail** is the last stretch of the curve spanning at least ``tail_share`` of the budget and holding at least
-   ``min_tail`` evaluations. Its **projected change** D is its least-squares slope times (its length + the budget
-   still to train): the change from the tail's start to the end of the budget if the recent trend went on. At the
+1. **The tails**: the last half of the observed curve, and the shortest allowed tail (``tail_share`` of the budget,
+   ``min_tail`` evaluations) when shorter; each is tested at half the error rate (Bonferroni). The long tail
+   measures an early plateau precisely, the short one sees a curve that flattened late. A tail's **projected
+   change** D is its least-squares slope times (its length + the budget still to train): the change from the
+   tail's start to the end of the budget if the recent trend went on. At the
    end of the budget D is the tail's own change; early in training the slope must be very nearly zero to pass.
    Projecting the recent slope is conservative for curves that decelerate (every saturating or concave rise) and
    blind to curves that will accelerate later, which no rule can foresee.
@@ -32,8 +34,9 @@ Evaluations at ``epoch <= warmup_epochs`` or with a non-finite estimate are drop
    * ``peaked``: after its best evaluation p the curve fell by more than delta with confidence,
      s_p - s_K - z' SE_pK > delta, with z' Bonferroni-corrected for the choice of the maximum among K - 1
      candidates; or the tail's projected change is resolved below -delta.
-   * ``plateaued``: |D| + z SE(D) <= delta: the change is resolved within +-delta (equivalence test, two-sided).
-   * ``rising``: D - z SE(D) > delta: a rise beyond delta is resolved.
+   * ``plateaued``: |D| + z SE(D) <= delta on either tail: the change is resolved within +-delta (equivalence
+     test, two-sided).
+   * ``rising``: D - z SE(D) > delta on either tail: a rise beyond delta is resolved.
    * ``undetermined``: the interval of D straddles +-delta, or the tail is not yet long enough; the reason says
      what would resolve it (more samples per evaluation, more evaluations, seeds).
 3. **Since when** (plateaued): the plateau level L is the mean of the tail; the plateau epoch is the earliest
@@ -54,18 +57,20 @@ Budget E = 240 epochs, K in {8, 12, 24} evaluations; delta = 0.15 IS; every look
 1,000 curves per cell. Rates at the defaults (persistence 3):
 
 * the stopper *ever* stops a run whose true change still to come exceeds delta (linear rises of 0.3, 0.6 and 2.4
-  IS, concave rises of 0.5 and 1.0 IS over the budget; 300 cells): worst cell 3.6 % (concave 1.0 IS, K = 24,
-  n = 100, jitter 5), mean 0.07 %. With persistence 1 the worst cell was 10 %, with 2 it was 8 %;
-* a decline beyond delta after a peak (0.3 and 1.1 IS) is called ``plateaued`` in at most 0.4 % of curves and
-  ``peaked`` in a median 89 %;
-* saturating rises (1 and 2 IS, time constants 20 and 40 epochs) where the precision allows (the tail's true change
-  plus twice its confidence half-width within delta): plateau found in >= 93.7 % (K >= 12) and >= 56.8 % with
-  K = 8 (4 tail evaluations: a slow curve's curvature passes for noise; the answer is then ``undetermined``);
-  where the half-width alone exceeds delta: ``undetermined`` in >= 83.6 %. On those curves the stopper saves 10 %
-  of the budget on average: the price of never stopping a run that still rises;
-* on one fixed curve the median plateau epoch does not move as n grows from 400 to 25,600 and lies within one
+  IS, concave rises of 0.5 and 1.0 IS over the budget; 300 cells): worst cell 3.1 % (concave 1.0 IS, K = 24,
+  n = 100, jitter 5), mean 0.07 %. With persistence 1 the worst cell was 10 %, with 2 it was 8 % (one tail);
+* a decline of 0.3 or 1.1 IS after a peak at mid-budget is called ``plateaued`` in at most 2.8 % of curves and
+  ``peaked`` in a median 78 %;
+* saturating rises (1 and 2 IS, time constants 20 and 40 epochs) where the precision allows (the long tail's
+  true change plus twice its confidence half-width within delta): plateau found in >= 96.8 % (K >= 12) and
+  >= 74.1 % with K = 8 (4 tail evaluations: a slow curve's curvature passes for noise; the answer is then
+  ``undetermined``); where the half-width alone exceeds delta: ``undetermined`` in >= 78 %, the rest saturated
+  curves called plateaued. On the curves that allow it the stopper saves 11 % of the budget on average: the price
+  of never stopping a run that still rises;
+* on one fixed curve the median plateau epoch never moves later as n grows from 400 to 25,600 and lies within one
   evaluation interval of the true flattening (the first evaluation within delta of the final value);
-* plateau-epoch ranges hold the true flattening evaluation in >= 99 % of plateaued curves, jitter up to 5 SE.
+* plateau-epoch ranges hold the true flattening evaluation in >= 99 % of plateaued curves, jitter up to 2 SE (too
+  few plateau calls at 5 SE to measure).
 """
 
 from __future__ import annotations
@@ -259,59 +264,89 @@ def checkpoint_noise(s: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return np.maximum((d**2).mean(axis=1) - measured, 0.0) / 6
 
 
-def tail_start(epochs: np.ndarray, budget: float, rule: PlateauRule) -> int:
-    """Index of the tail's first evaluation: the last half of the observed curve, never shorter than tail_share x
-    budget epochs nor min_tail evaluations; -1 while the curve is not yet that long."""
+def tail_starts(epochs: np.ndarray, budget: float, rule: PlateauRule) -> list[int]:
+    """First indices of the tails the rule tests: the last half of the observed curve, and the shortest allowed
+    tail (tail_share x budget epochs, min_tail evaluations) when it is shorter; none while the curve is too short.
+    The short tail sees a curve that flattened late in the budget, the long one measures an early plateau
+    precisely; each is tested at half the error rate (Bonferroni)."""
     k = len(epochs)
     if k < rule.min_tail:
-        return -1
-    span = max(rule.tail_share * budget, (epochs[-1] - epochs[0]) / 2)
-    ok = np.flatnonzero(epochs[-1] - epochs >= span - 1e-9)
-    ok = ok[ok <= k - rule.min_tail]
-    return int(ok[-1]) if ok.size else -1
+        return []
+
+    def start(span: float) -> int:
+        ok = np.flatnonzero(epochs[-1] - epochs >= span - 1e-9)
+        ok = ok[ok <= k - rule.min_tail]
+        return int(ok[-1]) if ok.size else -1
+
+    short = start(rule.tail_share * budget)
+    long = start(max(rule.tail_share * budget, (epochs[-1] - epochs[0]) / 2))
+    return [i for i in dict.fromkeys((long, short)) if i >= 0]
 
 
 @dataclass(frozen=True)
 class Decision:
-    """``decide_batch`` on B curves: state codes and the tail statistics behind them."""
+    """``decide_batch`` on B curves: state codes and the statistics of the tail behind each verdict."""
 
     state: np.ndarray  # (B,) codes into STATES
-    change: np.ndarray  # (B,) projected change D
+    change: np.ndarray  # (B,) projected change D of the deciding tail
     se: np.ndarray  # (B,) its standard error (measurement and training noise)
     z: np.ndarray  # (B,) the one-sided quantile used
     delta: np.ndarray  # (B,) the margin in score units
-    tau2: np.ndarray  # (B,) estimated training-noise variance
-    start: int  # the tail's first index (-1: too short)
+    tau2: np.ndarray  # (B,) training-noise variance estimated from the deciding tail
+    start: np.ndarray  # (B,) the deciding tail's first index (-1: too short)
+
+
+def _tail(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: PlateauRule, budget: float, i: int,
+          confidence: float) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """(D, SE, z, tau^2) of the tail starting at index i."""
+    k = len(epochs)
+    x = epochs[i:] - epochs[i:].mean()
+    c = np.zeros(k)
+    c[i:] = x / (x @ x) * (epochs[-1] - epochs[i] + budget - epochs[-1])  # slope x (tail + budget left)
+    tau2 = tail_noise(epochs[i:], s[:, i:], cov[i:, i:]) if rule.checkpoint_noise else np.zeros(len(s))
+    # an estimated variance widens the quantile: Student t on the tail's residual degrees of freedom
+    z = np.where(tau2 > 0, one_sided(confidence, k - i - 2), one_sided(confidence, None))
+    se = np.sqrt(max(float(c @ cov @ c), 0.0) + tau2 * (c @ c))
+    return s @ c, se, z, tau2
 
 
 def decide_batch(epochs: np.ndarray, s: np.ndarray, cov: np.ndarray, rule: PlateauRule, budget: float) -> Decision:
     """The rule's state on B curves that share epochs and covariance (clean: warm-up and non-finite removed).
 
-    ``s``: (B, K) estimates; ``budget``: the training budget in epochs (>= the last epoch).
+    ``s``: (B, K) estimates; ``budget``: the training budget in epochs (>= the last epoch). Precedence: peaked,
+    plateaued (on either tail), rising, undetermined.
     """
     s = np.atleast_2d(s)
     b, k = s.shape
     budget = max(float(budget), float(epochs[-1]) if k else 0.0)
     delta = rule.delta(s[:, -1]) if k else np.full(b, rule.margin)
-    state = np.full(b, UNDETERMINED)
-    i = tail_start(epochs, budget, rule)
-    if i < 0:
-        nan = np.full(b, np.nan)
-        return Decision(state, nan, nan, nan, delta, np.zeros(b), i)
-    x = epochs[i:] - epochs[i:].mean()
-    c = np.zeros(k)
-    c[i:] = x / (x @ x) * (epochs[-1] - epochs[i] + budget - epochs[-1])  # slope x (tail + budget left)
-    change = s @ c
-    tau2 = tail_noise(epochs[i:], s[:, i:], cov[i:, i:]) if rule.checkpoint_noise else np.zeros(b)
-    # an estimated variance widens the quantile: Student t on the tail's residual degrees of freedom
-    z = np.where(tau2 > 0, one_sided(rule.confidence, k - i - 2), one_sided(rule.confidence, None))
-    se = np.sqrt(max(float(c @ cov @ c), 0.0) + tau2 * (c @ c))
+    starts = tail_starts(epochs, budget, rule)
+    nan = np.full(b, np.nan)
+    if not starts:
+        return Decision(np.full(b, UNDETERMINED), nan, nan, nan, delta, np.zeros(b), np.full(b, -1))
     eps = 1e-9 * max(1.0, float(np.abs(s).max()))  # with zero uncertainty, rounding must not decide
-    state[change - z * se > delta + eps] = RISING
-    state[np.abs(change) + z * se <= delta + eps] = PLATEAUED
-    state[change + z * se < -delta - eps] = PEAKED
-    state[_peaked(s, cov, np.maximum(tau2, checkpoint_noise(s, cov)), delta + eps, rule) & (change <= 0)] = PEAKED
-    return Decision(state, change, se, z, delta, tau2, i)
+    confidence = 1 - (1 - rule.confidence) / len(starts)
+    tails = [_tail(epochs, s, cov, rule, budget, i, confidence) for i in starts]
+    flat = [np.abs(ch) + z * se <= delta + eps for ch, se, z, _ in tails]
+    rise = [ch - z * se > delta + eps for ch, se, z, _ in tails]
+    fall = [ch + z * se < -delta - eps for ch, se, z, _ in tails]
+    # the deciding tail: the first (longest) that is flat, else the long one
+    pick = np.zeros(b, dtype=int)
+    for j in range(len(tails) - 1, -1, -1):
+        pick[flat[j]] = j
+    rows = np.arange(b)
+    change, se, z, tau2 = (np.stack([t[m] for t in tails])[pick, rows] for m in range(4))
+    state = np.full(b, UNDETERMINED)
+    state[np.any(rise, axis=0)] = RISING
+    # a curve whose (smoothed) best lies more than delta above its latest value has not been shown to be level
+    # with its best: a decline that its tails alone do not resolve is not called flat
+    sm = _smooth(s)
+    below_best = sm.max(axis=1) - sm[:, -1] > delta + eps
+    state[np.any(flat, axis=0) & ~below_best] = PLATEAUED
+    state[np.any(fall, axis=0)] = PEAKED
+    declined = _peaked(s, cov, np.maximum(tau2, checkpoint_noise(s, cov)), delta + eps, rule) & (change <= 0)
+    state[declined] = PEAKED
+    return Decision(state, change, se, z, delta, tau2, np.asarray(starts)[pick])
 
 
 def tail_noise(e: np.ndarray, s: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -339,16 +374,23 @@ def _peaked(s: np.ndarray, cov: np.ndarray, tau2: np.ndarray, delta: np.ndarray,
     return (p < k - 1) & (s[rows, p] - s[:, -1] - zb * np.sqrt(np.maximum(var, 0)) > delta)
 
 
-def plateau_epochs(epochs: np.ndarray, s: np.ndarray, start: int, delta: np.ndarray) -> np.ndarray:
-    """Index per curve of the plateau's start: the earliest evaluation from which every later smoothed estimate
-    lies within delta of the tail's mean (module docstring, 3). ``s``: (B, K)."""
-    s = np.atleast_2d(s)
-    level = s[:, start:].mean(axis=1, keepdims=True)
+def _smooth(s: np.ndarray) -> np.ndarray:
+    """The 3-point running mean of each curve (edges repeated)."""
     pad = np.pad(s, ((0, 0), (1, 1)), mode="edge")
-    smooth = (pad[:, :-2] + pad[:, 1:-1] + pad[:, 2:]) / SMOOTH
-    out = np.abs(smooth - level) > np.atleast_1d(delta)[:, None]
+    return (pad[:, :-2] + pad[:, 1:-1] + pad[:, 2:]) / SMOOTH
+
+
+def plateau_epochs(epochs: np.ndarray, s: np.ndarray, start: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """Index per curve of the plateau's start: the earliest evaluation from which every later smoothed estimate
+    lies within delta of the mean of the curve's tail from ``start`` (module docstring, 3). ``s``: (B, K)."""
+    s = np.atleast_2d(s)
+    k = s.shape[1]
+    start = np.broadcast_to(np.asarray(start), (s.shape[0],))
+    in_tail = np.arange(k)[None, :] >= start[:, None]
+    level = (s * in_tail).sum(axis=1, keepdims=True) / in_tail.sum(axis=1, keepdims=True)
+    out = np.abs(_smooth(s) - level) > np.atleast_1d(delta)[:, None]
     # the last evaluation that is out, plus one; the tail's start at the latest
-    last_out = np.where(out.any(axis=1), s.shape[1] - 1 - np.argmax(out[:, ::-1], axis=1), -1)
+    last_out = np.where(out.any(axis=1), k - 1 - np.argmax(out[:, ::-1], axis=1), -1)
     return np.minimum(last_out + 1, start)
 
 
@@ -367,7 +409,7 @@ def assess(curve: Curve, rule: PlateauRule | None = None, draws: int = 200, seed
     peak = int(c.epochs[int(np.argmax(c.estimates))])
     common = dict(peak_epoch=peak, paired=c.paired, margin=float(d.delta[0]), noise=tau, streak=streak(c, rule),
                   rule=text)  # fmt: skip
-    if d.start >= 0:
+    if d.start[0] >= 0:
         ch, h = float(d.change[0]), float(d.z[0] * d.se[0])
         common |= dict(change=ch, change_low=ch - h, change_high=ch + h)
     reason = _reason(state, c, d, rule)
@@ -395,7 +437,7 @@ def streak(c: Curve, rule: PlateauRule) -> int:
 def _reason(state: str, c: Curve, d: Decision, rule: PlateauRule) -> str:
     """Why the rule says what it says; for ``undetermined`` also what would resolve it."""
     delta = float(d.delta[0])
-    if d.start < 0:
+    if d.start[0] < 0:
         need = rule.tail_share * c.horizon
         return (f"{len(c.epochs)} evaluation(s) over {c.epochs[-1] - c.epochs[0]:g} epochs: the tail must span "
                 f">= {need:g} epochs and >= {rule.min_tail} evaluations; more evaluations resolve it")
@@ -415,8 +457,9 @@ def _reason(state: str, c: Curve, d: Decision, rule: PlateauRule) -> str:
 
 
 def _cc(c: Curve, d: Decision) -> float:
-    x = c.epochs[d.start:] - c.epochs[d.start:].mean()
-    scale = c.horizon - c.epochs[d.start]
+    i = int(d.start[0])
+    x = c.epochs[i:] - c.epochs[i:].mean()
+    scale = c.horizon - c.epochs[i]
     return float(scale**2 / (x @ x))
 
 
@@ -433,7 +476,7 @@ def _epoch_range(c: Curve, d: Decision, draws: int, seed: int) -> tuple[int | No
     else:
         rows = np.repeat(c.estimates[None], draws, axis=0)
     rows = rows + rng.normal(size=(draws, k)) * math.sqrt(float(d.tau2[0]))
-    idx = plateau_epochs(c.epochs, rows, d.start, np.full(draws, d.delta[0]))
+    idx = plateau_epochs(c.epochs, rows, np.full(draws, d.start[0]), np.full(draws, d.delta[0]))
     lo = int(np.quantile(idx, 0.025, method="lower"))
     hi = int(np.quantile(idx, 0.975, method="higher"))
     return int(c.epochs[max(lo - 1, 0)]) if lo > 0 else int(c.epochs[0]), int(c.epochs[hi])

@@ -73,16 +73,19 @@ class Cell:
         return int(self.k - np.argmax(out[::-1])) if out.any() else 0
 
     def tail_test(self, rule: PlateauRule) -> tuple[float, float]:
-        """(true change D of the tail at the end of the budget, q x its SE under the true noise), q the Student-t
-        quantile on the tail's residual degrees of freedom that the rule pays for estimating the noise."""
-        from analysis.plateau import tail_start
+        """(true change D of the long tail at the end of the budget, q x its SE under the true noise): q is the
+        rule's Bonferroni quantile, Student t on the tail's residual degrees of freedom when there is training noise
+        for the rule to estimate."""
+        from analysis.plateau import tail_starts
 
         e = self.epochs()
-        i = tail_start(e, EPOCHS, rule)
+        i = tail_starts(e, EPOCHS, rule)[0]  # the long tail
         x = e[i:] - e[i:].mean()
         c = x / (x @ x) * (e[-1] - e[i])
         var = c @ self.cov()[i:, i:] @ c + (self.jitter * self.se) ** 2 * (c @ c)
-        return float(self.truth(e[i:]) @ c), one_sided(rule.confidence, self.k - i - 2) * math.sqrt(var)
+        df = self.k - i - 2 if self.jitter > 0 else None
+        q = one_sided(1 - (1 - rule.confidence) / len(tail_starts(e, EPOCHS, rule)), df)
+        return float(self.truth(e[i:]) @ c), q * math.sqrt(var)
 
     def draw(self, b: int, rng: np.random.Generator) -> np.ndarray:
         noise = rng.multivariate_normal(np.zeros(self.k), self.cov(), size=b, method="eigh")
@@ -110,7 +113,7 @@ def simulate(cell: Cell, b: int, rule: PlateauRule, seed: int = 0) -> Run:
         run = np.where(np.isin(d.state, [PLATEAUED, PEAKED]), run + 1, 0)
         hit = (stop < 0) & (run >= rule.persistence)
         stop[hit], stop_state[hit] = t - 1, d.state[hit]
-    start = np.where(d.state == PLATEAUED, plateau_epochs(e, s, max(d.start, 0), d.delta), -1)
+    start = np.where(d.state == PLATEAUED, plateau_epochs(e, s, np.maximum(d.start, 0), d.delta), -1)
     return Run(stop, stop_state, d.state, start, s)
 
 
