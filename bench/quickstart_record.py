@@ -1,0 +1,105 @@
+"""The quickstart's run record: what the README quotes, made by running the quick study and reading its report.
+
+``python -m bench.quickstart_record [--out docs/results/quickstart] [--seed N]`` runs ``specs/quickstart.yaml`` (its
+training seed replaced by ``--seed`` when given) with ``python -m study run`` in a fresh temporary directory, times
+it, and writes ``record.json`` (and ``record-seed<N>.json`` for other seeds): the commit, the CPU, the wall time,
+each trial's stop epoch and status, each curve's state, plateau epoch with its range and final IS, and the
+headline paired difference (cosine minus linear under ancestral sampling). ``tests/test_readme.py`` checks that
+the README quotes ``record.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = "specs/quickstart.yaml"
+HEADLINE = ("axis schedule", "ancestral-40")
+
+
+def cpu() -> str:
+    """The CPU model and its widest vector extension (timings differ about 3x between machines)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
+                 platform.processor() or "unknown CPU")  # fmt: skip
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model}, {vector}, {os.cpu_count()} cores"
+
+
+def commit() -> str:
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "study", "trainables", "analysis", "specs"],
+                           cwd=REPO, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return sha.strip() + ("+changes" if dirty else "")
+
+
+def run(workdir: Path, seed: int | None) -> float:
+    """Run the quick study in ``workdir``; returns its wall time in seconds."""
+    (workdir / "specs").mkdir(parents=True)
+    text = (REPO / SPEC).read_text()
+    if seed is not None:
+        text = re.sub(r"(?m)^(\s*seed:\s*)\d+", rf"\g<1>{seed}", text, count=1)
+    (workdir / SPEC).write_text(text)
+    shutil.copy(REPO / "mlflow.yaml", workdir / "mlflow.yaml")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "study", "run", SPEC], cwd=workdir, check=True)
+    return time.perf_counter() - t0
+
+
+def read(report: Path) -> dict[str, Any]:
+    """The numbers the README quotes, from the report's tables."""
+    conv = pd.read_csv(report / "convergence.csv")
+    stops = pd.read_csv(report / "early_stopping.csv")
+    found = pd.read_csv(report / "findings.csv")
+    curves = {
+        f"{r.trial} / {r.evaluation}": {
+            "state": r.state,
+            "plateau_epoch": None if pd.isna(r.plateau_epoch) else int(r.plateau_epoch),
+            "plateau_range": None if pd.isna(r.plateau_epoch_low) else [int(r.plateau_epoch_low),
+                                                                        int(r.plateau_epoch_high)],
+            "final_epoch": int(r.final_epoch), "final_is": round(float(r.final_is_mean), 2),
+        } for r in conv.itertuples(index=False)
+    }  # fmt: skip
+    trials = {r.trial: {"status": r.status, "epochs_trained": int(r.epochs_trained), "budget": int(r.epoch_budget)}
+              for r in stops.itertuples(index=False)}  # fmt: skip
+    row = found[(found["family"] == HEADLINE[0]) & (found["under"] == HEADLINE[1])].iloc[0]
+    sign = 1 if row["b"] == "cosine" else -1  # the difference as cosine - linear
+    lo, hi = sorted((sign * row["low"], sign * row["high"]))
+    headline = {"epoch": int(row["epoch"]), "cosine_minus_linear": round(sign * float(row["difference"]), 2),
+                "low": round(float(lo), 2), "high": round(float(hi), 2), "resolved": bool(row["resolved"])}
+    saved = float(stops["train_seconds_saved"].fillna(0).sum()) if "train_seconds_saved" in stops else 0.0
+    return {"trials": trials, "curves": curves, "headline": headline, "train_seconds_saved": round(saved)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.quickstart_record", description=__doc__)
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "quickstart")
+    parser.add_argument("--seed", type=int, help="training seed (default: the spec's)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="quickstart-") as d:
+        wall = run(Path(d), args.seed)
+        record = {"commit": commit(), "cpu": cpu(), "date": time.strftime("%Y-%m-%d"), "seed": args.seed,
+                  "wall_seconds": round(wall)} | read(Path(d) / "studies" / "quickstart" / "report")  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "record.json" if args.seed is None else f"record-seed{args.seed}.json"
+    (args.out / name).write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
