@@ -6,12 +6,25 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from study.spec import SpecError, StudySpec, load_study
 
 log = logging.getLogger("study")
+
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
+
+
+class _TuneInterruptNotes(logging.Filter):
+    """Drops Ray Tune's own lines about an interrupt (they name ``Tuner.restore``): the driver prints one line that
+    says what was saved and the command that resumes."""
+
+    NOTES = ("Stop signal received", "has been interrupted", "Trials did not complete")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(note in record.getMessage() for note in self.NOTES)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -39,10 +52,23 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from study.runner import run_study
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes this study: the same spec, storage and cluster, never ``--fresh``."""
+    words = ["python", "-m", "study", "run", args.spec]
+    words += ["--storage", args.storage] if args.storage != "studies" else []
+    words += ["--address", args.address] if args.address else []
+    return shlex.join(words)
 
-    outcome = run_study(args.spec, address=args.address, storage=args.storage, fresh=args.fresh)
+
+def _run(args: argparse.Namespace) -> int:
+    from study.runner import StudyInterrupted, run_study
+
+    try:
+        outcome = run_study(args.spec, address=args.address, storage=args.storage, fresh=args.fresh)
+    except StudyInterrupted as e:
+        print(f"\ninterrupted during {e.stage}: {e.saved}. Resume with: {_resume_command(args)}", file=sys.stderr,
+              flush=True)  # fmt: skip
+        return INTERRUPTED
     print()
     print(f"finished: {len(outcome.finished)}  converged (stopped early): {len(outcome.converged)}  "
           f"diverged: {len(outcome.diverged)}  errored: {len(outcome.errored)}")  # fmt: skip
@@ -203,8 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("alembic", "mlflow", "ray", "urllib3", "matplotlib", "PIL", "tensorboardX"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("ray.tune.tune").addFilter(_TuneInterruptNotes())
+    from study import interrupts
+
+    interrupts.install()  # SIGTERM ends a command as Ctrl-C does
     try:
         return args.fn(args)
+    except KeyboardInterrupt:  # before a study started (imports, reading the spec) or in another command
+        what = f" before the study started: nothing was saved; start it with: {_resume_command(args)}" if (
+            args.command == "run") else ""
+        print(f"\ninterrupted{what}", file=sys.stderr, flush=True)
+        return INTERRUPTED
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
