@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,14 +71,17 @@ class StudyInterrupted(Exception):
 
 @dataclass
 class Stages:
-    """The stage a study is in (for the interrupt message)."""
+    """The stage a study is in (for the interrupt message); each stage that completes logs its duration, so the
+    minutes before the first epoch (a classifier to train, Ray to start) never pass without a word."""
 
     current: str = "preparation"
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         self.current = name
+        t0 = time.perf_counter()
         yield
+        log.info("stage %s done in %.1f s", name, time.perf_counter() - t0)
 
 
 @dataclass(frozen=True)
@@ -243,8 +247,9 @@ def run_study(
     stage = Stages()
     try:
         with paths.environment():
-            state = check(plan, paths, address, fresh)
-            prepared = prepare(plan, paths)
+            with stage("pre-flight checks"):
+                state = check(plan, paths, address, fresh)
+            prepared = prepare(plan, paths, stage)
             with stage("tracking"):
                 tracked = track(plan, paths, prepared, state)
             results = launch(plan, paths, prepared, tracked, address, stage)
@@ -300,23 +305,29 @@ def check(plan: Plan, paths: StudyPaths, address: str | None, fresh: bool) -> di
     return state
 
 
-def prepare(plan: Plan, paths: StudyPaths) -> Prepared:
-    """Data (downloaded or decoded once), extractor weights, reference scores and guidance classifiers."""
+def prepare(plan: Plan, paths: StudyPaths, stage: Stages | None = None) -> Prepared:
+    """Data (downloaded or decoded once), extractor weights, reference scores and guidance classifiers, one
+    ``stage`` each."""
     import torch
 
     from study.preflight import preflight
     from trainables.guidance_classifier import ensure_noisy_classifier, needs_classifier
 
-    problems = preflight(plan.base, paths.data, fetch=True)
+    stage = stage or Stages()
+    with stage("data"):
+        problems = preflight(plan.base, paths.data, fetch=True)
     if problems:
         raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
-    weights, facts = prepare_extractor(plan.base, paths.cache)
-    references = facts | reference_scores(plan.base, weights, paths.data)
+    with stage("IS extractor"):
+        weights, facts = prepare_extractor(plan.base, paths.cache)
+    with stage("reference scores"):
+        references = facts | reference_scores(plan.base, weights, paths.data)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     classifiers: dict[str, ClassifierJob] = {}
-    for spec in (t.spec for t in plan.trials if needs_classifier(t.spec)):
-        job = ensure_noisy_classifier(spec, paths.data, paths.cache, device)
-        classifiers.setdefault(job.key, job)
+    with stage("guidance classifiers"):
+        for spec in (t.spec for t in plan.trials if needs_classifier(t.spec)):
+            job = ensure_noisy_classifier(spec, paths.data, paths.cache, device)
+            classifiers.setdefault(job.key, job)
     return Prepared(weights, references, list(classifiers.values()))
 
 

@@ -10,6 +10,7 @@ machine by that variable in their environment.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from study.sample_size import trial_directory
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 HANG_S = 900  # only stops a driver that never ends; wide for a busy machine, never a measure of speed
 GRACE_S = 60  # Ray processes get this long to be gone after the driver exited
+STAGES = ("pre-flight checks", "data", "IS extractor", "reference scores", "guidance classifiers", "tracking",
+          "Ray start-up")  # fmt: skip
 
 
 def _ray_processes(ray_tmp: str) -> list[str]:
@@ -42,11 +45,13 @@ def _ray_processes(ray_tmp: str) -> list[str]:
     return found
 
 
-def _start(tmp_path: Path, spec: Path, ray_tmp: str, n: int) -> subprocess.Popen:
+def _start(tmp_path: Path, spec: Path, ray_tmp: str, n: int, merged: bool = False) -> subprocess.Popen:
+    """The real CLI; ``merged``: stdout and stderr in one file (``out<n>.log``), in the order they were written."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"RAY_TMPDIR": ray_tmp}
-    return subprocess.Popen([sys.executable, "-m", "study", "run", str(spec)], cwd=tmp_path, env=env,
-                            start_new_session=True, stdout=(tmp_path / f"out{n}.log").open("w"),
-                            stderr=(tmp_path / f"err{n}.log").open("w"))  # fmt: skip
+    out = (tmp_path / f"out{n}.log").open("w")
+    return subprocess.Popen([sys.executable, "-u", "-m", "study", "run", str(spec)], cwd=tmp_path, env=env,
+                            start_new_session=True, stdout=out,
+                            stderr=subprocess.STDOUT if merged else (tmp_path / f"err{n}.log").open("w"))  # fmt: skip
 
 
 def _wait_until(condition, proc: subprocess.Popen, what: str) -> None:
@@ -95,10 +100,15 @@ def test_ctrl_c_during_ray_start_up_and_during_trials_then_resume(tmp_path: Path
     err = _ctrl_c_and_check(tmp_path, proc, ray_tmp, 2)
     assert "interrupted during trials" in err and "checkpoints" in err, err[-2000:]
 
-    # 3. the same command again resumes to the end
-    proc = _start(tmp_path, spec, ray_tmp, 3)
-    assert proc.wait(timeout=HANG_S * 2) == 0, (tmp_path / "err3.log").read_text()[-3000:]
-    assert "Traceback" not in (tmp_path / "err3.log").read_text()
+    # 3. the same command again resumes to the end; every start-up stage said how long it took before the first epoch
+    proc = _start(tmp_path, spec, ray_tmp, 3, merged=True)
+    assert proc.wait(timeout=HANG_S * 2) == 0, (tmp_path / "out3.log").read_text()[-3000:]
+    lines = (tmp_path / "out3.log").read_text().splitlines()
+    assert not any("Traceback" in line for line in lines)
+    first_epoch = next(i for i, line in enumerate(lines) if " epoch " in line)
+    for stage in STAGES:
+        (at,) = [i for i, line in enumerate(lines) if re.search(rf"stage {stage} done in \d+\.\d s$", line)]
+        assert at < first_epoch, (stage, lines[: first_epoch + 1])
     _assert_exact(client, "ctrlc")
     tune = tmp_path / "studies" / "ctrlc" / "tune"
     folder = trial_directory(tune, "t0_schedule=linear(scale=1)")
