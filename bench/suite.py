@@ -15,6 +15,8 @@ Rows (never asserted in tests; printed and written to ``<out>/<device>-<date>.{j
 * lockstep and CUDA graphs: one epoch's evaluations (the quickstart's ancestral-40 and DDIM-20, Karras-Heun-10) one
   at a time / in lockstep (``performance.batch_evaluations``) at a small and the spec's batch; on a GPU also DDIM-20
   eager / replayed from CUDA graphs (``performance.cuda_graphs``), for the quickstart net and the paper's.
+* refusals: how long the worst malformed specs (a YAML alias bomb, 1,000 samplers), a tracking server that is down
+  and an unreachable Ray address take to be refused (the tests check only that they are refused, never how fast).
 * the paper's network: FLOPs per forward of the 35.7M-parameter DDPM U-Net at 32x32 (counted, any device); on a
   GPU its sampling throughput (1000-step ancestral, 18-step Heun) and training steps/s at batch 32 and the largest
   batch that fits, next to the paper's A100 figures and the card's FLOP limit; and a projection of E1's cost.
@@ -441,6 +443,53 @@ def e1_projection(flops: int, rows: dict[str, Any]) -> dict[str, Any]:
             f"{PEAK_BF16_FLOPS['H100']:.3g} FLOP/s at the measured MFU (else {0.35} assumed); target 24 h"}  # fmt: skip
 
 
+# ------------------------------------------------------------------------------------------------ refusals
+def refusal_row() -> dict[str, Any]:
+    """Seconds to refuse what must be refused quickly; moved here from the tests, where a time bound fails at random
+    on a busy machine."""
+    import socket
+
+    from study.cluster import check_cluster
+    from study.spec import SpecError, load_study
+    from study.spec.load import read_yaml
+    from study.tracking import connect
+
+    def refuse_spec(path: Path) -> None:
+        try:
+            load_study(path)
+        except SpecError:
+            return
+        raise AssertionError(f"{path} was accepted")
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    row: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        bomb = Path(d) / "bomb.yaml"
+        bomb.write_text("a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+            f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)))
+        raw, _ = read_yaml(ROOT / "specs/quickstart.yaml")
+        raw["evaluation"]["samplers"] = [{"kind": "ddim", "steps": 5}] * 1000  # over the 64-sampler bound, under 100 KB
+        samplers = Path(d) / "samplers.yaml"
+        samplers.write_text(json.dumps(raw))  # JSON is YAML
+        t0 = time.perf_counter()
+        refuse_spec(bomb)
+        row["spec_alias_bomb_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        refuse_spec(samplers)
+        row["spec_1k_samplers_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        assert connect(f"http://127.0.0.1:{free_port()}").check(timeout=3.0)
+        row["tracking_down_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        assert check_cluster(f"127.0.0.1:{free_port()}", Path(d) / "studies", _spec("specs/quickstart.yaml"))
+        row["ray_unreachable_s"] = time.perf_counter() - t0
+    return row
+
+
 # ------------------------------------------------------------------------------------------------ report
 def run_suite(quick: bool = False) -> dict[str, Any]:
     repeats = 2 if quick else 5
@@ -453,6 +502,7 @@ def run_suite(quick: bool = False) -> dict[str, Any]:
     results["lockstep"] = lockstep_rows(quick)
     results["cuda_graphs"] = cuda_graph_rows(quick)
     results["paper_network"] = paper_network_rows(quick)
+    results["refusals"] = refusal_row()
     results["e1_projection"] = e1_projection(results["paper_network"]["flops_per_forward"], results["paper_network"])
     return results
 
@@ -486,6 +536,9 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines += ["| network | batch | sampler | eager s | graphs s | speed-up |", "|---|---|---|---|---|---|"]
     lines += [f"| {x['network']} | {x['batch']} | {x['sampler']} | {x['eager_s']:.3f} | {x['graphs_s']:.3f} | "
               f"{x['speedup']:.2f} |" for x in r.get("cuda_graphs", [])] or ["skipped: no GPU on this machine"]
+    if "refusals" in r:
+        lines += ["", "## Refusals (seconds until the error)", "",
+                  ", ".join(f"{k} {v:.2f}" for k, v in r["refusals"].items())]
     lines += ["", "## The paper's DDPM U-Net at 32x32", "",
               f"{pn['parameters'] / 1e6:.1f}M parameters, {pn['flops_per_forward'] / 1e9:.2f} GFLOPs per forward "
               "(counted)."]  # fmt: skip

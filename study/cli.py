@@ -1,4 +1,4 @@
-"""``python -m study {validate,schema,run,report}``."""
+"""``python -m study``: the command line (validate, schema, run, report, compare, sample-size)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,25 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from study.spec import SpecError, StudySpec, load_study
 
 log = logging.getLogger("study")
+
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
+
+
+class _TuneInterruptNotes(logging.Filter):
+    """Drops Ray Tune's own lines about an interrupt (they name ``Tuner.restore``): the driver prints one line that
+    says what was saved and the command that resumes."""
+
+    NOTES = ("Stop signal received", "has been interrupted", "Trials did not complete")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(note in record.getMessage() for note in self.NOTES)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -39,10 +52,23 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from study.runner import run_study
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes this study: the same spec, storage and cluster, never ``--fresh``."""
+    words = ["python", "-m", "study", "run", args.spec]
+    words += ["--storage", args.storage] if args.storage != "studies" else []
+    words += ["--address", args.address] if args.address else []
+    return shlex.join(words)
 
-    outcome = run_study(args.spec, address=args.address, storage=args.storage, fresh=args.fresh)
+
+def _run(args: argparse.Namespace) -> int:
+    from study.runner import StudyInterrupted, run_study
+
+    try:
+        outcome = run_study(args.spec, address=args.address, storage=args.storage, fresh=args.fresh)
+    except StudyInterrupted as e:
+        print(f"\ninterrupted during {e.stage}: {e.saved}. Resume with: {_resume_command(args)}", file=sys.stderr,
+              flush=True)  # fmt: skip
+        return INTERRUPTED
     print()
     print(f"finished: {len(outcome.finished)}  converged (stopped early): {len(outcome.converged)}  "
           f"diverged: {len(outcome.diverged)}  errored: {len(outcome.errored)}")  # fmt: skip
@@ -64,7 +90,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, StudySpec | None]:
-    """(name, tracking URI, experiment, study directory, spec or None) of a study named or given by its spec."""
+    """(name, tracking URI, experiment, study directory, spec or None) of a study named, given by its directory (the
+    path ``run`` prints) or by its spec."""
+    from study.paths import locate_study
     from study.tracking import resolve_tracking
 
     target = Path(target_arg)
@@ -73,7 +101,8 @@ def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, 
         base, _ = load_study(target)
         name, spec_uri = base.name, base.tracking.tracking_uri
     else:
-        name, spec_uri = target_arg, None
+        (name, storage_dir), spec_uri = locate_study(target_arg, storage), None
+        storage = str(storage_dir)
     study_dir = Path(storage).resolve() / name
     state_file = study_dir / "study.json"
     if state_file.exists():
@@ -97,12 +126,31 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _second_study_hint(target: str, storage: str) -> str:
+    """Why one study cannot be compared, and how to make a second, comparable one: the same spec (so the same data,
+    budget and metric) with another training seed under a new name; ``compare`` then shows the seed-to-seed spread."""
+    name, _, _, study_dir, base = _resolve_study(target, storage)
+    spec: Path | None = None
+    if Path(target).suffix in (".yaml", ".yml") and Path(target).is_file():
+        spec = Path(target)
+    elif (study_dir / "study.json").is_file():
+        recorded = json.loads((study_dir / "study.json").read_text()).get("spec")
+        spec = Path(recorded) if recorded else None
+    other = f"{name}_seed1"
+    copy = spec.with_name(f"{spec.stem}_seed1{spec.suffix}") if spec is not None else Path(f"{other}.yaml")
+    seed = base.training.seed + 1 if base is not None else 1
+    return (f"compare needs two or more studies; only {name!r} was given. To make a second one comparable with it, "
+            f"copy {spec if spec is not None else 'its spec'} to {copy}, set `name: {other}` and "
+            f"`training.seed: {seed}` in the copy (same data, budget and metric; another training seed), run "
+            f"`python -m study run {copy}`, then `python -m study compare {study_dir} {study_dir.parent / other}`")
+
+
 def _compare(args: argparse.Namespace) -> int:
     from analysis.compare import comparison_mode, load_studies, merge_studies, output_dir
     from analysis.report import render_report
 
     if len(args.studies) < 2:
-        raise ValueError("compare needs two or more studies")
+        raise ValueError(_second_study_hint(args.studies[0], args.storage))
     resolved = [_resolve_study(t, args.storage) for t in args.studies]
     studies = load_studies([(uri, experiment) for _, uri, experiment, _, _ in resolved])
     mode, why = comparison_mode(studies)
@@ -125,7 +173,13 @@ def _sample_size(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m study",
+        description="Compare diffusion models: a YAML spec becomes a Ray Tune grid of trials logged to MLflow, with "
+        "Inception Score curves, their plateaus and a convergence report. A STUDY is the directory that run prints "
+        "(studies/NAME), the study's name, or its spec file.",
+        epilog="python -m study COMMAND --help describes a command's options.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -145,20 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_run)
 
     p = sub.add_parser("compare", help="several studies' curves and findings in one report, when comparable")
-    p.add_argument("studies", nargs="+", metavar="STUDY", help="study names or spec files (two or more)")
+    p.add_argument("studies", nargs="+", metavar="STUDY", help="study directories, names or spec files (two or more)")
     p.add_argument("--storage", default="studies")
     p.add_argument("-o", "--output", help="report directory (default: <storage>/compare_<a>__<b>...)")
     p.set_defaults(fn=_compare)
 
     p = sub.add_parser("report", help="(re)write a study's convergence report from MLflow")
-    p.add_argument("study", help="study name or spec file")
-    p.add_argument("--storage", default="studies")
+    p.add_argument("study", help="study directory (as run prints it), name or spec file")
+    p.add_argument("--storage", default="studies", help="where study names are looked up (default: ./studies)")
     p.add_argument("-o", "--output", help="report directory (default: <storage>/<study>/report)")
     p.set_defaults(fn=_report)
 
     p = sub.add_parser("sample-size", help="IS (and FID) of one trial checkpoint vs the number of samples (Fig. A.1)")
-    p.add_argument("study", help="study name or spec file")
-    p.add_argument("--trial", required=True, help="trial name (see `validate`)")
+    p.add_argument("study", help="study directory (as run prints it), name or spec file")
+    p.add_argument("--trial", required=True,
+                   help="trial name as the report prints it, e.g. 't0_schedule=linear(scale=1)'")
     p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the latest; Tune keeps the last 2)")
     p.add_argument("--eval", required=True, help="unguided evaluation id of the spec, e.g. ddim-20")
     p.add_argument("--n", required=True, help="comma-separated sample counts, e.g. 100,200,500,1000")
@@ -174,8 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("alembic", "mlflow", "ray", "urllib3", "matplotlib", "PIL", "tensorboardX"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("ray.tune.tune").addFilter(_TuneInterruptNotes())
+    from study import interrupts
+
+    interrupts.install()  # SIGTERM ends a command as Ctrl-C does
     try:
         return args.fn(args)
+    except KeyboardInterrupt:  # before a study started (imports, reading the spec) or in another command
+        what = f" before the study started: nothing was saved; start it with: {_resume_command(args)}" if (
+            args.command == "run") else ""
+        print(f"\ninterrupted{what}", file=sys.stderr, flush=True)
+        return INTERRUPTED
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

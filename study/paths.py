@@ -115,3 +115,21 @@ class StudyPaths:
                 raise UnsafePath(f"--fresh would delete {real}, which holds {other}; nothing was removed")
         shutil.rmtree(real)
         return True
+
+
+STATE_FILE = "study.json"
+
+
+def locate_study(target: str | Path, storage: str | Path) -> tuple[str, Path]:
+    """(name, storage) of a study given by its name under ``storage`` or by its directory.
+
+    ``run`` prints the study's directory (``studies/quickstart``), so that path must work wherever a study name
+    does: a target that is a directory holding ``study.json``, or any target with a path separator, is the study's
+    own directory and its parent is the storage (``--storage`` is then ignored). Anything else is a name.
+    """
+    text = str(target)
+    path = Path(text).expanduser()
+    if (path / STATE_FILE).is_file() or os.sep in text.rstrip(os.sep) or (os.altsep and os.altsep in text):
+        real = path.absolute()
+        return real.name, real.parent
+    return text.rstrip(os.sep), Path(storage)

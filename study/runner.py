@@ -7,15 +7,19 @@ spec again resumes an unfinished study (Tuner.restore) into the same MLflow runs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study import keys
+from study import interrupts, keys
 from study.keys import STATUSES
 from study.paths import StudyPaths, UnsafePath
 from study.spec import StudySpec, Trial, load_study, spec_fingerprint
@@ -56,6 +60,30 @@ class StudyError(Exception):
     """A study that cannot start or continue; the message says what to do."""
 
 
+class StudyInterrupted(Exception):
+    """Ctrl-C (SIGINT) or SIGTERM ended the study during ``stage``; ``saved`` says what was kept for the resume
+    (running the same spec again). Ray is stopped and its processes are gone by the time this is raised."""
+
+    def __init__(self, stage: str, saved: str):
+        super().__init__(f"interrupted during {stage}: {saved}")
+        self.stage, self.saved = stage, saved
+
+
+@dataclass
+class Stages:
+    """The stage a study is in (for the interrupt message); each stage that completes logs its duration, so the
+    minutes before the first epoch (a classifier to train, Ray to start) never pass without a word."""
+
+    current: str = "preparation"
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.current = name
+        t0 = time.perf_counter()
+        yield
+        log.info("stage %s done in %.1f s", name, time.perf_counter() - t0)
+
+
 @dataclass(frozen=True)
 class StudyOutcome:
     """Trial names by how they ended (study/keys.py ``Status``); ``converged`` trials stopped early."""
@@ -75,6 +103,13 @@ class StudyOutcome:
 
 def _trial_name(trial: Any) -> str:
     return trial.config["trial"]["name"]
+
+
+def _result_name(result: Any) -> str:
+    """A Tune result's trial name; a trial that never started (the study was interrupted first) has no config, only
+    its folder."""
+    trial = (result.config or {}).get("trial") or {}
+    return trial.get("name") or (Path(result.path).name if result.path else "?")
 
 
 @dataclass(frozen=True)
@@ -174,6 +209,7 @@ def _init_ray(address: str | None, spec: StudySpec) -> None:
         logging_level=logging.WARNING,
         ignore_reinit_error=True,
     )
+    interrupts.install()  # ray.init made SIGTERM a bare sys.exit
     available = ray.cluster_resources()
     need_gpu, need_cpu = spec.resources.gpus, spec.resources.cpus
     if need_gpu > available.get("GPU", 0):
@@ -208,12 +244,31 @@ def run_study(
         paths = StudyPaths.resolve(storage, plan.base.name)
     except UnsafePath as e:
         raise StudyError(str(e)) from None
-    with paths.environment():
-        state = check(plan, paths, address, fresh)
-        prepared = prepare(plan, paths)
-        tracked = track(plan, paths, prepared, state)
-        results = launch(plan, paths, prepared, tracked, address)
-        return conclude(plan, paths, tracked, results, write_report)
+    stage = Stages()
+    try:
+        with paths.environment():
+            with stage("pre-flight checks"):
+                state = check(plan, paths, address, fresh)
+            prepared = prepare(plan, paths, stage)
+            with stage("tracking"):
+                tracked = track(plan, paths, prepared, state)
+            results = launch(plan, paths, prepared, tracked, address, stage)
+            with stage("report"):
+                return conclude(plan, paths, tracked, results, write_report)
+    except KeyboardInterrupt:
+        raise StudyInterrupted(stage.current, _saved(paths, stage.current)) from None
+
+
+def _saved(paths: StudyPaths, stage: str) -> str:
+    """What an interrupted study keeps, in words."""
+    if stage == "report":
+        return f"every trial had ended; the runs are in MLflow and the study's state in {paths.study}"
+    if not paths.state.exists():
+        return f"no trial had started (what was prepared stays cached in {paths.cache})"
+    if not any(paths.tune.glob("*/checkpoint_*")):
+        return f"no trial had saved a checkpoint yet; the study's state is kept in {paths.study}"
+    return (f"the trials' checkpoints and the study's state are kept in {paths.study}, the metrics logged so far in "
+            "MLflow (the study's run is marked KILLED)")  # fmt: skip
 
 
 def check(plan: Plan, paths: StudyPaths, address: str | None, fresh: bool) -> dict[str, Any] | None:
@@ -250,23 +305,29 @@ def check(plan: Plan, paths: StudyPaths, address: str | None, fresh: bool) -> di
     return state
 
 
-def prepare(plan: Plan, paths: StudyPaths) -> Prepared:
-    """Data (downloaded or decoded once), extractor weights, reference scores and guidance classifiers."""
+def prepare(plan: Plan, paths: StudyPaths, stage: Stages | None = None) -> Prepared:
+    """Data (downloaded or decoded once), extractor weights, reference scores and guidance classifiers, one
+    ``stage`` each."""
     import torch
 
     from study.preflight import preflight
     from trainables.guidance_classifier import ensure_noisy_classifier, needs_classifier
 
-    problems = preflight(plan.base, paths.data, fetch=True)
+    stage = stage or Stages()
+    with stage("data"):
+        problems = preflight(plan.base, paths.data, fetch=True)
     if problems:
         raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
-    weights, facts = prepare_extractor(plan.base, paths.cache)
-    references = facts | reference_scores(plan.base, weights, paths.data)
+    with stage("IS extractor"):
+        weights, facts = prepare_extractor(plan.base, paths.cache)
+    with stage("reference scores"):
+        references = facts | reference_scores(plan.base, weights, paths.data)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     classifiers: dict[str, ClassifierJob] = {}
-    for spec in (t.spec for t in plan.trials if needs_classifier(t.spec)):
-        job = ensure_noisy_classifier(spec, paths.data, paths.cache, device)
-        classifiers.setdefault(job.key, job)
+    with stage("guidance classifiers"):
+        for spec in (t.spec for t in plan.trials if needs_classifier(t.spec)):
+            job = ensure_noisy_classifier(spec, paths.data, paths.cache, device)
+            classifiers.setdefault(job.key, job)
     return Prepared(weights, references, list(classifiers.values()))
 
 
@@ -304,8 +365,13 @@ def track(plan: Plan, paths: StudyPaths, prepared: Prepared, state: dict[str, An
     return tracked
 
 
-def launch(plan: Plan, paths: StudyPaths, prepared: Prepared, tracked: Tracked, address: str | None) -> list[Any]:
-    """Ray Tune runs (or resumes) the grid; an interrupted study marks its parent run KILLED and re-raises."""
+def launch(
+    plan: Plan, paths: StudyPaths, prepared: Prepared, tracked: Tracked, address: str | None,
+    stage: Stages | None = None,
+) -> list[Any]:  # fmt: skip
+    """Ray Tune runs (or resumes) the grid; an interrupted study marks its parent run KILLED and raises
+    ``KeyboardInterrupt``, from Ray's start-up as from the trials. Ray is stopped in any case (``_stop_ray``)."""
+    stage = stage or Stages()
     runtime = Runtime(
         tracking_uri=tracked.tracking.tracking_uri, experiment_id=tracked.experiment_id,
         parent_run_id=tracked.parent_run_id, instance=tracked.instance, study=plan.base.name,
@@ -314,25 +380,81 @@ def launch(plan: Plan, paths: StudyPaths, prepared: Prepared, tracked: Tracked, 
         classifier_weights={job.key: str(job.path.resolve()) for job in prepared.classifiers} or None,
         cache_dir=str(paths.cache), spool_dir=str(paths.spool),
     )  # fmt: skip
-    _init_ray(address, plan.base)
     try:
-        return list(_fit(plan.base, [t.to_config() for t in plan.trials], runtime, paths.tune))
-    except KeyboardInterrupt:
-        retry(lambda: tracked.tracker.set_status(tracked.parent_run_id, "KILLED"))
-        raise
+        with stage("Ray start-up"):
+            _init_ray(address, plan.base)
+        with stage("trials"):
+            results = list(_fit(plan.base, [t.to_config() for t in plan.trials], runtime, paths.tune))
+            # Ctrl-C during the trials is caught by Tune itself: it stops them, saves its state and returns. A trial
+            # that has not ended is what is left of that interrupt.
+            if len(results) < len(plan.trials) or any(_status(r) not in _OVER for r in results):
+                raise KeyboardInterrupt
+            return results
+    except (KeyboardInterrupt, SystemExit) as e:
+        if isinstance(e, SystemExit) and e.code != signal.SIGTERM:
+            raise  # ray.init's own SIGTERM handler exits with code 15: a SIGTERM; any other exit is not ours
+        with interrupts.deferred():
+            try:
+                retry(lambda: tracked.tracker.set_status(tracked.parent_run_id, "KILLED"), attempts=3)
+            except Exception as err:  # noqa: BLE001 - a tracking outage must not hide the interrupt
+                log.warning("could not mark the study's run KILLED: %s", err)
+        raise KeyboardInterrupt from None
     finally:
-        import ray
+        with interrupts.deferred():
+            _stop_ray()
+        interrupts.install()  # Tune leaves its SIGINT handler behind: the report must stop at the first Ctrl-C
 
+
+_OVER = (*keys.ENDED, "errored")  # a trial in any of these states will not run again on its own
+
+
+def _status(result: Any) -> str:
+    """How a Tune result's trial ended (``_OVER``), or ``running``."""
+    return "errored" if result.error is not None else (result.metrics or {}).get("status", "running")
+
+
+def _stop_ray() -> None:
+    """``ray.shutdown()``, then an end to every Ray process this driver started that outlived it.
+
+    An interrupt inside ``ray.init`` leaves the head processes (GCS server, raylet) running without the handle
+    ``ray.shutdown`` stops them with; they would linger for a minute or more. They are this process's children (and
+    theirs), listed before the shutdown because a dying raylet's workers are re-parented away.
+    """
+    import psutil
+    import ray
+
+    mine = [p for p in psutil.Process().children(recursive=True) if _is_ray_process(p)]
+    try:
         ray.shutdown()
+    except Exception as e:  # noqa: BLE001 - a half-started Ray may fail to shut down; its processes end below
+        log.debug("ray.shutdown failed: %s", e)
+    alive = [p for p in mine if p.is_running()]
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=10)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    if alive:
+        psutil.wait_procs(alive, timeout=10)
+
+
+def _is_ray_process(p: Any) -> bool:
+    import psutil
+
+    try:
+        cmd = " ".join(p.cmdline())
+    except psutil.Error:
+        return False
+    return cmd.startswith("ray::") or "/ray/" in cmd
 
 
 def conclude(plan: Plan, paths: StudyPaths, tracked: Tracked, results: list[Any], write_report: bool) -> StudyOutcome:
     """How each trial ended (``study/keys.py`` statuses), the parent run's status, and the report."""
     ended: dict[str, list[str]] = {s: [] for s in STATUSES}
     for result in results:
-        name = result.config["trial"]["name"]
-        status = "errored" if result.error is not None else (result.metrics or {}).get("status", "running")
-        ended.setdefault(status, []).append(name)
+        ended.setdefault(_status(result), []).append(_result_name(result))
     finished, diverged, errored, converged = ended["finished"], ended["diverged"], ended["errored"], ended["converged"]
     interrupted = len(finished) + len(diverged) + len(errored) + len(converged) < len(plan.trials)
     status = "FAILED" if errored else "KILLED" if interrupted else "FINISHED"

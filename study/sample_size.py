@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -116,16 +117,19 @@ def sample_size_study(
 ) -> SampleSizeResult:
     """IS (and FID) of one trial checkpoint against the number of samples N: the paper's Fig. A.1.
 
-    ``study_dir_or_spec``: a study name (under ``storage``) or its spec file. ``epoch``: the checkpoint (default the
-    latest kept). ``seed``: the initial noise (default ``evaluation.seed``, the trial's own). ``extractor_weights``:
-    the feature extractor's weights (default: prepared as ``study run`` does). Raises ``StudyError`` / ``ValueError``.
+    ``study_dir_or_spec``: a study name (under ``storage``), its directory or its spec file. ``trial``: the name the
+    report prints (``t0_schedule=linear(scale=1)``) or Ray Tune's folder name for it. ``epoch``: the checkpoint
+    (default the latest kept). ``seed``: the initial noise (default ``evaluation.seed``, the trial's own).
+    ``extractor_weights``: the feature extractor's weights (default: prepared as ``study run`` does).
+    Raises ``StudyError`` / ``ValueError``.
     """
     handle = resolve_study(study_dir_or_spec, storage)
+    storage = handle.directory.parent  # a study given by its directory lives in that directory's storage
     chosen = pick_trial(handle, trial)
     ev = chosen.spec.evaluation
     sampler = pick_evaluation(chosen.spec, eval_id)
     sizes = check_sizes(sizes, ev.inception_score.splits)
-    ckpt = load_checkpoint(handle.directory / "tune" / chosen.name, epoch)
+    ckpt = load_checkpoint(trial_directory(handle.directory / "tune", chosen.name), epoch)
     seed = ev.seed if seed is None else seed
     weights = extractor_weights or prepare_weights(handle.base, storage)
     ctx = rebuild_model(handle, chosen, ckpt, weights, storage)
@@ -144,14 +148,20 @@ def sample_size_study(
 
 
 def resolve_study(target: str | Path, storage: str | Path = "studies") -> StudyHandle:
-    """The study named ``target`` under ``storage`` (its spec from ``study.json``), or the study of a spec file.
+    """The study named ``target`` under ``storage`` or in the directory ``target`` (its spec from ``study.json``),
+    or the study of a spec file.
 
     The spec must still expand to the trials the study was started with (``study.json``'s fingerprint): a changed
     spec would rebuild networks that do not match the checkpoints.
     """
+    from study.paths import locate_study
+
     path = Path(target)
     spec_given = path.suffix in (".yaml", ".yml") and path.is_file()
-    name = load_study(path)[0].name if spec_given else str(target)
+    if spec_given:
+        name = load_study(path)[0].name
+    else:  # a name under storage, or the study's directory as ``run`` prints it
+        name, storage = locate_study(target, storage)
     directory = Path(storage).resolve() / name
     state_file = directory / "study.json"
     if not state_file.is_file():
@@ -169,9 +179,9 @@ def resolve_study(target: str | Path, storage: str | Path = "studies") -> StudyH
 
 
 def pick_trial(handle: StudyHandle, name: str) -> Trial:
-    """The study's trial called ``name``; the error lists the trial names."""
+    """The study's trial called ``name`` (or named by its Ray Tune folder); the error lists the trial names."""
     for trial in handle.trials:
-        if trial.name == name:
+        if name in (trial.name, tune_dirname(trial.name)):
             return trial
     names = ", ".join(t.name for t in handle.trials)
     raise StudyError(f"study {handle.name!r} has no trial {name!r}; its trials: {names}")
@@ -208,6 +218,39 @@ def prepare_weights(base: StudySpec, storage: str | Path) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- load checkpoint
+
+# Ray Tune replaces these characters in a trial's folder name (``ray.tune.experiment.trial.Trial._generate_dirname``,
+# Ray 2.60): the trial ``t0_schedule=linear(scale=1)`` lives in ``tune/t0_schedule=linear_scale=1_/``.
+_TUNE_UNSAFE = re.compile(r'[/()<>:"\\|?*]')
+
+
+def tune_dirname(trial_name: str) -> str:
+    """The folder name Ray Tune makes of ``trial_name`` (``study.runner`` names folders after trials)."""
+    return _TUNE_UNSAFE.sub("_", trial_name)
+
+
+def trial_directory(tune_dir: Path, trial_name: str) -> Path:
+    """The folder of the trial called ``trial_name`` under Ray Tune's experiment directory.
+
+    Looked up by the name the trial recorded in its ``params.json`` (Tune writes the trial's config there), so it
+    survives however Tune spells the folder (characters replaced, a suffix added when the folder already existed);
+    the folder of the most recent checkpoint wins when a name has several. Without ``params.json`` (a trial that
+    never started, or checkpoints copied by hand): Tune's spelling of the name, else the name itself.
+    """
+    recorded = []
+    for params in tune_dir.glob("*/params.json"):
+        try:
+            config = json.loads(params.read_text())
+        except (OSError, ValueError):
+            continue  # a params.json being written right now; the fallbacks below still apply
+        trial = config.get("trial") if isinstance(config, dict) else None
+        if isinstance(trial, dict) and trial.get("name") == trial_name:
+            recorded.append(params.parent)
+    if recorded:
+        return max(recorded, key=lambda d: max((p.stat().st_mtime for p in d.glob(CHECKPOINT_GLOB)), default=0.0))
+    spelled = tune_dir / tune_dirname(trial_name)
+    return spelled if spelled.is_dir() else tune_dir / trial_name
+
 
 
 def load_checkpoint(trial_dir: Path, epoch: int | None = None) -> Checkpoint:
@@ -448,8 +491,12 @@ def log_run(handle: StudyHandle, result: SampleSizeResult) -> str:
 
 
 def summary_lines(result: SampleSizeResult) -> list[str]:
-    """The CLI's stdout: one line per N (mean ± split std [bootstrap CI], FID when present), IS-infinity, files."""
-    lines = []
+    """The CLI's stdout: what the columns are, one line per N (mean ± split std [bootstrap CI], FID when present),
+    IS-infinity, files."""
+    fid = "; FID of the first N images against the training set" if np.isfinite(result.table["fid"]).any() else ""
+    lines = [f"{result.trial}, epoch {result.epoch}, {result.eval_id}: IS ({result.extractor}) of the first N samples "
+             f"as mean ± split std ({result.splits} splits: the spread of IS over N/{result.splits} images, not the "
+             f"mean's uncertainty) [95 % bootstrap interval of the mean, {BOOTSTRAP_REPLICATES} replicates]{fid}"]
     for row in result.table.itertuples(index=False):
         fid = f"  FID {row.fid:.2f}" if math.isfinite(row.fid) else ""
         lines.append(f"n={row.n:>5}  IS {row.is_mean:.2f} ± {row.is_std:.2f} "

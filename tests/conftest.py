@@ -100,7 +100,7 @@ def serve_mlflow(command: str, args: list[str], cwd: Path | None = None, port: i
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 600  # only stops a server that never answers; wide for a busy machine
         while True:
             try:
                 with urllib.request.urlopen(base + "/health", timeout=2) as r:
@@ -114,6 +114,6 @@ def serve_mlflow(command: str, args: list[str], cwd: Path | None = None, port: i
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -75,3 +75,35 @@ def test_incomparable_studies_are_refused_with_the_reason(storage: Path, capsys:
     assert code == 2 and "different extractors" in err and "inception-v3-compat n=400" in err
     code, _ = _run(storage, "b", "c")  # n differs and b logged no IS-infinity
     assert code == 2 and "b logged no IS-infinity" in capsys.readouterr().err
+
+
+def test_studies_given_by_their_directories(storage: Path, capsys: pytest.CaptureFixture, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The directory ``run`` prints (``studies/a``) works for ``compare`` and ``report``, from any working directory
+    and whatever ``--storage`` says."""
+    monkeypatch.chdir(storage.parent)
+    out = tmp_path / "cmp"
+    assert main(["compare", "studies/a", str(storage / "b"), "--storage", "nowhere", "-o", str(out)]) == 0
+    assert "every study has IS with digits-cnn n=400" in capsys.readouterr().out and (out / "index.html").is_file()
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(storage / "a") + "/", "-o", str(tmp_path / "report")]) == 0
+    assert f"report: {tmp_path / 'report' / 'index.html'}" in capsys.readouterr().out
+
+
+def test_one_study_is_refused_with_how_to_make_a_second(storage: Path, capsys: pytest.CaptureFixture,
+                                                        tmp_path: Path) -> None:
+    """Nothing is announced; the error says how to make a comparable study: a copy of the spec with another training
+    seed and a new name, then the compare command to run."""
+    from conftest import micro_spec, write_spec
+
+    spec = write_spec(tmp_path / "one.yaml", micro_spec("one", **{"training.seed": 3}))
+    code = main(["compare", str(spec), "--storage", str(storage)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and "Traceback" not in captured.err
+    err = captured.err
+    assert "compare needs two or more studies; only 'one' was given" in err
+    assert f"copy {spec} to {tmp_path / 'one_seed1.yaml'}" in err and "`name: one_seed1`" in err
+    assert "`training.seed: 4`" in err and f"`python -m study run {tmp_path / 'one_seed1.yaml'}`" in err
+    assert f"`python -m study compare {storage / 'one'} {storage / 'one_seed1'}`" in err
+    code = main(["compare", str(storage / "a")])  # a study without its spec: still the recipe, with placeholders
+    assert code == 2 and "only 'a' was given" in capsys.readouterr().err

@@ -57,3 +57,20 @@ def test_readme_performance_snippet_validates() -> None:
     assert perf.batch_evaluations and perf.cuda_graphs
     assert PerformanceSpec() == PerformanceSpec(train_autocast="none", sample_autocast="none", batch_evaluations=False,
                                                 cuda_graphs=False)  # exact by default
+
+
+def test_readme_seed_copy_makes_a_comparable_second_study(tmp_path) -> None:
+    """The README's recipe for a second study to ``compare`` with the quickstart: same spec, new name, other seed."""
+    import subprocess
+
+    from study.spec import load_study
+
+    text = (REPO / "README.md").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("sed ") and "quickstart_seed1.yaml" in x)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "quickstart.yaml").write_text((REPO / "specs" / "quickstart.yaml").read_text())
+    subprocess.run(["bash", "-c", line], cwd=tmp_path, check=True, timeout=120)
+    base, trials = load_study(tmp_path / "specs" / "quickstart.yaml")
+    copy, copied = load_study(tmp_path / "specs" / "quickstart_seed1.yaml")
+    assert copy.name == "quickstart_seed1" and copy.training.seed == base.training.seed + 1
+    assert copy.evaluation == base.evaluation and len(copied) == len(trials)

@@ -56,7 +56,7 @@ def _start_driver(tmp_path: Path, spec: Path) -> subprocess.Popen:
 
 
 def _wait_for_points(client: MlflowClient, experiment: str, more_than: int, proc: subprocess.Popen) -> int:
-    deadline = time.time() + 240
+    deadline = time.time() + 900  # only stops a stuck driver; wide for a busy machine
     while time.time() < deadline and proc.poll() is None:
         n = _points(client, experiment)
         if n > more_than:
@@ -97,7 +97,7 @@ def test_driver_killed_three_times_at_random_moments(tmp_path: Path, cache_dir: 
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+            proc.wait(timeout=120)
         seen = _points(client, "kills")
         assert seen < 2 * EPOCHS, "the study finished before the kill: kill sooner"
     outcome = run_study(spec, storage=tmp_path / "studies")
@@ -136,7 +136,7 @@ def test_trial_processes_killed_three_times_are_retried_from_their_checkpoints(
             if workers and _points(client, "crash") < 2 * EPOCHS - 2:
                 rng.choice(workers).kill()
                 kills += 1
-        assert proc.wait(timeout=300) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+        assert proc.wait(timeout=1800) == 0, (tmp_path / "driver.log").read_text()[-3000:]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from study.cli import main
 from study.paths import StudyPaths
 from study.runner import StudyError
-from study.sample_size import COLUMNS, sample_size_study
+from study.sample_size import COLUMNS, sample_size_study, trial_directory, tune_dirname
 from study.spec import StudySpec, Trial, load_study, spec_fingerprint
 from trainables.trainable import CHECKPOINT_FILE, LocalSession, Runtime, run_trial
 
@@ -47,12 +47,19 @@ def _state(spec: Path, storage: Path, name: str) -> dict:
             "experiment_id": eid, "tracking_uri": uri, "experiment": name, "spec": str(spec)}  # fmt: skip
 
 
+# the trained trial's name has parentheses, as the quickstart's ``t0_schedule=linear(scale=1)`` has: Ray Tune keeps it
+# in a folder spelled differently (``t1_schedule=cosine_s=0.008_``), which the fixture reproduces
+GRID = {"dynamics.schedule": [{"kind": "linear"}, {"kind": "cosine", "s": 0.008}]}
+
+
 @pytest.fixture(scope="module")
 def micro_study(tmp_path_factory: pytest.TempPathFactory, classifier_r8: tuple[Path, float]) -> MicroStudy:
-    """Trial ``schedule=cosine`` (IS and FID) trained 2 epochs; checkpoints of epochs 1 and 2 in tune/<trial>/."""
+    """Trial ``schedule=cosine(s=0.008)`` (IS and FID) trained 2 epochs; checkpoints of epochs 1 and 2 in the folder
+    Ray Tune makes for it, with the ``params.json`` Tune writes there."""
     root = tmp_path_factory.mktemp("sample_size")
     storage, name = root / "studies", "ss"
-    spec = write_spec(root / "ss.yaml", micro_spec(name, **{"evaluation.inception_score.extra_metrics": ["fid"]}))
+    spec = write_spec(root / "ss.yaml", micro_spec(name, **{"evaluation.inception_score.extra_metrics": ["fid"],
+                                                              "grid": GRID}))  # fmt: skip
     (storage / name).mkdir(parents=True)
     state = _state(spec, storage, name)
     (storage / name / "study.json").write_text(json.dumps(state))
@@ -65,9 +72,10 @@ def micro_study(tmp_path_factory: pytest.TempPathFactory, classifier_r8: tuple[P
         spec_json = trial.spec.model_dump(mode="json")
         spec_json["training"]["epochs"] = epochs  # epoch 1 first, then resumed: Tune's two kept checkpoints
         run_trial(Trial(trial.index, trial.name, trial.axes, StudySpec.model_validate(spec_json)), runtime, session)
-        target = storage / name / "tune" / trial.name / folder
+        target = storage / name / "tune" / tune_dirname(trial.name) / folder
         target.mkdir(parents=True)
         shutil.copy(session.directory / CHECKPOINT_FILE, target / CHECKPOINT_FILE)
+    (target.parent / "params.json").write_text(json.dumps({"trial": trial.to_config(), "runtime": {}}))
     run_id = MlflowClient(state["tracking_uri"]).search_runs(
         [state["experiment_id"]], f"tags.`study.trial` = '{trial.name}'"
     )[0].info.run_id  # fmt: skip
@@ -109,7 +117,7 @@ def test_unknown_epoch_trial_and_eval_are_errors(micro_study: MicroStudy) -> Non
     s = micro_study
     with pytest.raises(StudyError, match=r"available epochs: 1, 2 \(Ray Tune keeps only the last 2"):
         sample_size_study(s.name, s.trial, EVAL, [20], epoch=7, storage=s.storage)
-    with pytest.raises(StudyError, match="its trials: t0_schedule=linear, t1_schedule=cosine"):
+    with pytest.raises(StudyError, match=r"its trials: t0_schedule=linear, t1_schedule=cosine\(s=0.008\)"):
         sample_size_study(s.name, "nope", EVAL, [20], storage=s.storage)
     with pytest.raises(ValueError, match="its evaluations: ancestral-5, ddim-3"):
         sample_size_study(s.name, s.trial, "ddim-50", [20], storage=s.storage)
@@ -120,7 +128,45 @@ def test_cli_prints_one_line_per_n(micro_study: MicroStudy, classifier_r8, one_t
     code = main(["sample-size", s.name, "--trial", s.trial, "--epoch", "1", "--eval", "ddim-3", "--n", "20,40",
                  "--storage", str(s.storage)])  # fmt: skip
     out = capsys.readouterr().out.splitlines()
-    assert code == 0 and out[0].startswith("n=   20  IS ") and out[1].startswith("n=   40  IS ")
-    assert out[2].startswith("IS-infinity: ") and f"{s.trial}-e1-ddim-3.png" in out[3]
+    assert code == 0 and out[1].startswith("n=   20  IS ") and out[2].startswith("n=   40  IS ")
+    assert out[3].startswith("IS-infinity: ") and f"{s.trial}-e1-ddim-3.png" in out[4]
     assert main(["sample-size", s.name, "--trial", s.trial, "--epoch", "9", "--eval", "ddim-3", "--n", "20",
                  "--storage", str(s.storage)]) == 2  # fmt: skip
+
+
+def test_cli_takes_the_study_directory_and_the_report_trial_name(
+    micro_study: MicroStudy, classifier_r8, one_thread, capsys, monkeypatch
+) -> None:
+    """``sample-size studies/ss --trial 't1_schedule=cosine(s=0.008)'`` from the study's working directory, as a user
+    types what ``run`` and the report print; the first line says what ± and [...] are."""
+    s = micro_study
+    monkeypatch.chdir(s.storage.parent)
+    assert "(" in s.trial and not (s.storage / s.name / "tune" / s.trial).exists()
+    code = main(["sample-size", f"{s.storage.name}/{s.name}", "--trial", s.trial, "--eval", "ddim-3", "--n", "20",
+                 "--storage", "elsewhere"])  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0, out
+    assert "mean ± split std (10 splits" in out[0] and "[95 % bootstrap interval of the mean" in out[0]
+    assert "FID of the first N images" in out[0] and out[1].startswith("n=   20  IS ")
+    # Ray Tune's folder name is accepted too
+    code = main(["sample-size", str(s.storage / s.name), "--trial", tune_dirname(s.trial), "--eval", "ddim-3",
+                 "--n", "20"])  # fmt: skip
+    assert code == 0 and capsys.readouterr().out.splitlines()[1].startswith("n=   20  IS ")
+
+
+def test_trial_directory_follows_the_recorded_name(tmp_path: Path) -> None:
+    """The name recorded in params.json wins over the folder's spelling (Tune adds a suffix to a folder that already
+    exists); without params.json, Tune's spelling of the name; then the name itself."""
+    tune = tmp_path / "tune"
+    name = "t0_schedule=linear(scale=1)"
+    assert tune_dirname(name) == "t0_schedule=linear_scale=1_"
+    assert trial_directory(tune, name) == tune / name  # nothing there yet: the error will name this folder
+    (tune / "t0_schedule=linear_scale=1_").mkdir(parents=True)
+    assert trial_directory(tune, name) == tune / "t0_schedule=linear_scale=1_"
+    moved = tune / "t0_schedule=linear_scale=1__ab12"
+    (moved / "checkpoint_000003").mkdir(parents=True)
+    (moved / "checkpoint_000003" / CHECKPOINT_FILE).write_bytes(b"")
+    (moved / "params.json").write_text(json.dumps({"trial": {"name": name}}))
+    (tune / "other").mkdir()
+    (tune / "other" / "params.json").write_text("{not json")
+    assert trial_directory(tune, name) == moved

@@ -1,4 +1,4 @@
-"""Malformed specs, generated: every one ends with the project's own located error, exit 2, no traceback, quickly.
+"""Malformed specs, generated: every one ends with the project's own located error, exit 2, no traceback.
 
 Hypothesis mutates the real specs in ``specs/`` (derandomized, so CI sees the same cases every run). Classes:
 
@@ -7,9 +7,10 @@ Hypothesis mutates the real specs in ``specs/`` (derandomized, so CI sees the sa
 * structure: deleted keys, unknown keys, deep nesting, huge lists (10^4 samplers), grids of 10^6 trials;
 * files: YAML alias bombs, invalid YAML, binary junk and non-UTF-8 bytes, an empty file, a top-level list.
 
-Measured on the 2-core CI machine: 1,200 cases through the loader and the CLI's ``main`` in-process, each under
-2 s (the slowest a 10^4-sampler list), every one exit 2 with a message naming the file; plus 6 representative ones
-through a real ``python -m study validate`` subprocess.
+1,200 cases go through the loader and the CLI's ``main`` in-process, every one exit 2 with a message naming the file;
+plus 6 representative ones through a real ``python -m study validate`` subprocess. No case asserts its wall time: on a
+busy machine a time bound fails at random (hypothesis calls it flaky); how fast the worst cases are refused is a row of
+the benchmark suite (``bench/suite.py``, ``refusal_row``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ from study.spec import SpecError, load_study
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(p for p in (ROOT / "specs").rglob("*.yaml"))
 BASES = [YAML(typ="safe").load(p.read_text()) for p in SPECS]
-TIME_BOUND_S = 2.0
 
 BAD_VALUES = st.one_of(
     st.sampled_from([True, False, None, "", "abc", [], {}, [1, 2], {"kind": "nope"}, -1, 0, 10**29, -(10**29),
@@ -126,12 +125,11 @@ def _write(tmp: Path, content: str | bytes) -> Path:
     return path
 
 
-def _refused(path: Path) -> tuple[int, str, float]:
+def _refused(path: Path) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
-    t0 = time.perf_counter()
     with redirect_stdout(out), redirect_stderr(err):
         code = main(["validate", str(path)])
-    return code, err.getvalue(), time.perf_counter() - t0
+    return code, err.getvalue()
 
 
 @pytest.mark.slow
@@ -143,7 +141,6 @@ def test_generated_malformed_specs_are_refused_with_a_located_error(tmp_path_fac
     loads; a case built to be malformed must be refused."""
     kind, content, must_fail = case
     path = _write(tmp_path_factory.mktemp("fuzz"), content)
-    t0 = time.perf_counter()
     try:
         load_study(path)
     except SpecError as e:
@@ -151,10 +148,8 @@ def test_generated_malformed_specs_are_refused_with_a_located_error(tmp_path_fac
     else:
         assert not must_fail, f"{kind} accepted: {content[:300]!r}"
         return
-    assert time.perf_counter() - t0 < TIME_BOUND_S
-    code, err, seconds = _refused(path)
+    code, err = _refused(path)
     assert code == 2 and err.startswith(f"error: {path}") and "Traceback" not in err, err[:500]
-    assert seconds < TIME_BOUND_S
 
 
 @pytest.mark.parametrize("content", [
@@ -166,10 +161,9 @@ def test_generated_malformed_specs_are_refused_with_a_located_error(tmp_path_fac
 ])  # fmt: skip
 def test_the_real_cli_refuses_representative_cases(tmp_path: Path, content: str | bytes) -> None:
     path = _write(tmp_path, content)
-    t0 = time.perf_counter()
+    # the timeout only stops a hung interpreter; it is wide because a busy machine may take a minute to import torch
     proc = subprocess.run([sys.executable, "-m", "study", "validate", str(path)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=60)  # fmt: skip
+                          cwd=tmp_path, timeout=900)  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith(f"error: {path}") and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "pwned").exists()
-    assert time.perf_counter() - t0 < 30  # interpreter and torch start-up included

@@ -8,7 +8,6 @@ step-indexed images, each (key, step) logged once by a reopened ``TrialRun``, an
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,14 +95,11 @@ def test_an_outage_is_spooled_and_replayed_without_duplicates(tmp_path: Path) ->
     run = _open(store, eid, spool=spool)
     run.log_metrics({"train/loss": 1.0}, 1)
     store.fail()
-    t0 = time.perf_counter()
-    run.log_metrics({"train/loss": 0.5}, 2)  # retried, then spooled: the trial goes on
+    run.log_metrics({"train/loss": 0.5}, 2)  # retried (attempts=2 here), then spooled: the trial goes on
     run.log_arrays("evaluations/ddim-3/epoch-00002.npz", logits=np.ones((2, 3)))
     run.log_image(np.zeros((8, 8, 3), dtype=np.uint8), "samples/ddim-3", 2)
     run.set_tags({"study.device": "cpu"})
-    elapsed = time.perf_counter() - t0
     assert run.unlogged() == 4 and Spool(spool).count() == 4
-    assert elapsed < 10  # each write gives up after its retries (attempts=2 here: 0.25 s), never hangs
     store.fail(False)
     run.log_metrics({"train/loss": 0.25}, 3)  # the next write replays the spool first
     assert run.unlogged() == 0 and not spool.exists()
@@ -130,12 +126,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_tracking_server_that_is_down_is_refused_in_seconds(tmp_path: Path) -> None:
+def test_a_tracking_server_that_is_down_is_refused(tmp_path: Path) -> None:
+    """One short /health request, not MLflow's minutes of retries (how long it takes is a bench row, not a test)."""
     uri = f"http://127.0.0.1:{_free_port()}"
-    t0 = time.perf_counter()
     problem = connect(uri).check(timeout=3.0)
     assert problem is not None and uri in problem and "not reachable" in problem
-    assert time.perf_counter() - t0 < 10
     (tmp_path / "a-file").write_text("")
     assert "a-file" in (connect(f"sqlite:///{tmp_path}/a-file/mlflow.db").check() or "")
     assert connect(f"sqlite:///{tmp_path}/mlflow.db").check() is None
@@ -151,12 +146,9 @@ def test_study_run_refuses_a_tracking_outage_before_anything_starts(
     uri = f"http://127.0.0.1:{_free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     spec = write_spec(tmp_path / "s.yaml", micro_spec("outage"))
-    t0 = time.perf_counter()
     assert main(["run", str(spec), "--storage", str(tmp_path / "studies")]) == 2
-    elapsed = time.perf_counter() - t0
     err = capsys.readouterr().err
     assert uri in err and "not reachable" in err and "Traceback" not in err
-    assert elapsed < 15, elapsed
     assert not (tmp_path / "studies" / "outage").exists()  # nothing was started
 
 
