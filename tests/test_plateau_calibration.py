@@ -55,9 +55,9 @@ def test_saturating_curves_are_detected_when_the_precision_allows_and_undetermin
     ``undetermined``, never a confident wrong answer. With K = 8 the final tails hold 3-4 evaluations (1-2 residual
     degrees of freedom, so the rule always pays the Student-t quantile there) and the curvature left in a slow
     curve's tail passes for noise: >= 25 % is asserted there (measured: 29 %); the rule then says
-    ``undetermined``, the conservative answer: 8 evaluations are too few to conclude at this margin. Where the precision does not
-    allow, >= 75 % is asserted ``undetermined`` (measured: 85 %); the rest are saturated curves called plateaued,
-    which the other tests show is not a confident wrong answer."""
+    ``undetermined``, the conservative answer: 8 evaluations are too few to conclude at this margin. Where the
+    precision does not allow, >= 75 % is asserted ``undetermined`` (measured: 85 %); the rest are saturated
+    curves called plateaued, which the other tests show is not a confident wrong answer."""
     allows, not_allows, saved = [], [], []
     for i, c in enumerate(_grid("saturating", (1.0, 2.0), (20.0, 40.0))):
         change, p = c.tail_test(RULE)
