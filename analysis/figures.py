@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.convergence import arm_curve
-from analysis.plateau import Verdict
+from analysis.plateau import Verdict, two_sided
 from analysis.stats import split_std_to_se
 
 __all__ = ["plot_is_vs_epoch", "plot_loss", "plot_arms", "plot_scores", "trial_palette"]
@@ -52,6 +52,7 @@ def plot_is_vs_epoch(
     trials: list[str],
     statuses: Mapping[str, str] | None = None,
     references: Mapping[tuple[str, int], Mapping[str, float]] | None = None,
+    splits: Mapping[str, int] | None = None,
 ) -> Path:
     """IS vs epoch: one panel per evaluation (columns) and per (extractor, n) (rows).
 
@@ -79,7 +80,7 @@ def plot_is_vs_epoch(
                 colour = palette[str(trial)]
                 sns.lineplot(x=g["epoch"], y=g["is_mean"], color=colour, marker="o", markersize=4,
                              ax=ax, errorbar=None)
-                low, high = _band(g)
+                low, high = _band(g, (splits or {}).get(str(trial), 10))
                 ax.fill_between(g["epoch"], low, high, color=colour, alpha=0.18, linewidth=0)
                 p = plateaus.get((str(trial), evaluation, extractor, n))
                 if p is not None and p.epoch is not None:
@@ -129,13 +130,15 @@ def _panel_grid(panels: int, ncols: int) -> tuple[Figure, np.ndarray]:
     return fig, axs
 
 
-def _band(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The 95 % interval of each evaluation: the bootstrap CI where logged, else +-1.96 SE from the split std."""
+def _band(g: pd.DataFrame, splits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 95 % interval of each evaluation: the bootstrap CI where logged, else +-t SE from the split std (the
+    trial's own number of splits; Student t on S - 1 degrees of freedom)."""
     mean = g["is_mean"].to_numpy(dtype=float)
     lo, hi = g["is_ci_low"].to_numpy(dtype=float), g["is_ci_high"].to_numpy(dtype=float)
-    se = np.array([split_std_to_se(s, 10) for s in g["is_std"].to_numpy(dtype=float)])
+    se = np.array([split_std_to_se(s, splits) for s in g["is_std"].to_numpy(dtype=float)])
     se = np.where(np.isfinite(se), se, 0.0)
-    return np.where(np.isfinite(lo), lo, mean - 1.96 * se), np.where(np.isfinite(hi), hi, mean + 1.96 * se)
+    q = two_sided(0.95, splits - 1)
+    return np.where(np.isfinite(lo), lo, mean - q * se), np.where(np.isfinite(hi), hi, mean + q * se)
 
 
 def plot_arms(scores: pd.DataFrame, arms: Mapping[str, list[str]], path: Path, *, title: str) -> Path:

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from analysis.claims import ClaimCheck, check_claims, claims_table
-from analysis.convergence import arms, verdict_of, verdicts
+from analysis.convergence import arms, bootstrap_of, verdict_of, verdicts
 from analysis.figures import plot_arms, plot_is_vs_epoch, plot_loss, plot_sample_grids, plot_scores
 from analysis.findings import Finding, findings, findings_table, ranking_table
 from analysis.plateau import PlateauRule
@@ -306,7 +306,8 @@ def render_report(
     statuses = dict(zip(study.trials["trial"], study.trials["status"], strict=True))
     figures = [IS_FIGURE, LOSS_FIGURE]
     plot_is_vs_epoch(study.scores, found, out_dir / IS_FIGURE, title=f"{study_name}: Inception Score vs epoch",
-                     trials=trials, statuses=statuses, references=study.references)
+                     trials=trials, statuses=statuses, references=study.references,
+                     splits={t: bootstrap_of(study.params.get(t, {})).splits for t in trials})
     plot_loss(study.losses, out_dir / LOSS_FIGURE, title=f"{study_name}: training loss", trials=trials)
     if not arm.empty:
         plot_arms(study.scores, arms(study), out_dir / ARMS_FIGURE, title=f"{study_name}: arms (mean over seeds)")
