@@ -33,13 +33,15 @@ _RULE_PREFIX = "evaluation.plateau."
 
 def trial_rule(params: Mapping[str, str]) -> PlateauRule:
     """The plateau rule a trial was run with: its logged ``evaluation.plateau.*`` params (the margin resolved when
-    the spec was read), else the default rule."""
-    from study.spec.study import PlateauSpec
+    the spec was read), else its extractor's default margin, else the default rule."""
+    from study.spec.study import InceptionScoreSpec, PlateauSpec
 
     found = {k[len(_RULE_PREFIX):]: v for k, v in params.items() if k.startswith(_RULE_PREFIX)}
-    if "margin" not in found:
+    extractor = params.get("evaluation.inception_score.extractor")
+    if "margin" not in found and extractor not in InceptionScoreSpec.DEFAULT_MARGINS:
         return PlateauRule()
-    margin = found["margin"]
+    # runs logged before the margin was stated get their extractor's default margin
+    margin = found.get("margin", str(InceptionScoreSpec.DEFAULT_MARGINS.get(str(extractor), 0.0)))
     rest = {k: v for k, v in found.items() if k != "margin"}
     spec = PlateauSpec.model_validate(rest | {"margin": margin if margin.endswith("%") else float(margin)})
     return PlateauRule(**spec.rule_fields())

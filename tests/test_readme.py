@@ -74,3 +74,24 @@ def test_readme_seed_copy_makes_a_comparable_second_study(tmp_path) -> None:
     copy, copied = load_study(tmp_path / "specs" / "quickstart_seed1.yaml")
     assert copy.name == "quickstart_seed1" and copy.training.seed == base.training.seed + 1
     assert copy.evaluation == base.evaluation and len(copied) == len(trials)
+
+
+def test_readme_quotes_the_quickstart_run_record() -> None:
+    """The README's quickstart figures are the committed run record's (``bench/quickstart_record.py``): the commit,
+    the CPU, the wall time, each trial's end and each curve's state, and the headline paired difference."""
+    import json
+
+    record = json.loads((REPO / "docs" / "results" / "quickstart" / "record.json").read_text())
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("What a user sees") : text.index("Run the tests:")]
+    minutes, seconds = divmod(record["wall_seconds"], 60)
+    assert f"{minutes} min {seconds} s" in section and record["commit"] in section and record["cpu"] in section
+    for trial, t in record["trials"].items():
+        name = trial.split("_", 1)[1]
+        assert f"{name}: {t['status']} after {t['epochs_trained']} of {t['budget']} epochs" in section, trial
+    for curve, c in record["curves"].items():
+        epoch = f" at epoch {c['plateau_epoch']} [{c['plateau_range'][0]}-{c['plateau_range'][1]}]" \
+            if c["plateau_epoch"] is not None else ""  # fmt: skip
+        assert f"{curve.split('_', 1)[1]} {c['state']}{epoch}" in section, curve
+    h = record["headline"]
+    assert f"{h['cosine_minus_linear']:+.2f} [{h['low']:+.2f}, {h['high']:+.2f}] IS at epoch {h['epoch']}" in section
