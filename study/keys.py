@@ -7,8 +7,9 @@ score (``IS_STATS``): ``mean`` and ``std`` (torch-fidelity's mean and split std,
 the generator's IS at any n) and ``inf`` (IS-infinity, Chong & Forsyth 2020) with ``inf_ci_low``/``inf_ci_high``.
 FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics). The memorization scores
 (trainables/scores.py) are fractions: ``memorization_pixel`` / ``memorization_feature`` (``mean``, ``se``,
-``ci_low``/``ci_high``, and ``held_out``, the held-out images' fraction). Per-image arrays a score keeps sit in
-the evaluation's npz under ``score_array(score, name)`` (``memorization_pixel.nn1``).
+``ci_low``/``ci_high``, and ``held_out``, the held-out images' fraction), as are ``precision`` / ``recall``
+(``mean``, ``se``, ``ci_low``/``ci_high``). Per-image arrays a score keeps sit in the evaluation's npz under
+``score_array(score, name)`` (``memorization_pixel.nn1``).
 
 The trial status vocabulary (``Status``) is shared by the trial, the runner and the report.
 """
@@ -77,7 +78,7 @@ def report_key(kind: Literal["is", "is_ci_low", "is_ci_high", "state"], evaluati
     return f"{kind}/{evaluation}"
 
 
-SCORES = ("is", "fid", "kid", "memorization_pixel", "memorization_feature")
+SCORES = ("is", "fid", "kid", "memorization_pixel", "memorization_feature", "precision", "recall")
 FRACTION_STATS = ("mean", "se", "ci_low", "ci_high", "held_out")
 IS_STATS = ("mean", "std", "se", "ci_low", "ci_high", "inf", "inf_ci_low", "inf_ci_high")
 _ID = r"[A-Za-z0-9_.:+-]+"

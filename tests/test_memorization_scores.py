@@ -1,6 +1,6 @@
 """Nearest-neighbour scores (trainables/scores.py, analysis/neighbours.py): the memorized fraction in pixel and
-feature space (planted copies are found within the interval; training images score ~100 %, held-out ~0 %), and a
-trial that logs them with their distances."""
+feature space (planted copies are found within the interval; training images score ~100 %, held-out ~0 %),
+precision and recall as torch-fidelity computes them, and a trial that logs them with their distances."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import micro_spec
 from mlflow import MlflowClient
+from torch_fidelity.metric_prc import prc_features_to_metric
 
 from analysis.neighbours import COPY_RATIO, bootstrap_fraction, copy_flags
 from study import keys
@@ -19,11 +20,11 @@ from study.spec.load import expand
 from study.tracking import connect, load_run_arrays
 from trainables.data import digits_tensors
 from trainables.metrics import image_metrics, reference_features, to_uint8, training_set
-from trainables.scores import SCORES, ScoreSettings, TrainingSet, compute_scores, nearest_two
+from trainables.scores import SCORES, ScoreSettings, TrainingSet, _inside, _prc_balls, compute_scores, nearest_two
 from trainables.trainable import LocalSession, Runtime, run_trial
 
 MEMORIZATION = ("memorization_pixel", "memorization_feature")
-ALL = (*MEMORIZATION, "fid", "kid")
+ALL = (*MEMORIZATION, "precision", "recall", "fid", "kid")
 
 
 def test_copy_criterion_and_fraction_bootstrap() -> None:
@@ -105,6 +106,33 @@ def test_a_model_returning_training_images_scores_all_and_held_out_none(classifi
                                   for a in ("nn1", "nn2", "nn_index", "held_out_nn1", "held_out_nn2")}  # fmt: skip
 
 
+def test_precision_and_recall_are_torch_fidelitys_with_intervals() -> None:
+    rng = np.random.default_rng(0)
+    real = torch.from_numpy(rng.normal(size=(300, 8)).astype(np.float32))
+    narrow = torch.from_numpy((0.3 * rng.normal(size=(200, 8))).astype(np.float32))  # inside, but little diversity
+    shifted = torch.from_numpy((rng.normal(size=(200, 8)) + 3.0).astype(np.float32))  # mostly outside
+
+    class Ref:
+        features = real
+
+    settings = ScoreSettings(bootstrap=500, seed=0, reference=Ref())
+    for gen in (narrow, shifted):
+        scores, arrays = compute_scores({"f": gen}, {"fid": "f", "isc": "f"}, ["precision", "recall"], settings)
+        theirs = prc_features_to_metric(gen, real, prc_neighborhood=3, prc_batch_size=10000, save_cpu_ram=False,
+                                        verbose=False)  # fmt: skip
+        assert not arrays
+        # the per-image indicators the intervals bootstrap average to torch-fidelity's numbers
+        mine = {"precision": _inside(gen, real, _prc_balls(real)).mean(),
+                "recall": _inside(real, gen, _prc_balls(gen)).mean()}  # fmt: skip
+        for name in ("precision", "recall"):
+            s = scores[name]
+            assert s["mean"] == theirs[name] == pytest.approx(mine[name], abs=1e-6), name
+            assert s["ci_low"] <= s["mean"] <= s["ci_high"] and (s["se"] > 0 or s["mean"] in (0.0, 1.0)), name
+    narrow_scores = compute_scores({"f": narrow}, {"fid": "f"}, ["precision", "recall"], settings).scores
+    assert narrow_scores["precision"]["mean"] > 0.9 > 0.5 > narrow_scores["recall"]["mean"]
+    assert all(SCORES[n].needs_reference for n in ("precision", "recall", "fid", "kid"))
+
+
 def test_a_trial_logs_every_score_with_intervals_and_the_distances(classifier_r8, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
@@ -118,7 +146,7 @@ def test_a_trial_logs_every_score_with_intervals_and_the_distances(classifier_r8
     assert run_trial(trial, runtime, LocalSession(tmp_path / "ckpt")) == "finished"
     (run,) = client.search_runs([eid], f"tags.`study.instance` = '{runtime.instance}'")
     logged = run.data.metrics
-    for name in MEMORIZATION:
+    for name in (*MEMORIZATION, "precision", "recall"):
         for stat in ("mean", "ci_low", "ci_high"):
             key = keys.score_key(name, "digits-cnn", 40, "ddim-3", stat)
             assert key in logged and keys.parse_score_key(key) is not None, key

@@ -20,6 +20,12 @@ here, an entry in ``SCORES`` and its name in the spec's ``extra_metrics`` litera
   (bootstrap over the generated images) and ``held_out``, the same fraction for the held-out images (real images
   the model never saw: the criterion's false-copy baseline). Arrays: ``nn1``, ``nn2``, ``nn_index`` (generated ->
   train) and ``held_out_nn1``, ``held_out_nn2`` (held-out -> train).
+* ``precision`` / ``recall``: Kynkaanniemi et al. 2019 ("Improved precision and recall metric for assessing
+  generative models", NeurIPS, Eqs. 1-3; k = 3) as torch-fidelity >= 0.4.0 computes them (generated = input1,
+  real = input2 = the training-set reference): ``mean`` is torch-fidelity's number. Precision's interval
+  bootstraps the generated images (its per-image indicators, the real manifold fixed); recall is a mean over the
+  *real* images (is each inside the generated manifold?), so its interval bootstraps the real images with the
+  generated manifold fixed, and does not cover the generator's sampling noise.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
+from torch_fidelity.metric_prc import calc_cdist_full, prc_features_to_metric
 
 from analysis.neighbours import bootstrap_fraction, copy_flags
 from analysis.stats import bootstrap_is, is_infinity
@@ -42,6 +49,7 @@ from study import keys
 Tensor = torch.Tensor
 # bootstrap resamples behind IS-infinity's interval: each refits 15 subset sizes, so fewer than the IS bootstrap's
 INFINITY_REPLICATES = 200
+PRC_NEIGHBORHOOD = 3  # k of Kynkaanniemi et al. 2019 (their default, and torch-fidelity's prc_neighborhood)
 # rows of generated images per distance block: bounds a float64 block at rows x training images x 8 bytes
 NN_ROWS = 1024
 Need = Literal["reference", "training_set"]
@@ -201,12 +209,37 @@ def _memorization_feature(x: ScoreInput, cfg: ScoreSettings) -> ScoreOutput:
     return _memorization(x.features, t.features, t.held_out_features, cfg)
 
 
+def _prc_balls(points: Tensor) -> Tensor:
+    """Each point's distance to its k-th nearest other point (Kynkaanniemi et al. 2019, Eq. 2's radius; the
+    (k+1)-th value counts the point itself, as torch-fidelity does)."""
+    return calc_cdist_full(points, points).kthvalue(PRC_NEIGHBORHOOD + 1).values
+
+
+def _inside(points: Tensor, centres: Tensor, radii: Tensor) -> np.ndarray:
+    """Per point: inside any centre's ball (Eq. 1's f(phi, Phi)), as torch-fidelity's ``<=``."""
+    return (calc_cdist_full(points, centres) <= radii).any(dim=1).numpy()
+
+
+def _precision_recall(x: ScoreInput, cfg: ScoreSettings, which: Literal["precision", "recall"]) -> ScoreOutput:
+    real = cfg.reference.features  # type: ignore[union-attr]
+    gen = x.features
+    value = prc_features_to_metric(gen, real, prc_neighborhood=PRC_NEIGHBORHOOD, prc_batch_size=10000,
+                                   save_cpu_ram=False, verbose=False)[which]  # fmt: skip
+    # per-image indicators with torch-fidelity's definition: their mean is its number (tested), their bootstrap
+    # the interval: precision over the generated images, recall over the real ones (module docstring)
+    flags = _inside(gen, real, _prc_balls(real)) if which == "precision" else _inside(real, gen, _prc_balls(gen))
+    frac = bootstrap_fraction(flags, cfg.bootstrap, cfg.seed)
+    return frac.stats() | {"mean": float(value)}
+
+
 SCORES: dict[str, Score] = {
     "is": Score("isc", _inception_score),
     "fid": Score("fid", _fid, frozenset({"reference"})),
     "kid": Score("fid", _kid, frozenset({"reference"})),
     "memorization_pixel": Score("fid", _memorization_pixel, frozenset({"training_set"})),
     "memorization_feature": Score("fid", _memorization_feature, frozenset({"training_set"})),
+    "precision": Score("fid", lambda x, cfg: _precision_recall(x, cfg, "precision"), frozenset({"reference"})),
+    "recall": Score("fid", lambda x, cfg: _precision_recall(x, cfg, "recall"), frozenset({"reference"})),
 }
 
 
