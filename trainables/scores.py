@@ -102,7 +102,7 @@ class ScoreInput(NamedTuple):
     images: Tensor | None = None
 
 
-ScoreOutput = dict[str, "float | np.ndarray"]  # stats (floats) and per-image arrays (kept in the artifact)
+ScoreOutput = dict[str, float | np.ndarray]  # stats (floats) and per-image arrays (kept in the artifact)
 
 
 @dataclass(frozen=True)
