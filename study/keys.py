@@ -5,7 +5,11 @@ e.g. ``is/digits-cnn/n400/ddim-20/mean``. Evaluation ids are ``<sampler id>[:<gu
 score (``IS_STATS``): ``mean`` and ``std`` (torch-fidelity's mean and split std, as in the literature), ``se``,
 ``ci_low``/``ci_high`` (bootstrap over the generated images, analysis/stats.py: they cover IS at this n, not
 the generator's IS at any n) and ``inf`` (IS-infinity, Chong & Forsyth 2020) with ``inf_ci_low``/``inf_ci_high``.
-FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics).
+FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics). The memorization scores
+(trainables/scores.py) are fractions: ``memorization_pixel`` / ``memorization_feature`` (``mean``, ``se``,
+``ci_low``/``ci_high``, and ``held_out``, the held-out images' fraction), as are ``precision`` / ``recall``
+(``mean``, ``se``, ``ci_low``/``ci_high``). Per-image arrays a score keeps sit in the evaluation's npz under
+``score_array(score, name)`` (``memorization_pixel.nn1``).
 
 The trial status vocabulary (``Status``) is shared by the trial, the runner and the report.
 """
@@ -74,7 +78,8 @@ def report_key(kind: Literal["is", "is_ci_low", "is_ci_high", "state"], evaluati
     return f"{kind}/{evaluation}"
 
 
-SCORES = ("is", "fid", "kid")
+SCORES = ("is", "fid", "kid", "memorization_pixel", "memorization_feature", "precision", "recall")
+FRACTION_STATS = ("mean", "se", "ci_low", "ci_high", "held_out")
 IS_STATS = ("mean", "std", "se", "ci_low", "ci_high", "inf", "inf_ci_low", "inf_ci_high")
 _ID = r"[A-Za-z0-9_.:+-]+"
 _SCORE_RE = re.compile(
@@ -196,6 +201,17 @@ def evaluation_dir(evaluation: str) -> str:
 def targets_artifact(evaluation: str) -> str:
     """The guidance target labels of a guided evaluation (JSON)."""
     return f"guidance/{evaluation}/targets.json"
+
+
+def score_array(score: str, name: str) -> str:
+    """The name of a score's per-image array in an evaluation's npz: ``<score>.<name>`` (``memorization_pixel.nn1``)."""
+    return f"{score}.{name}"
+
+
+def parse_score_array(key: str) -> tuple[str, str] | None:
+    """(score, name) of a ``score_array`` name; None for the npz's other arrays (``logits``, ``labels``)."""
+    score, dot, name = key.partition(".")
+    return (score, name) if dot and re.fullmatch(r"[a-z_]+", score) and name else None
 
 
 def evaluation_file(epoch: int) -> str:

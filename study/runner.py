@@ -311,11 +311,14 @@ def prepare(plan: Plan, paths: StudyPaths, stage: Stages | None = None) -> Prepa
     import torch
 
     from study.preflight import preflight
+    from trainables.data import subset_problems
     from trainables.guidance_classifier import ensure_noisy_classifier, needs_classifier
 
     stage = stage or Stages()
     with stage("data"):
         problems = preflight(plan.base, paths.data, fetch=True)
+        if not problems:  # a gridded subset size must fit its training set in every trial, not only the base's
+            problems = subset_problems([t.spec.dataset for t in plan.trials], paths.data)
     if problems:
         raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
     with stage("IS extractor"):

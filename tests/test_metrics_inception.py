@@ -107,11 +107,13 @@ def test_digits_metrics_are_torch_fidelitys(classifier_r8, tmp_path: Path) -> No
     train = TensorDataset(tx, ty)
     ref = reference_features(train, "digits-test", "digits-cnn", weights, tmp_path)
     settings = ScoreSettings(splits=5, bootstrap=0, infinity_points=0, kid_subset_size=100, reference=ref)
-    ours = image_metrics(samples, "digits-cnn", weights, ("fid", "kid"), settings)
+    ours = image_metrics(samples, "digits-cnn", weights, ("fid", "kid", "precision", "recall"), settings)
     theirs = direct(
-        samples, input2=Images(reference_uint8(train)), isc=True, fid=True, kid=True, isc_splits=5,
+        samples, input2=Images(reference_uint8(train)), isc=True, fid=True, kid=True, prc=True, isc_splits=5,
         kid_subset_size=100, feature_extractor="digits-cnn", feature_extractor_weights_path=weights,
     )  # fmt: skip
+    # generated = input1, real = input2 (torch-fidelity >= 0.4.0)
+    assert (ours.scores["precision"]["mean"], ours.scores["recall"]["mean"]) == (theirs["precision"], theirs["recall"])
     assert ours.is_mean == theirs["inception_score_mean"]
     assert ours.scores["fid"]["value"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-12, abs=1e-9)
     assert (ours.scores["kid"]["mean"], ours.scores["kid"]["std"]) == (

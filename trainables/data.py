@@ -27,7 +27,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -526,9 +526,57 @@ def dataset_decl(spec: Any) -> DatasetDecl:
         raise ValueError(f"dataset kind {spec.kind!r} has no declaration in trainables.data.DATASETS") from None
 
 
+def subset_indices(n: int, size: int, seed: int) -> Tensor:
+    """Sorted indices of the first ``size`` of a permutation of ``range(n)`` seeded by ``seed`` (torch's CPU
+    generator: the same on every machine). Prefixes of one permutation, so subsets of one seed are nested."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+
+
+def _take(dataset: Dataset, idx: Tensor) -> Dataset:
+    # The two in-memory kinds keep their type (metrics read Uint8Images.images as the exact stored pixels).
+    if isinstance(dataset, Uint8Images):
+        return Uint8Images(dataset.images[idx], dataset.labels[idx])
+    if isinstance(dataset, TensorDataset):
+        return TensorDataset(*(t[idx] for t in dataset.tensors))
+    return torch.utils.data.Subset(dataset, idx.tolist())
+
+
+def subset_size_problem(data: ImageData, size: int) -> str | None:
+    """Why ``data``'s training set cannot give a subset of ``size`` images (None when it can)."""
+    n = len(data.train)
+    if size <= n:
+        return None
+    return (
+        f"dataset.subset.size is {size}, but the {data.name} training set ({data.key or data.name}) has only "
+        f"{n} images: choose a size of at most {n}"
+    )
+
+
+def training_subset(data: ImageData, size: int, seed: int) -> ImageData:
+    """``data`` with its training set cut to a fixed, seeded subset of ``size`` images (``SubsetSpec``).
+
+    The held-out set is kept whole. ``key`` names the subset, so caches of training-set features (FID/KID
+    references) never mix a subset with the full set. A ``size`` above the training set's is a ``ValueError``
+    naming both: the count is known only here, after loading.
+    """
+    n = len(data.train)
+    if (problem := subset_size_problem(data, size)) is not None:
+        raise ValueError(problem)
+    if size == n:  # the same images in the same order: the same data, the same caches
+        return data
+    train = _take(data.train, subset_indices(n, size, seed))
+    return replace(data, train=train, key=f"{data.key}-sub{size}-s{seed}" if data.key else "")
+
+
 def load_dataset(spec: Any, data_dir: Path | None = None) -> ImageData:
-    """Load the dataset declared under ``spec.kind``."""
-    return dataset_decl(spec).load(spec, data_dir)
+    """Load the dataset declared under ``spec.kind``, cut to ``spec.subset`` when it names one."""
+    data = dataset_decl(spec).load(spec, data_dir)
+    subset = getattr(spec, "subset", None)
+    if subset is None:
+        return data
+    data = training_subset(data, subset.size, subset.seed)
+    log.info("%s: training on a subset of %d images (seed %d)", data.name, subset.size, subset.seed)
+    return data
 
 
 def image_shape(spec: Any) -> tuple[int, int, int]:
@@ -539,3 +587,26 @@ def image_shape(spec: Any) -> tuple[int, int, int]:
 def dataset_problems(spec: Any, data_dir: Path | str | None) -> list[str]:
     """What keeps ``spec``'s dataset from loading on this machine (without downloading or decoding anything)."""
     return dataset_decl(spec).problems(spec, resolve_data_dir(data_dir))
+
+
+def subset_problems(specs: list[Any], data_dir: Path | str | None) -> list[str]:
+    """Subset sizes (``spec.subset``) larger than their training set, for the dataset specs of a study's trials.
+
+    The driver asks before any trial starts, so a gridded size that does not fit is reported once, up front,
+    instead of erroring one trial. Each underlying dataset is loaded once (without its subset).
+    """
+    wanted: dict[str, tuple[Any, int]] = {}
+    for spec in specs:
+        subset = getattr(spec, "subset", None)
+        if subset is None:
+            continue
+        whole = spec.model_copy(update={"subset": None})
+        key = whole.model_dump_json()
+        if key not in wanted or wanted[key][1] < subset.size:
+            wanted[key] = (whole, subset.size)
+    problems = []
+    for whole, size in wanted.values():
+        problem = subset_size_problem(load_dataset(whole, resolve_data_dir(data_dir)), size)
+        if problem is not None:
+            problems.append(problem)
+    return problems

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,9 +24,9 @@ from trainables.dynamics import Dynamics
 from trainables.guidance import classifier_grad, target_accuracy
 from trainables.lockstep import Lockstep
 from trainables.metrics import extractor_weights as resolve_weights
-from trainables.metrics import image_metrics, reference_features, to_uint8
+from trainables.metrics import image_metrics, reference_features, to_uint8, training_set
 from trainables.samplers import SAMPLERS, sampler_from_spec, view
-from trainables.scores import HasScores, ScoreSettings, stored_logits
+from trainables.scores import HasScores, ScoreSettings, needs, stored_logits
 
 Tensor = torch.Tensor
 
@@ -44,6 +44,7 @@ class EvalResult(HasScores):
     labels: Tensor | None  # class labels the samples were drawn for (class-conditional models)
     targets: Tensor | None = None  # guidance target labels (guided evaluations)
     target_accuracy: float | None = None  # share of samples the trained classifier assigns to their target
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # scores' per-image arrays (keys.score_array)
 
     def metrics(self, extractor: str, num_samples: int) -> dict[str, float]:
         """Every score statistic and the sampling cost under their keys (study/keys.py)."""
@@ -184,29 +185,37 @@ def score(
     reference: ImageData | None = None,
     data_dir: str | Path | None = None,
 ) -> EvalResult:
-    """The Inception Score (and FID / KID when asked) of one evaluation's samples, from one feature pass.
+    """The Inception Score (and the ``extra_metrics``: FID, KID, memorization, precision, recall) of one
+    evaluation's samples, from one feature pass.
 
-    ``reference`` is the training data FID/KID compare against; its features are cached under
-    ``prepared_dir(data_dir)``. ``extractor_weights`` (resolved by the driver) falls back to the spec's path.
-    A guided evaluation also reports the share of samples the trained classifier (``judge``, read at t = 0)
-    assigns to their target.
+    ``reference`` is the training data those scores compare against; what each needs (trainables/scores.py:
+    the FID/KID reference features, the whole training set with its held-out set) is prepared here, its features
+    cached under ``prepared_dir(data_dir)``. ``extractor_weights`` (resolved by the driver) falls back to the
+    spec's path. A guided evaluation also reports the share of samples the trained classifier (``judge``, read
+    at t = 0) assigns to their target.
     """
     samples, nfe, labels, seconds = generated
     images = to_uint8(samples)
     isc = eval_spec.inception_score
     weights = extractor_weights or getattr(isc, "weights_path", None)
     extra = tuple(getattr(isc, "extra_metrics", ()))
-    ref = None
-    if extra:
-        if reference is None:
-            raise ValueError("FID/KID need the training data: pass reference=ImageData to score")
+    wanted = needs(extra)
+    ref = train = None
+    if wanted and reference is None:
+        raise ValueError(f"{', '.join(extra)} need the training data: pass reference=ImageData to score")
+    if reference is not None and "reference" in wanted:
         ref = reference_features(
             reference.train, reference.key, isc.extractor, resolve_weights(isc.extractor, weights),
             prepared_dir(data_dir), isc.reference_samples, eval_spec.batch_size,
         )  # fmt: skip
+    if reference is not None and "training_set" in wanted:
+        train = training_set(
+            reference.train, reference.held_out, reference.key, isc.extractor,
+            resolve_weights(isc.extractor, weights), prepared_dir(data_dir), eval_spec.batch_size,
+        )  # fmt: skip
     settings = ScoreSettings(
         isc.splits, isc.shuffle, getattr(isc, "bootstrap", 0), getattr(isc, "infinity_points", 0),
-        getattr(isc, "kid_subset_size", 1000), eval_spec.seed, ref,
+        getattr(isc, "kid_subset_size", 1000), eval_spec.seed, ref, train,
     )  # fmt: skip
     m = image_metrics(images, isc.extractor, weights, ("is", *extra), settings, eval_spec.batch_size)
     grid = None
@@ -218,5 +227,6 @@ def score(
     if guided and labels is not None:
         acc = target_accuracy(evaluation.judge, samples.to(device), labels, eval_spec.batch_size)
     return EvalResult(
-        evaluation.id, m.scores, stored_logits(m.logits), seconds, nfe, grid, labels, labels if guided else None, acc
-    )
+        evaluation.id, m.scores, stored_logits(m.logits), seconds, nfe, grid, labels, labels if guided else None, acc,
+        m.arrays,
+    )  # fmt: skip

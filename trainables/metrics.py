@@ -24,7 +24,7 @@ import re
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from
 from study import keys
 from trainables.digits_classifier import ensure_digits_classifier, load_digits_classifier
 from trainables.files import UnsafeFile, atomic_torch_save, atomic_write, load_tensors
-from trainables.scores import SCORES, HasScores, ScoreSettings, compute_scores
+from trainables.scores import SCORES, HasScores, ScoreSettings, TrainingSet, compute_scores
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -443,6 +443,34 @@ def reference_features(
     return _REFERENCES[path]
 
 
+_TRAINING_SETS: dict[tuple[str, str, str | None, str], TrainingSet] = {}
+
+
+def training_set(
+    train: Dataset,
+    held_out: Dataset | None,
+    dataset_key: str,
+    extractor: str,
+    weights: str | None,
+    cache_dir: Path,
+    batch_size: int = 250,
+) -> TrainingSet:
+    """Every training image (pixels and ``fid``-layer features) and the held-out set's, for nearest-neighbour
+    scores; built once per process (features cached on disk by ``reference_features``, held-out ones under
+    ``<dataset_key>-held-out``). Unlike the FID/KID reference, never a sample: a copy of any training image counts."""
+    key = (dataset_key, extractor, weights, str(cache_dir))
+    if key not in _TRAINING_SETS:
+        feats = reference_features(train, dataset_key, extractor, weights, cache_dir, None, batch_size).features
+        held_pixels = held_feats = None
+        if held_out is not None and len(held_out) > 0:
+            held_pixels = reference_uint8(held_out)
+            held_feats = reference_features(held_out, f"{dataset_key}-held-out", extractor, weights, cache_dir,
+                                            None, batch_size).features  # fmt: skip
+        _TRAINING_SETS.clear()  # one at a time: a trial scores against one training set
+        _TRAINING_SETS[key] = TrainingSet(reference_uint8(train), feats, held_pixels, held_feats)
+    return _TRAINING_SETS[key]
+
+
 # ------------------------------------------------------------------------------------------------- metrics
 
 
@@ -458,6 +486,7 @@ class ImageScores(HasScores):
 
     scores: dict[str, dict[str, float]]
     logits: Tensor  # [N, classes] float32: what every IS statistic is computed from
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # per-image arrays of scores (keys.score_array)
 
 
 def image_metrics(
@@ -471,14 +500,16 @@ def image_metrics(
     """Scores ``names`` (trainables/scores.py; IS always) of uint8 images [N, C, H, W] from ONE feature pass.
 
     IS = exp(E_x KL(p(y|x) || p(y))), mean and std over ``settings.splits`` (torch-fidelity's isc, float64 softmax,
-    shuffled with seed 2020 unless ``shuffle`` is off). FID/KID need ``settings.reference``.
+    shuffled with seed 2020 unless ``shuffle`` is off). FID/KID and precision/recall need ``settings.reference``,
+    memorization ``settings.training`` (trainables/scores.py says what each score needs).
     """
     settings = settings or ScoreSettings(bootstrap=0, infinity_points=0)
     names = ("is", *[n for n in names if n != "is"])
     weights = extractor_weights(extractor, weights_path)
     layers = {feature: metric_layer(extractor, feature) for feature in {SCORES[n].feature for n in names} | {"isc"}}
     feats = extract_features(images, extractor, weights, tuple(layers.values()), batch_size)
-    return ImageScores(compute_scores(feats, layers, list(names), settings), feats[layers["isc"]])
+    scores, arrays = compute_scores(feats, layers, list(names), settings, images)
+    return ImageScores(scores, feats[layers["isc"]], arrays)
 
 
 def inception_score(

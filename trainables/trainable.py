@@ -346,7 +346,8 @@ def evaluate_epoch(
         metrics |= res.metrics(isc.extractor, ev.num_samples)
         history.add(res.sampler_id, epoch, res.logits)
         if isc.keep_logits:
-            arrays = {"logits": res.logits} | ({"labels": res.labels.numpy()} if res.labels is not None else {})
+            arrays = {"logits": res.logits} | res.arrays  # the scores' per-image arrays (nearest-neighbour distances)
+            arrays |= {"labels": res.labels.numpy()} if res.labels is not None else {}
             run.log_arrays(f"{keys.evaluation_dir(res.sampler_id)}/{keys.evaluation_file(epoch)}", **arrays)
         if ctx.runtime.log_images and res.grid is not None:
             run.log_image(res.grid.numpy(), key=keys.image_key(res.sampler_id), step=epoch)

@@ -7,6 +7,10 @@ Every field has a range: counts and seeds are integers (``true`` is not a count)
 bounded (a typo such as ``max_images: 1e29`` or a 100 000-pixel resolution must not exhaust memory), paths and
 extension lists short.
 
+Every dataset takes ``subset: {size, seed}`` (``SubsetSpec``): a fixed, seeded subset of its training set, so the
+training-set size can be a grid axis (``dataset.subset.size: [64, 256, 1347]``). That the size fits the training
+set is checked where the data is loaded (``trainables.data.training_subset``): the count is known only then.
+
 Relative ``root`` paths are resolved against the data directory the driver hands to trials
 (``STUDY_DATA_DIR``, default ``<storage>/.data``), so one spec works on every machine.
 """
@@ -23,6 +27,21 @@ MAX_PATH = 4096  # PATH_MAX on Linux
 MAX_IMAGES = 50_000_000  # above ImageNet-21k (14M); a uint8 copy of 50M 32x32 RGB images is already 150 GB
 
 
+class SubsetSpec(Strict):
+    """A fixed, seeded subset of the training set: the first ``size`` images of one permutation seeded by ``seed``.
+
+    Subsets of one seed are nested (the 64 images of ``size: 64`` are among the 256 of ``size: 256``), so a
+    training-set-size axis adds images instead of drawing new ones (the setting of Bonnaire et al. 2025, where the
+    memorization time is compared across training-set sizes). The held-out set is never subset.
+    """
+
+    size: int = Field(ge=1, le=MAX_IMAGES, strict=True, description="training images kept (at most the training set)")
+    seed: int = Field(0, ge=0, le=SEED_MAX, strict=True, description="seed of the permutation the subset is cut from")
+
+
+SUBSET_DESCRIPTION = "train on a fixed, seeded subset of the training set (default: all of it)"
+
+
 class DigitsData(Strict):
     """scikit-learn's 1797 handwritten digits (ships inside the package, works offline).
 
@@ -34,6 +53,7 @@ class DigitsData(Strict):
     resolution: Literal[8, 16, 32] = 16
     held_out_fraction: float = Field(0.25, gt=0.0, lt=1.0, allow_inf_nan=False)
     split_seed: int = Field(0, ge=0, le=SEED_MAX, strict=True)
+    subset: SubsetSpec | None = Field(None, description=SUBSET_DESCRIPTION)
 
 
 class Cifar10Data(Strict):
@@ -51,6 +71,7 @@ class Cifar10Data(Strict):
     download: bool = Field(
         True, strict=True, description="fetch the archive in the driver when it is missing (needs network)"
     )
+    subset: SubsetSpec | None = Field(None, description=SUBSET_DESCRIPTION)
 
 
 class ImageFolderData(Strict):
@@ -78,6 +99,7 @@ class ImageFolderData(Strict):
     labels: Literal["auto", "none"] = Field(
         "auto", description="auto: class labels from sub-folder names when the images sit in sub-folders"
     )
+    subset: SubsetSpec | None = Field(None, description=SUBSET_DESCRIPTION)
 
 
 DatasetSpec = Annotated[DigitsData | Cifar10Data | ImageFolderData, Field(discriminator="kind")]

@@ -115,8 +115,12 @@ class InceptionScoreSpec(Strict):
         None,
         description="inception-v3-compat only: a local weights file (default: torch hub's checkpoints folder)",
     )
-    extra_metrics: list[Literal["fid", "kid"]] = Field(
-        default_factory=list, description="also FID / KID against the training set, with the same extractor"
+    extra_metrics: list[Literal["fid", "kid", "memorization_pixel", "memorization_feature", "precision", "recall"]] = (
+        Field(
+            default_factory=list,
+            description="also FID / KID / precision / recall against the training set and the memorized fraction "
+            "(pixel and feature space), with the same extractor (trainables/scores.py)",
+        )
     )
     reference_samples: int | None = Field(
         None, ge=2, le=MAX_SAMPLES,
