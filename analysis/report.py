@@ -62,13 +62,18 @@ LOSS_FIGURE = "figures/loss.png"
 
 UNCERTAINTY = (
     "Intervals are 95 %. The IS interval of one evaluation is a bootstrap over its generated images (each "
-    "replicate resamples the images and recomputes IS with the same split procedure); the split std is shown "
+    "replicate resamples the images and recomputes IS with the same split procedure): it covers the IS of n images "
+    "from this checkpoint (IS depends on n), not the generator's IS at any n, and not the training noise between "
+    "checkpoints; the split std is shown "
     "beside it for comparison with the literature, but it is the spread of IS on n/splits images, not the "
     "uncertainty of the mean. Every evaluation of a trial starts from the same initial noise, so differences "
     "between its epochs are *paired*: the plateau rule measures them with the paired bootstrap (column `paired`; "
     "`no` means the curve had no kept per-image logits and entered by its summary statistics, SE = split std / "
-    "sqrt(splits - 1)). The plateau epoch's range is where the rule finds the plateau on 200 bootstrap draws of the "
-    "curve. IS∞ (Chong & Forsyth 2020) extrapolates IS to infinitely many samples: compare it across sample counts."
+    "sqrt(splits - 1), Student t on splits - 1). The plateau epoch's range is where the rule finds the plateau on 200 "
+    "bootstrap draws of the curve plus the training noise estimated from it. IS∞ (Chong & Forsyth 2020) "
+    "extrapolates IS to infinitely many samples (its interval: 200 bootstrap resamples of the images): compare it "
+    "across sample counts. Differences between trials or epochs carry both curves' training noise; with one seed "
+    "per arm that noise is estimated from the curve, not measured."
 )
 STATES_TEXT = (
     "State: `plateaued` (the tail's change is resolved within ±δ), `rising` (a rise beyond δ is resolved), "
