@@ -48,7 +48,8 @@ from analysis.tables import (
     to_html,
     to_markdown,
 )
-from study.tracking import Tracker, connect, retry
+from study.keys import chart_view_id
+from study.tracking import Tracker, connect, retry, run_link, view_link
 
 __all__ = ["write_report", "render_report", "ARTIFACT_PATH"]
 
@@ -88,10 +89,21 @@ def _summary(study: StudyRuns) -> list[str]:
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
     refs = [f"- reference IS ({x}, n={n}): real data {v['real']:.2f}, Gaussian noise {v['noise']:.2f}"
             for (x, n), v in sorted(study.references.items()) if {"real", "noise"} <= set(v)]  # fmt: skip
+    single = "," not in study.experiment_id  # a comparison (analysis/compare.py) merges several experiments
+    parent = study.parent_run_id
+    if parent and single:
+        parent = f"[{parent}]({run_link(study.tracking_uri, study.experiment_id, parent)})"
+    runs = []
+    if single and len(study.trials):
+        links = [f"[{t}]({run_link(study.tracking_uri, study.experiment_id, r)})"
+                 for t, r in zip(study.trials["trial"], study.trials["run_id"], strict=True)]  # fmt: skip
+        view = view_link(study.tracking_uri, study.experiment_id, chart_view_id(study.study_name))
+        runs = [f"- trial runs in the MLflow UI: {', '.join(links)}; [IS vs epoch of every trial]({view})"]
     return refs + [
         f"- experiment id: `{study.experiment_id}`",
-        f"- parent run: `{study.parent_run_id}`" if study.parent_run_id else "- parent run: none",
+        f"- parent run: {parent}" if parent else "- parent run: none",
         f"- trials: {len(study.trials)} ({status})",
+        *runs,
         f"- axes: {', '.join(study.axes) or 'none'}",
         f"- generated: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}",
     ]
@@ -115,10 +127,12 @@ def _sections(
                     "claimed sign is resolved (the 95 % interval excludes the alternative), contradicted when the "
                     "opposite is resolved, unresolved otherwise."], "claims", None))
     out += [
-        ("Findings", ["Trials that differ in one axis, under the same evaluation, then the evaluations of each "
-         "trial (samplers and guidance on the same checkpoint, always paired). Intervals are 95 %, per "
-         "comparison (about 1 in 20 null comparisons resolves by chance). A curve that never plateaued is "
-         "censored at its last evaluation.", *axis, *within], "ranking", None),
+        # the comparisons between trials are the Verdicts' sentences: said once, there; Findings adds the
+        # evaluations of each trial and the table of both
+        ("Findings", ["Trials that differ in one axis, under the same evaluation (their sentences are the Verdicts "
+         "above), then the evaluations of each trial (samplers and guidance on the same checkpoint, always paired). "
+         "Intervals are 95 %, per comparison (about 1 in 20 null comparisons resolves by chance). A curve that "
+         "never plateaued is censored at its last evaluation.", *within], "ranking", None),
         ("Inception Score vs epoch", [], None, IS_FIGURE),
         ("Convergence", [f"Plateau rule: {rule.describe()}.", STATES_TEXT, UNCERTAINTY], "convergence", None),
     ]
@@ -179,6 +193,16 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+def _inline(text: str) -> str:
+    """The report's inline markdown as HTML: links, ``code`` and *emphasis* (a lone ``*``, as in "columns marked *",
+    stays a star)."""
+    out = html.escape(text, quote=False)
+    link = r"\[([^\]]+)\]\((https?://[^)\s\"]+)\)"  # its URL was escaped with the text: used as it is
+    out = re.sub(link, lambda m: f'<a href="{m[2]}">{m[1]}</a>', out)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])", r"<em>\1</em>", out)
+
+
 def _slug(heading: str) -> str:
     """``Paired differences`` -> ``paired-differences`` (section anchors; the browser test finds sections by id)."""
     return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
@@ -186,7 +210,7 @@ def _slug(heading: str) -> str:
 
 def _html(study: StudyRuns, sections: list[tuple], tables: dict[str, str], out_dir: Path) -> str:
     name = html.escape(study.study_name)
-    summary = "".join(f"<li>{html.escape(line[2:]).replace('`', '')}</li>" for line in _summary(study))
+    summary = "".join(f"<li>{_inline(line[2:])}</li>" for line in _summary(study))
     desc = f"<p>{html.escape(study.description.strip())}</p>" if study.description else ""
     style = ("body{font-family:sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;line-height:1.4}"
              ".scroll{overflow-x:auto}table{border-collapse:collapse;font-size:0.85em;margin:1em 0}"
@@ -195,7 +219,7 @@ def _html(study: StudyRuns, sections: list[tuple], tables: dict[str, str], out_d
     body = []
     for heading, paragraphs, table, figure in sections:
         body.append(f'<h2 id="{_slug(heading)}">{html.escape(heading)}</h2>')
-        body += [f"<p>{html.escape(p).replace('`', '')}</p>" for p in paragraphs]
+        body += [f"<p>{_inline(p)}</p>" for p in paragraphs]
         if table:
             body.append(f'<div class="scroll">{tables[table]}</div>')
         for fig in [figure] if isinstance(figure, str) else figure or []:

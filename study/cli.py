@@ -81,12 +81,21 @@ def _run(args: argparse.Namespace) -> int:
               f"{outcome.study_dir / 'spool' / (name + '.jsonl')}, logged when the study runs again")
     if outcome.report:
         print(f"report: {outcome.report.parent / 'index.html'}  ({outcome.report})")
+    from study.keys import chart_view_id
+
     state = json.loads((outcome.study_dir / "study.json").read_text())
-    uri = state["tracking_uri"]
-    ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
-    print(f"MLflow UI: {ui}   (experiment {state['experiment']!r}; click 'Model training', then the experiment: "
-          "README, 'The MLflow UI')")  # fmt: skip
+    _print_ui_link(state["tracking_uri"], state["experiment_id"], chart_view_id(outcome.study_dir.name))
     return outcome.exit_code
+
+
+def _print_ui_link(uri: str, experiment_id: str, view_id: str) -> None:
+    """The one link to the IS-vs-epoch chart of every trial (the view ``run`` wrote), and how to serve the UI."""
+    from study.tracking import ui_command, view_link
+
+    print(f"MLflow UI, IS vs epoch of every trial: {view_link(uri, experiment_id, view_id)}")
+    command = ui_command(uri)
+    if command:
+        print(f"  (serve the UI first: {command}; README, 'The MLflow UI')")
 
 
 def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, StudySpec | None]:
@@ -119,11 +128,32 @@ def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, 
 def _report(args: argparse.Namespace) -> int:
     from analysis import write_report
 
-    _, uri, experiment, study_dir, base = _resolve_study(args.study, args.storage)
+    name, uri, experiment, study_dir, base = _resolve_study(args.study, args.storage)
     out = Path(args.output) if args.output else study_dir / "report"
     path = write_report(uri, experiment, out, claims=base.claims if base is not None else [])
     print(f"report: {path.parent / 'index.html'}  ({path})")
+    view = _rewrite_chart_view(uri, experiment, name)
+    if view is not None:
+        _print_ui_link(uri, *view)
     return 0
+
+
+def _rewrite_chart_view(uri: str, experiment: str, study: str) -> tuple[str, str] | None:
+    """(experiment id, view id) of the study's chart view, written again from what its trials logged: a study run
+    before views existed gets one, and one whose spec changed gets charts of the curves it has."""
+    from study.tracking import connect, logged_chart_view, retry, save_chart_view
+
+    tracker = connect(uri)
+    exp = retry(lambda: tracker.experiment(experiment))
+    view = logged_chart_view(tracker, exp.experiment_id, study) if exp is not None else None
+    if view is None or not view.charts:
+        return None
+    try:
+        save_chart_view(tracker, exp.experiment_id, view)
+    except Exception as e:  # noqa: BLE001 - the report is written; the link is a convenience
+        log.warning("could not write the MLflow chart view (%s)", e)
+        return None
+    return exp.experiment_id, view.view_id
 
 
 def _second_study_hint(target: str, storage: str) -> str:

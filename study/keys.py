@@ -49,6 +49,17 @@ TAG_STARTS = "study.starts"
 TAG_DEVICE = "study.device"  # what the trial ran on (GPU name, or CPU model and threads): compute tables name it
 TAG_NODE = "study.node"  # Ray node id the trial (last) ran on, "local" outside Ray: shows where trials were placed
 AXIS_PREFIX = "axis."
+# MLflow's own experiment tags: the UI opens a saved view ``<prefix><view id>`` from a link whose query names the id
+# (``viewStateShareKey``), and draws the primary metric's chart first
+TAG_SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
+TAG_PRIMARY_METRIC = "mlflow.experiment.primaryMetric.name"
+VIEW_LINK_PARAM = "viewStateShareKey"
+
+
+def chart_view_id(study: str) -> str:
+    """The id of a study's IS-vs-epoch view: one per study, rewritten by each run, so a link printed once keeps
+    opening the latest instance's trials (study names are ``[A-Za-z0-9_.-]``: safe in a tag key and a URL)."""
+    return f"{study}.is-vs-epoch"
 
 
 def axis_tag(axis: str) -> str:

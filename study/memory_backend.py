@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from study.keys import image_file
-from study.tracking import ExperimentRecord, MetricPoint, RunRecord
+from study.keys import TAG_SAVED_VIEW_PREFIX, image_file
+from study.tracking import ChartView, ExperimentRecord, MetricPoint, RunRecord
 
 
 class TrackingUnavailable(ConnectionError):
@@ -37,6 +38,7 @@ class MemoryTracker:
         self.uri = uri
         self.experiments: dict[str, ExperimentRecord] = {}
         self.runs_by_id: dict[str, _Run] = {}
+        self.views: dict[tuple[str, str], ChartView] = {}
         self.down = False
         self._ids = itertools.count(1)
 
@@ -68,6 +70,12 @@ class MemoryTracker:
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
         self._up()
         self.experiments[experiment_id].tags[key] = value
+
+    def save_view(self, experiment_id: str, view: ChartView) -> None:
+        """Kept as the object (``views``); the tag names it, as MLflow's does, with the view's JSON."""
+        self._up()
+        self.views[(experiment_id, view.view_id)] = view
+        self.experiments[experiment_id].tags[TAG_SAVED_VIEW_PREFIX + view.view_id] = json.dumps(asdict(view))
 
     def experiment_names(self) -> list[str]:
         self._up()

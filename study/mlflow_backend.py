@@ -6,19 +6,34 @@ Every call names its run explicitly (``MlflowClient``, no fluent global state). 
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 import os
+import re
+import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
+from mlflow.version import VERSION as MLFLOW_VERSION
 
-from study.tracking import ExperimentRecord, MetricPoint, RunRecord, retry
+from study.keys import TAG_SAVED_VIEW_PREFIX
+from study.tracking import ChartView, ExperimentRecord, MetricPoint, RunRecord, retry
+
+log = logging.getLogger(__name__)
 
 BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits per call
+# MLflow 3.17 accepts 20,000 characters in an experiment tag, earlier 3.x releases 5,000: a view must fit both
+VIEW_TAG_MAX_CHARS = 5000
+# From 3.15 the UI lists saved views by name: the tag holds an envelope {name, createdAt, updatedAt, state}; before,
+# the tag was the state itself (which 3.15+ still opens from a link, but does not list)
+VIEW_ENVELOPE_SINCE = (3, 15)
 
 
 class MlflowTracker:
@@ -76,6 +91,20 @@ class MlflowTracker:
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
         self.client.set_experiment_tag(experiment_id, key, value)
+
+    def save_view(self, experiment_id: str, view: ChartView) -> None:
+        """``view`` as the UI's own saved view (``mlflow.sharedViewState.<id>``), charts dropped from the end (with a
+        warning) if it would not fit in one experiment tag."""
+        charts = list(view.charts)
+        while True:
+            value = _view_tag(view, charts)
+            if len(value) <= VIEW_TAG_MAX_CHARS or len(charts) <= 1:
+                break
+            charts.pop()
+        if len(charts) < len(view.charts):
+            log.warning("the MLflow view %s keeps %d of %d charts (an experiment tag holds %d characters)",
+                        view.view_id, len(charts), len(view.charts), VIEW_TAG_MAX_CHARS)  # fmt: skip
+        self.client.set_experiment_tag(experiment_id, TAG_SAVED_VIEW_PREFIX + view.view_id, value)
 
     def experiment_names(self) -> list[str]:
         names: list[str] = []
@@ -149,6 +178,48 @@ class MlflowTracker:
 
     def download(self, run_id: str, path: str, dest: Path) -> Path:
         return Path(self.client.download_artifacts(run_id, path, str(dest)))
+
+
+def _view_state(view: ChartView, charts: list[list[str]]) -> dict[str, Any]:
+    """The experiment page's state as the UI serializes it (its search facets and ``ExperimentPageUIState``)."""
+    section = f"{view.view_id}.section"
+    return {
+        "searchFilter": " and ".join(f"tags.`{k}` = '{v}'" for k, v in view.run_tags.items()),
+        # sorted by name: a filter sorted by start time still nests child runs under their (fetched) parent, and a
+        # collapsed parent hides its trials' lines; by name, trials are flat rows in trial order
+        "orderByKey": "tags.`mlflow.runName`", "orderByAsc": True,
+        "runsHiddenMode": "SHOW_ALL", "runListHidden": True,  # every trial drawn; the charts get the page's width
+        "isAccordionReordered": True,  # this section first; sections the UI adds for other metrics come after it
+        "hideEmptyCharts": True,
+        "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""},
+        "compareRunSections": [{"uuid": section, "name": view.section, "display": True, "isReordered": True,
+                                "deleted": False, "isGenerated": False, "columns": 1, "cardHeight": 420}],
+        "compareRunCharts": [
+            {"type": "LINE", "uuid": f"{view.view_id}.{i}", "metricSectionId": section, "deleted": False,
+             "isGenerated": False, "runsCountToCompare": 100, "metricKey": keys[0], "selectedMetricKeys": keys,
+             "lineSmoothness": 0, "xAxisKey": "step", "selectedXAxisMetricKey": "", "scaleType": "linear",
+             "xAxisScaleType": "linear", "displayPoints": True, "useGlobalXaxisKey": False,
+             "useGlobalLineSmoothing": False}
+            for i, keys in enumerate(charts)
+        ],
+    }  # fmt: skip
+
+
+def _view_tag(view: ChartView, charts: list[list[str]]) -> str:
+    """The tag value: the state deflated (``deflate;`` + base64 of zlib, as the UI's pako writes it), in the
+    named envelope where the UI lists saved views."""
+    state = json.dumps(_view_state(view, charts), separators=(",", ":"))
+    blob = "deflate;" + base64.b64encode(zlib.compress(state.encode(), 9)).decode("ascii")
+    if _version(MLFLOW_VERSION) < VIEW_ENVELOPE_SINCE:
+        return blob
+    now = int(time.time() * 1000)
+    return json.dumps({"name": view.name, "createdAt": now, "updatedAt": now, "state": blob})
+
+
+def _version(text: str) -> tuple[int, int]:
+    """(major, minor) of a version string such as ``3.17.2`` or ``3.15.0rc1``."""
+    major, minor = (re.findall(r"\d+", text) + ["0", "0"])[:2]
+    return int(major), int(minor)
 
 
 def _record(run: Run) -> RunRecord:

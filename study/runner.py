@@ -26,6 +26,7 @@ from study.spec import StudySpec, Trial, load_study, spec_fingerprint
 from study.tracking import (
     Tracker,
     TrackingConfig,
+    chart_view,
     connect,
     create_parent_run,
     ensure_experiment,
@@ -33,6 +34,8 @@ from study.tracking import (
     replay_spools,
     resolve_tracking,
     retry,
+    save_chart_view,
+    view_link,
 )
 from trainables.files import atomic_write
 from trainables.guidance_classifier import ClassifierJob, classifier_key
@@ -362,10 +365,24 @@ def track(plan: Plan, paths: StudyPaths, prepared: Prepared, state: dict[str, An
         retry(lambda: tracker.set_status(state["parent_run_id"], "RUNNING"))
         print(f"study {base.name}: resuming {len(plan.trials)} trial(s) from {paths.tune}")
     tracked = Tracked(tracker, tracking, experiment, experiment_id, state["parent_run_id"], state["instance"])
+    write_chart_view(plan, tracked)
     for job in prepared.classifiers:
         spec = next(t.spec for t in plan.trials if classifier_key(t.spec) == job.key)
         log_classifier_run(tracker, experiment_id, tracked.parent_run_id, base.name, tracked.instance, spec, job)
     return tracked
+
+
+def write_chart_view(plan: Plan, tracked: Tracked) -> str | None:
+    """The study's IS-vs-epoch view in MLflow (written before any trial, so it can be watched), and its link."""
+    ev = plan.base.evaluation
+    curves = [(ev.inception_score.extractor, ev.num_samples, eval_id) for eval_id, _, _ in ev.evaluations]
+    view = chart_view(plan.base.name, tracked.instance, curves)
+    try:
+        save_chart_view(tracked.tracker, tracked.experiment_id, view)
+    except Exception as e:  # noqa: BLE001 - a missing view costs the user clicks, not data: the study goes on
+        log.warning("could not write the MLflow chart view (%s); the runs are logged as usual", e)
+        return None
+    return view_link(tracked.tracking.tracking_uri, tracked.experiment_id, view.view_id)
 
 
 def launch(

@@ -44,13 +44,18 @@ from study.keys import (
     TAG_DESCRIPTION,
     TAG_INSTANCE,
     TAG_PARENT,
+    TAG_PRIMARY_METRIC,
     TAG_ROLE,
     TAG_STARTS,
     TAG_STATUS,
     TAG_STUDY,
     TAG_TRIAL,
+    VIEW_LINK_PARAM,
     Status,
     axis_tag,
+    chart_view_id,
+    parse_score_key,
+    score_key,
 )
 
 log = logging.getLogger(__name__)
@@ -89,6 +94,24 @@ class ExperimentRecord:
     tags: dict[str, str]
 
 
+@dataclass(frozen=True)
+class ChartView:
+    """A saved view of an experiment's runs as line charts against step (= epoch), in the backend's UI.
+
+    Only runs carrying every ``run_tags`` tag are drawn (one line per run and key); each chart draws its ``keys``
+    together (a mean with its interval bounds). ``section`` titles the group of charts."""
+
+    view_id: str
+    name: str
+    section: str
+    run_tags: dict[str, str]
+    charts: list[list[str]]
+
+    @property
+    def primary_metric(self) -> str | None:
+        return self.charts[0][0] if self.charts else None
+
+
 class Tracker(Protocol):
     """A tracking backend. Writes may raise on a transient failure; callers wrap them in ``retry``."""
 
@@ -98,6 +121,7 @@ class Tracker(Protocol):
     def experiment(self, name: str) -> ExperimentRecord | None: ...
     def create_experiment(self, name: str, artifact_location: str | None, tags: dict[str, str]) -> str: ...
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None: ...
+    def save_view(self, experiment_id: str, view: ChartView) -> None: ...
     def experiment_names(self) -> list[str]: ...
     def create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str: ...
     def find_runs(self, experiment_id: str, tags: dict[str, str]) -> list[str]: ...
@@ -206,6 +230,63 @@ def ensure_experiment(tracker: Tracker, name: str, artifact_root: str | None) ->
         return exp.experiment_id
     location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
     return retry(lambda: tracker.create_experiment(name, location, {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}))
+
+
+# ------------------------------------------------------------------------------------------- the IS chart view
+IS_CHART_STATS = ("mean", "ci_low", "ci_high")  # one chart per curve: IS with its 95 % bootstrap interval
+DEFAULT_UI = "http://127.0.0.1:5000"  # where ``mlflow ui`` serves a local store unless told otherwise
+
+
+def chart_view(study: str, instance: str, curves: list[tuple[str, int, str]]) -> ChartView:
+    """The study's IS-vs-epoch view: a chart per ``(extractor, n, evaluation)`` curve with IS mean, ``ci_low`` and
+    ``ci_high``, one line each per trial of this study instance (the parent run, classifier runs and older
+    instances' trials are left out by their tags)."""
+    charts = [[score_key("is", x, n, ev, stat) for stat in IS_CHART_STATS] for x, n, ev in curves]
+    return ChartView(chart_view_id(study), f"{study}: IS vs epoch", "IS vs epoch (mean, 95 % CI)",
+                     {TAG_ROLE: "trial", TAG_INSTANCE: instance}, charts)  # fmt: skip
+
+
+def save_chart_view(tracker: Tracker, experiment_id: str, view: ChartView) -> None:
+    """Write ``view`` (replacing the study's previous one) and make its first metric the experiment's primary one."""
+    retry(lambda: tracker.save_view(experiment_id, view))
+    if view.primary_metric:
+        retry(lambda: tracker.set_experiment_tag(experiment_id, TAG_PRIMARY_METRIC, view.primary_metric))
+
+
+def logged_chart_view(tracker: Tracker, experiment_id: str, study: str) -> ChartView | None:
+    """The view of what a study logged (``report`` of a study run before views existed, or elsewhere): its latest
+    instance and the IS curves its trials logged. ``None`` without a parent run."""
+    runs = retry(lambda: tracker.runs(experiment_id))
+    parents = [r for r in runs if r.tags.get(TAG_ROLE) == "parent" and r.tags.get(TAG_STUDY, study) == study]
+    if not parents:
+        return None
+    instance = max(parents, key=lambda r: r.start_time or 0).tags.get(TAG_INSTANCE, "")
+    curves = sorted({
+        (k.extractor, k.n, k.evaluation) for r in runs
+        if r.tags.get(TAG_ROLE) == "trial" and r.tags.get(TAG_INSTANCE) == instance
+        for k in map(parse_score_key, r.metrics) if k is not None and k.score == "is" and k.stat == "mean"
+    })  # fmt: skip
+    return chart_view(study, instance, curves)
+
+
+def ui_base(tracking_uri: str) -> str:
+    """The UI's address: a tracking server serves it; a local store is served by ``mlflow ui`` (``ui_command``)."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else DEFAULT_UI
+
+
+def ui_command(tracking_uri: str) -> str | None:
+    """The command that serves the UI of a local store (``None`` for a server, which serves its own)."""
+    return None if tracking_uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {tracking_uri}"
+
+
+def view_link(tracking_uri: str, experiment_id: str, view_id: str) -> str:
+    """The link that opens a saved view on the chart tab of the experiment's runs."""
+    return (f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs?{VIEW_LINK_PARAM}={view_id}"
+            "&compareRunsMode=CHART")  # fmt: skip
+
+
+def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def git_commit(path: Path) -> str | None:

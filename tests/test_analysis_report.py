@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -364,7 +365,13 @@ def test_report_markdown_and_html(report: Path) -> None:
     assert "| t0_schedule=linear | finished | linear | ancestral |" in md
     page = (report.parent / "index.html").read_text()
     assert page.count('src="data:image/png;base64,') == 3  # IS, other scores (the FID of t0), loss
-    assert "http://" not in page and "https://" not in page
+    assert "src=\"http" not in page  # self-contained: the only addresses are links to the MLflow UI
+    assert not [u for u in re.findall(r'https?://[^"<> ]+', page) if not u.startswith("http://127.0.0.1:5000/#/")]
+    assert re.search(r'<a href="http://127.0.0.1:5000/#/experiments/\d+/runs/[0-9a-f]{32}">[0-9a-f]{32}</a>', page)
+    assert re.search(r'<a href="[^"]+/runs/[0-9a-f]{32}">t0_schedule=linear</a>', page)  # each trial's run
+    assert "viewStateShareKey=" in page
+    # markdown rendered: emphasis, code; no literal asterisk pairs left in the text
+    assert "<em>paired</em>" in page and "*paired*" not in page and "<code>paired</code>" in page
     assert "<table>" in page and "t2_schedule=sigmoid" in page
 
 
@@ -431,4 +438,8 @@ def test_findings_state_each_comparison_in_one_sentence(judged: Path) -> None:
     md = judged.read_text()
     first = md[: md.index("## Findings")]
     assert "## Verdicts" in first and "## Claims" in first and "linear beats cosine under ancestral" in first
+    # Findings never repeats a Verdicts sentence word for word
+    verdicts = [line for line in md[md.index("## Verdicts") : md.index("## Claims")].splitlines()[1:] if line]
+    findings_text = md[md.index("## Findings") : md.index("## Inception Score vs epoch")]
+    assert verdicts and not [v for v in verdicts if v in findings_text]
     assert "| claim | source | kind | our measurement (95% CI) | verdict |" in md

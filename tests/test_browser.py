@@ -52,6 +52,7 @@ class MicroStudy:
     name: str
     experiment_id: str
     parent_name: str
+    link: str  # the IS chart view's link, as `run` prints it (for http://127.0.0.1:5000)
     trials: list[str]
     evaluations: list[str]  # sampler ids, e.g. "ddim-3"
     report: Path  # index.html
@@ -81,9 +82,9 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
     from mlflow.entities import Metric
 
     from analysis import write_report
-    from study.runner import reference_scores
+    from study.runner import Plan, Tracked, reference_scores, write_chart_view
     from study.spec import load_study
-    from study.tracking import connect, create_parent_run, ensure_experiment
+    from study.tracking import TrackingConfig, connect, create_parent_run, ensure_experiment
     from trainables.trainable import LocalSession, Runtime, run_trial
 
     root = tmp_path_factory.mktemp("browser-study")
@@ -98,6 +99,9 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
     instance = uuid.uuid4().hex[:12]
     tracker = connect(uri)
     parent = create_parent_run(tracker, experiment_id, base.name, base.description, instance, spec_path, payloads, {})
+    link = write_chart_view(Plan.load(spec_path), Tracked(tracker, TrackingConfig(uri, None), base.name,
+                                                          experiment_id, parent, instance))  # as `run` does
+    assert link is not None
     weights = str(classifier_r8[0])
     refs = reference_scores(base, weights, root / "data")
     client.log_batch(parent, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in refs.items()])
@@ -107,7 +111,7 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
     client.set_terminated(parent, "FINISHED")
     write_report(uri, base.name, root / "report", claims=base.claims)
     evaluations = [eval_id for eval_id, _, _ in base.evaluation.evaluations]
-    return MicroStudy(root, uri, base.name, experiment_id, f"{base.name} (study)", [t.name for t in trials],
+    return MicroStudy(root, uri, base.name, experiment_id, f"{base.name} (study)", link, [t.name for t in trials],
                       evaluations, root / "report" / "index.html")  # fmt: skip
 
 
@@ -248,50 +252,60 @@ def test_study_runs_are_readable_in_the_mlflow_ui(micro_study: MicroStudy) -> No
         assert params["training.lr"] == "0.002"
 
 
-def test_mlflow_ui_path_of_the_readme(micro_study: MicroStudy, mlflow_ui: str, open_browser, tmp_path: Path) -> None:
-    """Home, "Model training", Experiments, the study, expand its parent run, chart view, search the IS metric:
-    one chart with a line per trial against step = epoch. Screenshot: tmp_path/mlflow-is-vs-epoch.png."""
+def test_the_printed_link_opens_the_is_chart_of_every_trial(
+    micro_study: MicroStudy, mlflow_ui: str, open_browser, tmp_path: Path
+) -> None:
+    """The link `run` prints, on the UI the README starts: a chart per evaluation with IS mean, ci_low and ci_high,
+    one line each per trial against step = epoch, no parent run; then the README's "still needed" steps: closing
+    the Assistant panel widens the chart, and the Model training switch. Screenshot: tmp_path/mlflow-is-link.png."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     readme = readme_ui_path()
-    for words in ("mlflow ui --backend-store-uri", "http://127.0.0.1:5000", "**Model training**", "**Experiments**",
-                  "**Search metric charts**", "/mean", "**⊞**", "**⛶**"):  # fmt: skip
+    for words in ("mlflow ui --backend-store-uri", "viewStateShareKey=quickstart.is-vs-epoch&compareRunsMode=CHART",
+                  "**MLflow Assistant**", "**✕**", "**Model training**", "**Search metric charts**"):  # fmt: skip
         assert words in readme, f"the README's MLflow UI path no longer says {words!r}"
-    evaluation = micro_study.evaluations[-1]  # e.g. ddim-3; the README's quickstart names ddim-20
-    metric = f"is/digits-cnn/n40/{evaluation}/mean"
+    default_base = "http://127.0.0.1:5000"
+    assert micro_study.link.startswith(default_base + "/#/experiments/"), micro_study.link
+    link = mlflow_ui + micro_study.link[len(default_base) :]  # the test's server listens on a free port
 
     driver = open_browser(1400, 900)
     wait = WebDriverWait(driver, WAIT_S)
+    card = "[data-testid=experiment-view-compare-runs-card]:has(.js-plotly-plot)"
+    with screenshot_on_failure(driver, tmp_path / "mlflow-link-failure.png"):
+        driver.get(link)
+        # the i-th card, scrolled into view (MLflow draws a chart only once it is on screen): its text (title, axes,
+        # legend) and the lines plotly draws, or null before it is drawn
+        card_i = ("const c = document.querySelectorAll('[data-testid=experiment-view-compare-runs-card]')"
+                  "[arguments[0]];"
+                  "if (!c) return null; c.scrollIntoView(); const p = c.querySelector('.js-plotly-plot');"
+                  "return p && p.data ? [c.innerText, p.data.filter(t => t.x && t.x.length)"
+                  ".map(t => t.name + ' ' + t.line.dash)] : null;")  # fmt: skip
+        for i, evaluation in enumerate(micro_study.evaluations):  # the view's section comes first, in spec order
+            keys = [f"is/digits-cnn/n40/{evaluation}/{stat}" for stat in ("mean", "ci_low", "ci_high")]
+            title = " vs ".join(keys)  # the chart draws the mean with its interval bounds
+            legend = {f"{t} ({k})" for t in micro_study.trials for k in keys}  # a line per trial and key
+            text, lines = wait.until(lambda d, i=i, ti=title, le=legend: (c := d.execute_script(card_i, i)) and
+                                     c[0].startswith(ti) and le <= set(c[0].split("\n")) and c)  # fmt: skip
+            assert "Step" in text.split("\n"), text  # x = step = epoch
+            # the mean solid, ci_low and ci_high dashed and dotted: three distinct lines for each trial
+            assert {f"{t} {dash}" for t in micro_study.trials for dash in ("solid", "dash", "dot")} <= set(lines)
+            assert not [line for line in lines if line.split(" ")[0] not in micro_study.trials], lines
+        assert micro_study.parent_name not in driver.find_element(By.TAG_NAME, "body").text  # the parent: hidden
 
-    def click(locator: tuple[str, str]) -> None:
-        wait.until(ec.element_to_be_clickable(locator)).click()
-
-    with screenshot_on_failure(driver, tmp_path / "mlflow-failure.png"):
-        driver.get(mlflow_ui)  # the home page, in MLflow's GenAI mode
-        click((By.XPATH, "//*[normalize-space(text())='Model training']"))  # README step 1
-        click((By.LINK_TEXT, "Experiments"))  # step 2: the study's experiment, its parent run, expanded
-        click((By.LINK_TEXT, micro_study.name))
-        parent = wait.until(ec.visibility_of_element_located((By.LINK_TEXT, micro_study.parent_name)))
-        assert "/runs" in driver.current_url, driver.current_url  # the runs table, not GenAI's traces overview
-        parent.find_element(By.XPATH, "./ancestor::div[contains(@class, 'ag-cell')][1]//button").click()  # ⊞
-        for trial in micro_study.trials:
-            wait.until(ec.visibility_of_element_located((By.LINK_TEXT, trial)))
-        chart_view = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[value=CHART]")))
-        chart_view.find_element(By.XPATH, "./ancestor::label[1]").click()  # step 3: the chart view
-        search = wait.until(
-            ec.visibility_of_element_located((By.CSS_SELECTOR, "input[placeholder='Search metric charts']"))
-        )
-        search.send_keys(f"{evaluation}/mean")
-        card = "[data-testid=experiment-view-compare-runs-card]:has(.js-plotly-plot)"  # image cards are not searched
-        lines = f"return [...document.querySelectorAll('{card}')].map(c => c.querySelectorAll('.trace').length)"
-        wait.until(lambda d: (n := d.execute_script(lines)) and len(n) == 1 and n[0] >= len(micro_study.trials))
-        click((By.CSS_SELECTOR, f"{card} button[data-component-id=fullscreen_button_chartcard]"))  # ⛶
-        dialog = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
-        wait.until(lambda d: all(f"{t} ({metric})" in dialog.text for t in micro_study.trials))
-        assert metric in dialog.text and "Step" in dialog.text, dialog.text
+        driver.execute_script("document.querySelector(arguments[0]).scrollIntoView()", card)
+        width = f"return document.querySelector('{card}').getBoundingClientRect().width"
+        before = driver.execute_script(width)
+        close = driver.find_elements(By.CSS_SELECTOR, "button[data-component-id='mlflow.assistant.chat_panel.close']")
+        if close:  # README: the Assistant panel, closed with the ✕ (aria-label Close) at its top right
+            close[0].click()
+            wait.until(lambda d: d.execute_script(width) > before + 100)
         time.sleep(1)  # let plotly finish drawing before the screenshot
-        shot = tmp_path / "mlflow-is-vs-epoch.png"
-        dialog.screenshot(str(shot))
-        print(f"MLflow UI screenshot: {shot}")
+        shot = tmp_path / "mlflow-is-link.png"
+        driver.save_screenshot(str(shot))
+        print(f"MLflow UI screenshot: {shot} (chart {before:.0f} px wide, {driver.execute_script(width):.0f} px "
+              "without the Assistant)")
+        click = wait.until(ec.element_to_be_clickable((By.XPATH, "//*[normalize-space(text())='Model training']")))
+        click.click()  # README: the switch that shows model training pages in the sidebar
+        wait.until(ec.visibility_of_element_located((By.LINK_TEXT, "Experiments")))

@@ -175,3 +175,74 @@ def test_a_real_server_outage_mid_trial_is_spooled_then_logged(tmp_path: Path, m
         assert run.unlogged() == 0
         assert sorted(p.step for p in tracker.history(run.run_id, "train/loss")) == [1, 2, 3]
         assert load_run_arrays(tracker, run.run_id, "evaluations/ddim-3")
+
+
+# --------------------------------------------------------------------------------------------- the chart view
+def _decoded_view(tag: str) -> dict:
+    """The UI state a saved-view tag holds, read the way MLflow's UI reads it (envelope, then ``deflate;``)."""
+    import base64
+    import json
+    import zlib
+
+    value = json.loads(tag) if tag.startswith("{") else {"state": tag}
+    state = value["state"]
+    if state.startswith("deflate;"):
+        state = zlib.decompress(base64.b64decode(state[len("deflate;") :])).decode()
+    return json.loads(state) | ({"name": value["name"]} if "name" in value else {})
+
+
+def test_the_chart_view_is_the_ui_s_own_saved_view(tracker: Tracker, tmp_path: Path) -> None:
+    """A chart per curve (IS mean, ci_low, ci_high) of this instance's trials against step; the primary metric set;
+    rewritten in place (one view per study); a link that names it."""
+    from study.keys import TAG_PRIMARY_METRIC, TAG_SAVED_VIEW_PREFIX
+    from study.tracking import chart_view, logged_chart_view, save_chart_view, view_link
+
+    eid = _experiment(tracker, tmp_path)
+    curves = [("digits-cnn", 400, "ancestral-40"), ("digits-cnn", 400, "ddim-20")]
+    view = chart_view("quickstart", "inst", curves)
+    save_chart_view(tracker, eid, view)
+    save_chart_view(tracker, eid, view)  # a resumed run writes it again: still one view
+    tags = tracker.experiment("seam").tags
+    views = [k for k in tags if k.startswith(TAG_SAVED_VIEW_PREFIX)]
+    assert views == [TAG_SAVED_VIEW_PREFIX + "quickstart.is-vs-epoch"]
+    assert tags[TAG_PRIMARY_METRIC] == "is/digits-cnn/n400/ancestral-40/mean"
+    assert view_link("sqlite:////x/mlflow.db", eid, view.view_id) == (
+        f"http://127.0.0.1:5000/#/experiments/{eid}/runs?viewStateShareKey=quickstart.is-vs-epoch"
+        "&compareRunsMode=CHART")  # fmt: skip
+    assert view_link("http://mlflow:5000/", eid, "v").startswith("http://mlflow:5000/#/experiments/")
+    if isinstance(tracker, MemoryTracker):
+        return
+    tag = tags[views[0]]
+    assert len(tag) <= 5000
+    state = _decoded_view(tag)
+    assert state.get("name", "quickstart: IS vs epoch") == "quickstart: IS vs epoch"
+    assert state["searchFilter"] == "tags.`study.role` = 'trial' and tags.`study.instance` = 'inst'"
+    charts = state["compareRunCharts"]
+    assert [c["selectedMetricKeys"] for c in charts] == [
+        [f"is/digits-cnn/n400/{ev}/{s}" for s in ("mean", "ci_low", "ci_high")] for ev in ("ancestral-40", "ddim-20")
+    ]
+    assert {c["type"] for c in charts} == {"LINE"} and {c["xAxisKey"] for c in charts} == {"step"}
+    assert {c["metricSectionId"] for c in charts} == {s["uuid"] for s in state["compareRunSections"]}
+
+    # the report rebuilds it from what the trials logged, for the latest study instance
+    parent = tracker.create_run(eid, "quickstart (study)", {"study.role": "parent", "study.instance": "inst2",
+                                                            "study.name": "quickstart"})
+    run = TrialRun.open(tracker, eid, parent, "inst2", "quickstart", "t0", AXES, {}, attempts=2)
+    run.log_metrics({"is/digits-cnn/n40/ddim-3/mean": 4.0, "is/digits-cnn/n40/ddim-3/ci_low": 3.5}, step=1)
+    logged = logged_chart_view(tracker, eid, "quickstart")
+    assert logged is not None and logged.run_tags["study.instance"] == "inst2"
+    assert logged.charts == [[f"is/digits-cnn/n40/ddim-3/{s}" for s in ("mean", "ci_low", "ci_high")]]
+
+
+def test_a_chart_view_too_large_for_one_tag_keeps_its_first_charts(tmp_path: Path) -> None:
+    from study.keys import TAG_SAVED_VIEW_PREFIX
+    from study.tracking import chart_view, save_chart_view
+
+    tracker = connect(f"sqlite:///{tmp_path}/mlflow.db")
+    eid = _experiment(tracker, tmp_path)
+    curves = [("inception-v3-compat", 50000, f"sampler-{i:03d}:classifier-{i}.5") for i in range(400)]
+    save_chart_view(tracker, eid, chart_view("big", "inst", curves))
+    tag = tracker.experiment("seam").tags[TAG_SAVED_VIEW_PREFIX + "big.is-vs-epoch"]
+    charts = _decoded_view(tag)["compareRunCharts"]
+    assert len(tag) <= 5000 and 1 <= len(charts) < 400
+    assert charts[0]["metricKey"] == "is/inception-v3-compat/n50000/sampler-000:classifier-0.5/mean"
