@@ -1,8 +1,8 @@
 """Publish study reports into the repository: ``python -m analysis.publish REPORT_DIR... --out docs/results/digits``.
 
 Copies each report's ``report.md``, its CSV tables and figures (no raw runs, no HTML with embedded images) to
-``<out>/<study>/`` and writes ``<out>/../README.md``'s claims table from the reports' ``claims.csv``: claim, the
-study, our measurement, the verdict and whether it agrees with the paper.
+``<out>/<study>/`` and writes ``<out>/claims.md``, the claims table of every study published under ``<out>`` (from
+their ``claims.csv``): claim, the study, our measurement, the verdict and whether it agrees with the paper.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="e.g. docs/results/digits")
     args = parser.parse_args(argv)
     published = {r.parent.name: copy_report(r, args.out / r.parent.name) for r in args.reports}
-    table = claims_overview({k: v for k, v in published.items()})
+    # the overview covers every study published under ``out``, not only those published now
+    everything = {d.name: d for d in sorted(args.out.iterdir()) if (d / "claims.csv").is_file()} | published
+    table = claims_overview(everything)
     text = to_markdown(table.astype(str)) if not table.empty else "(no claims)\n"
     (args.out / "claims.md").write_text(text, encoding="utf-8")
     print(f"published {len(published)} report(s) to {args.out}; claims table: {args.out / 'claims.md'}")
