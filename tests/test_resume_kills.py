@@ -108,10 +108,14 @@ def test_driver_killed_three_times_at_random_moments(tmp_path: Path, cache_dir: 
     assert "starts" in compute.splitlines()[0]
 
 
-def _trial_workers() -> list[psutil.Process]:
+def _trial_workers(driver: int) -> list[psutil.Process]:
+    """This test's trial workers: descendants of its own driver only (never another study's on the machine)."""
     out = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
+    for p in psutil.Process(driver).children(recursive=True):
+        try:
+            cmd = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
         if cmd.startswith("ray::ImplicitFunc") and ".train" in cmd:
             out.append(p)
     return out
@@ -132,7 +136,7 @@ def test_trial_processes_killed_three_times_are_retried_from_their_checkpoints(
         while kills < 3:
             seen = _wait_for_points(client, "crash", seen, proc)
             time.sleep(rng.uniform(0.2, 2.0))
-            workers = _trial_workers()
+            workers = _trial_workers(proc.pid)
             if workers and _points(client, "crash") < 2 * EPOCHS - 2:
                 rng.choice(workers).kill()
                 kills += 1
