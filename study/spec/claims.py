@@ -42,8 +42,8 @@ class ClaimSpec(Strict):
     a: Side
     b: Side | None = None
     at: Literal["final", "plateau"] = "final"
-    margin: float = Field(0.0, ge=0.0, description="score units: not_worse / equivalent tolerance")
-    value: float | None = Field(None, description="below: the threshold")
+    margin: float = Field(0.0, ge=0.0, le=1e6, description="score units: not_worse / equivalent tolerance")
+    value: float | None = Field(None, ge=-1e6, le=1e6, description="below: the threshold")
     source: str = Field("", max_length=200, description="where the paper says it (figure, section)")
 
     @model_validator(mode="after")
