@@ -173,7 +173,8 @@ def test_killed_study_resumes_with_its_stopping_decisions(tmp_path: Path, cache_
     tags = {r.data.tags["study.trial"]: r.data.tags for r in children}
     assert len(children) == 2  # continued, not forked
     assert tags[t0]["study.stop.epoch"] == "5" and tags[t1]["study.stop.epoch"] == "6"
-    assert _loss_steps(client, "stopping", t0) == [1, 2, 3, 4, 5] and _loss_steps(client, "stopping", t1) == list(range(1, 7))
+    assert _loss_steps(client, "stopping", t0) == [1, 2, 3, 4, 5]
+    assert _loss_steps(client, "stopping", t1) == list(range(1, 7))
 
     saved = (tmp_path / "studies" / "stopping" / "report" / "early_stopping.csv").read_text().splitlines()
     assert saved[0].startswith("trial,status,epoch_budget,epochs_trained,stopped_by,epochs_saved")
