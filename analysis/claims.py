@@ -124,6 +124,8 @@ def _compare(
     else:  # equivalent
         v = "supported" if -m < lo and hi < m else "contradicted" if lo > m or hi < -m else "unresolved"
     label = _label(study, ca, cb)
+    if len(found) > 1:  # a mean over seeds: name the arm, not the first seed's trial
+        label = label.replace(f"{ca[0]}: ", f"{_arm_of(study, ca[0])}: ")
     return v, f"{label}: {d.estimate:+.2f} [{lo:+.2f}, {hi:+.2f}] at {where}{', paired' if d.paired else ''}"
 
 
@@ -181,6 +183,12 @@ def check_claims(study: StudyRuns, verdicts: dict[CurveKey, Verdict], claims: li
         out.append(ClaimCheck(claim.text, claim.kind, verdict, "; ".join(m for _, m in results) or "no matching "
                               "curves", claim.source))  # fmt: skip
     return out
+
+
+def _arm_of(study: StudyRuns, trial: str) -> str:
+    """The arm a trial belongs to: its axis labels without the seed."""
+    row = study.trials.set_index("trial").loc[trial]
+    return ", ".join(f"{a}={row[a]}" for a in study.axes if a != SEED_AXIS) or "all"
 
 
 def _seed_groups(study: StudyRuns, pairs: list[tuple[Curve, Curve]]) -> list[list[tuple[Curve, Curve]]]:
