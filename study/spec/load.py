@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from study.spec.study import TRAINING_SECTIONS, StudySpec
+from study.spec.study import StudySpec, is_training_path
 
 
 class SpecError(Exception):
@@ -272,13 +272,9 @@ def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
     d[parts[-1]] = copy.deepcopy(value)
 
 
-def _is_field(key: str) -> bool:
-    return key.split(".")[0] in TRAINING_SECTIONS
-
-
 def _assignments(key: str, value: Any) -> list[tuple[str, Any]]:
     """(field path, value) pairs one grid value sets: itself, or every entry of a zipped axis's mapping."""
-    return [(key, value)] if _is_field(key) else list(value.items())
+    return [(key, value)] if is_training_path(key) else list(value.items())
 
 
 def value_label(value: Any) -> str:
@@ -316,7 +312,7 @@ def expand(raw: dict[str, Any], tree: Any = None, source: str = "<spec>") -> tup
             if not (isinstance(values, list) and values):
                 continue
             first = values[0]
-            pairs = _assignments(key, first) if _is_field(key) or isinstance(first, dict) else []
+            pairs = _assignments(key, first) if is_training_path(key) or isinstance(first, dict) else []
             for path, value in pairs:
                 try:
                     _get(raw, path)
