@@ -84,9 +84,27 @@ def dynamics_key(name: str) -> str:
     return f"dynamics/{name}"
 
 
-def report_key(kind: Literal["is", "is_ci_low", "is_ci_high", "state"], evaluation: str) -> str:
-    """Keys of the per-epoch result a trial reports to Ray Tune (read by the progress line), not MLflow keys."""
+# The per-epoch result a trial reports to Ray Tune (written by trainables/trainable.py, read by the progress line
+# and the runner), not MLflow keys. ``status`` (one of STATUSES) and ``stop_reason`` come only when the trial ends.
+REPORT_EPOCH, REPORT_LOSS, REPORT_TRAIN_SECONDS = "epoch", "loss", "train_seconds"
+REPORT_STATUS, REPORT_STOP_REASON = "status", "stop_reason"
+ReportKind = Literal["is", "is_ci_low", "is_ci_high", "state"]
+REPORT_KINDS: tuple[str, ...] = get_args(ReportKind)
+
+
+def report_key(kind: ReportKind, evaluation: str) -> str:
+    """A per-evaluation entry of the Tune result: the IS mean, its interval's ends, the plateau state."""
     return f"{kind}/{evaluation}"
+
+
+def parse_report_key(key: object) -> tuple[ReportKind, str] | None:
+    """(kind, evaluation) of a :func:`report_key`; None for any other key of the result (Ray adds its own)."""
+    if not isinstance(key, str):
+        return None
+    kind, sep, evaluation = key.partition("/")
+    if not (sep and evaluation) or kind not in REPORT_KINDS:
+        return None
+    return kind, evaluation  # type: ignore[return-value]  # kind checked against ReportKind's values above
 
 
 SCORES = ("is", "fid", "kid", "memorization_pixel", "memorization_feature", "precision", "recall")

@@ -8,7 +8,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from study.keys import report_key
+from study import keys
 
 
 class CompactProgress(Callback):
@@ -40,27 +40,27 @@ class CompactProgress(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         name = self._name(trial)
         now = time.monotonic()
-        evaluated = any(isinstance(k, str) and k.startswith("is/") for k in result)
-        if not (evaluated or result.get("status") or now - self.last_line.get(name, -1e9) >= self.QUIET_S):
+        # the IS means this result carries, by evaluation (only an epoch that evaluated has any)
+        means = {p[1]: value for k, value in result.items() if (p := keys.parse_report_key(k)) and p[0] == "is"}
+        if not (means or result.get(keys.REPORT_STATUS) or now - self.last_line.get(name, -1e9) >= self.QUIET_S):
             return
         self.last_line[name] = now
         epochs = trial.config["trial"]["spec"]["training"]["epochs"]
         width = len(str(epochs))
-        line = f"{name}  epoch {result.get('epoch', 0):>{width}}/{epochs}  loss {result.get('loss', float('nan')):.4f}"
+        epoch, loss = result.get(keys.REPORT_EPOCH, 0), result.get(keys.REPORT_LOSS, float("nan"))
+        line = f"{name}  epoch {epoch:>{width}}/{epochs}  loss {loss:.4f}"
         scores = []
-        for key, value in result.items():
-            if isinstance(key, str) and key.startswith("is/"):
-                ev = key[3:]
-                lo, hi = result.get(report_key("is_ci_low", ev)), result.get(report_key("is_ci_high", ev))
-                ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
-                scores.append(f"{ev} {value:.2f}{ci} {result.get(report_key('state', ev), '')}".rstrip())
+        for ev, value in means.items():
+            lo, hi = result.get(keys.report_key("is_ci_low", ev)), result.get(keys.report_key("is_ci_high", ev))
+            ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+            scores.append(f"{ev} {value:.2f}{ci} {result.get(keys.report_key('state', ev), '')}".rstrip())
         if scores:
             line += "  IS " + "  ".join(scores)
-        status = result.get("status")
+        status = result.get(keys.REPORT_STATUS)
         if status == "diverged":
             line += "  DIVERGED (non-finite loss; trial stopped, study goes on)"
         elif status == "converged":
-            line += f"  CONVERGED, stopped early ({result.get('stop_reason', '')})"
+            line += f"  CONVERGED, stopped early ({result.get(keys.REPORT_STOP_REASON, '')})"
         self._print(line)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

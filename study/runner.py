@@ -430,7 +430,7 @@ _OVER = (*keys.ENDED, "errored")  # a trial in any of these states will not run 
 
 def _status(result: Any) -> str:
     """How a Tune result's trial ended (``_OVER``), or ``running``."""
-    return "errored" if result.error is not None else (result.metrics or {}).get("status", "running")
+    return "errored" if result.error is not None else (result.metrics or {}).get(keys.REPORT_STATUS, "running")
 
 
 def _stop_ray() -> None:

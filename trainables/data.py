@@ -82,24 +82,35 @@ class ImageData:
     key: str = ""
 
 
-class Uint8Images(Dataset):
+class Uint8Pixels(Dataset):
+    """uint8 images [N, C, H, W] -> the stored uint8 image per item: what torch-fidelity's feature extractors read
+    (``metrics.extract_features``)."""
+
+    def __init__(self, images: Tensor):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"expected uint8 [N, C, H, W] images, got {images.dtype} {tuple(images.shape)}")
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.images[i]
+
+
+class Uint8Images(Uint8Pixels):
     """uint8 images [N, C, H, W] and int64 labels [N] -> (float32 image in [-1, 1], int label) per item.
 
     ``images`` stays accessible so metrics can score the exact pixels without a float round trip.
     """
 
     def __init__(self, images: Tensor, labels: Tensor):
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"expected uint8 [N, C, H, W] images, got {images.dtype} {tuple(images.shape)}")
+        super().__init__(images)
         if labels.shape[0] != images.shape[0]:
             raise ValueError("images and labels differ in length")
-        self.images = images
         self.labels = labels.long()
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:  # type: ignore[override]  # a training item, not pixels
         # u / 127.5 - 1 is the inverse of metrics.to_uint8 (x * 127.5 + 128, truncated): real images round-trip.
         return self.images[i].float().div(127.5).sub(1.0), int(self.labels[i])
 
@@ -137,7 +148,8 @@ def offline() -> bool:
 
 
 @contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
+def download_timeout(seconds: float = DOWNLOAD_TIMEOUT_S) -> Iterator[None]:
+    """Sockets opened inside time out after ``seconds`` (the dataset and the Inception weights downloads)."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(seconds)
     try:
@@ -204,7 +216,7 @@ def fetch_cifar10(root: Path) -> Path:
 
     log.info("downloading %s to %s", CIFAR10_URL, root / CIFAR10_ARCHIVE)
     try:
-        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+        with download_timeout():
             return atomic_write(root / CIFAR10_ARCHIVE, lambda tmp: download_url(
                 CIFAR10_URL, str(tmp.parent), filename=tmp.name, md5=CIFAR10_TGZ_MD5))  # fmt: skip
     except Exception as e:  # URLError, socket errors, md5 mismatch: all mean "not available here"

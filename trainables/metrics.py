@@ -21,7 +21,6 @@ import hashlib
 import logging
 import os
 import re
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from study import keys
+from trainables.data import Uint8Pixels, download_timeout, offline
 from trainables.digits_classifier import ensure_digits_classifier, load_digits_classifier
 from trainables.files import UnsafeFile, atomic_torch_save, atomic_write, load_tensors
 from trainables.scores import SCORES, HasScores, ScoreSettings, TrainingSet, compute_scores
@@ -54,7 +54,6 @@ INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
 # given by path is hashed first; STUDY_INCEPTION_SHA256 replaces the expected hash, only when set explicitly.
 INCEPTION_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 INCEPTION_SHA256_ENV = "STUDY_INCEPTION_SHA256"
-DOWNLOAD_TIMEOUT_S = 60.0
 
 
 class WeightsUnavailable(FileNotFoundError):
@@ -177,23 +176,18 @@ def resolve_inception_weights(weights_path: str | Path | None = None) -> Path:
 
 def fetch_inception_weights(weights_path: str | Path | None = None) -> Path:
     """Download the weights (to ``weights_path`` or torch hub's folder) unless ``STUDY_OFFLINE`` is set."""
-    from trainables.data import offline
-
     target = (
         Path(weights_path).expanduser().resolve() if weights_path else hub_checkpoints_dir() / INCEPTION_WEIGHTS_FILE
     )
     if offline():
         raise WeightsUnavailable(inception_weights_missing_message(weights_path) + " [STUDY_OFFLINE is set]")
     log.info("downloading %s to %s", INCEPTION_WEIGHTS_URL, target)
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a firewall that drops packets must not hang the driver
     try:
-        return atomic_write(target, lambda tmp: torch.hub.download_url_to_file(INCEPTION_WEIGHTS_URL, str(tmp),
-                                                                               progress=False))  # fmt: skip
+        with download_timeout():
+            return atomic_write(target, lambda tmp: torch.hub.download_url_to_file(INCEPTION_WEIGHTS_URL, str(tmp),
+                                                                                   progress=False))  # fmt: skip
     except Exception as e:  # URLError, socket errors: all mean "not available here"
         raise WeightsUnavailable(f"{inception_weights_missing_message(weights_path)} [download failed: {e}]") from e
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def ensure_inception_weights(weights_path: str | Path | None = None, allow_download: bool = True) -> Path:
@@ -311,17 +305,6 @@ def extractor_decl(name: str) -> ExtractorDecl:
 # ------------------------------------------------------------------------------------------------- features
 
 
-class _Uint8Images(Dataset):
-    def __init__(self, images: Tensor):
-        self.images = images
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, i: int) -> Tensor:
-        return self.images[i]
-
-
 _EXTRACTOR: dict[tuple[str, tuple[str, ...], str | None, bool], FeatureExtractorBase] = {}
 
 
@@ -354,7 +337,7 @@ def extract_features(
     if extractor_decl(extractor).channels == 3 and images.shape[1] == 1:
         images = images.repeat(1, 3, 1, 1)
     fe = feature_extractor(extractor, tuple(sorted(set(layers))), weights)
-    return get_featuresdict_from_dataset(_Uint8Images(images.cpu()), fe, batch_size, _cuda(), True, False)
+    return get_featuresdict_from_dataset(Uint8Pixels(images.cpu()), fe, batch_size, _cuda(), True, False)
 
 
 # ---------------------------------------------------------------------------------------- reference features

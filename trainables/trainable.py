@@ -380,14 +380,18 @@ def report_epoch(
     Scores are reported at the epoch they were measured only: the progress line never shows an old one as new.
     """
     tr = ctx.spec.training
-    report: dict[str, Any] = {"epoch": outcome.epoch, "loss": outcome.loss, "train_seconds": progress.train_seconds}
+    report: dict[str, Any] = {
+        keys.REPORT_EPOCH: outcome.epoch,
+        keys.REPORT_LOSS: outcome.loss,
+        keys.REPORT_TRAIN_SECONDS: progress.train_seconds,
+    }
     report |= {keys.report_key("state", ev): v.state for ev, v in outcome.verdicts.items()}
     for key, value in metrics.items():
         k = keys.parse_score_key(key)
         if k is not None and k.score == "is" and k.stat in ("mean", "ci_low", "ci_high"):
             report[keys.report_key("is" if k.stat == "mean" else f"is_{k.stat}", k.evaluation)] = value  # type: ignore
     if stop is not None:
-        report |= {"status": stop.status, "stop_reason": stop.reason}
+        report |= {keys.REPORT_STATUS: stop.status, keys.REPORT_STOP_REASON: stop.reason}
     due = outcome.epoch % tr.checkpoint_every == 0 or _evaluation_due(ctx.spec, outcome.epoch)
     if stop is not None and stop.status == "diverged":
         session.report(report, None)  # a non-finite state is never checkpointed

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from study.spec.study import TRAINING_SECTIONS, StudySpec
+from study.spec.study import StudySpec, is_training_path
 
 
 class SpecError(Exception):
@@ -136,6 +136,13 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], Any]:
         raise SpecError(str(path), [f"not valid YAML: {e}"]) from None
     except RecursionError:
         raise SpecError(str(path), [f"the spec nests deeper than {MAX_SPEC_DEPTH} levels"]) from None
+    except Exception as e:  # noqa: BLE001
+        # ruamel's constructors raise plain Python errors on some tagged nodes they cannot build (``!!int x``:
+        # ValueError; a key repeated in an ``!!omap``: a bare AssertionError; a mapping inside a ``!!set``:
+        # TypeError): whatever the reader raises, the file is not a spec, and the user gets a SpecError.
+        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise SpecError(str(path), [f"not valid YAML: the reader could not build a value ({detail}); a spec is "
+                                    "made of plain mappings, lists and scalars, without !!tags"]) from None  # fmt: skip
     if not isinstance(tree, dict):
         raise SpecError(str(path), ["the spec must be a YAML mapping with keys like name, dynamics, network, ..."])
     return _plain(tree, _Budget(str(path))), tree
@@ -204,6 +211,10 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> list[Any]:
 
 
 def _line_of(tree: Any, path: list[Any]) -> int | None:
+    """The 1-based line of ``path`` in the round-trip tree, or of its deepest ancestor found; None when unknown.
+
+    Best effort only: it runs inside the error path, so it must never raise. Not every node carries positions
+    (an ``!!omap`` records none per key: ``lc.key`` returns None; tagged or aliased nodes may lack ``lc``)."""
     node, line = tree, None
     for seg in path:
         try:
@@ -214,7 +225,7 @@ def _line_of(tree: Any, path: list[Any]) -> int | None:
             else:
                 break
             node = node[seg]
-        except AttributeError:
+        except (AttributeError, TypeError, KeyError, IndexError):
             break
     return line
 
@@ -261,13 +272,9 @@ def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
     d[parts[-1]] = copy.deepcopy(value)
 
 
-def _is_field(key: str) -> bool:
-    return key.split(".")[0] in TRAINING_SECTIONS
-
-
 def _assignments(key: str, value: Any) -> list[tuple[str, Any]]:
     """(field path, value) pairs one grid value sets: itself, or every entry of a zipped axis's mapping."""
-    return [(key, value)] if _is_field(key) else list(value.items())
+    return [(key, value)] if is_training_path(key) else list(value.items())
 
 
 def value_label(value: Any) -> str:
@@ -305,7 +312,7 @@ def expand(raw: dict[str, Any], tree: Any = None, source: str = "<spec>") -> tup
             if not (isinstance(values, list) and values):
                 continue
             first = values[0]
-            pairs = _assignments(key, first) if _is_field(key) or isinstance(first, dict) else []
+            pairs = _assignments(key, first) if is_training_path(key) or isinstance(first, dict) else []
             for path, value in pairs:
                 try:
                     _get(raw, path)

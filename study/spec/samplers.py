@@ -180,8 +180,11 @@ class KarrasSampler(Strict):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset") in KARRAS_PRESETS:
-            return {**KARRAS_PRESETS[data["preset"]], **data}
+        # Only a string can name a preset; anything else (a mapping is unhashable) is left for the ``preset``
+        # literal to refuse with the allowed names.
+        preset = data.get("preset") if isinstance(data, dict) else None
+        if isinstance(preset, str) and preset in KARRAS_PRESETS:
+            return {**KARRAS_PRESETS[preset], **data}
         return data
 
     @property

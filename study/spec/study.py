@@ -20,7 +20,8 @@ StudyName = str
 TRAINING_SECTIONS = ("dataset", "dynamics", "network", "class_conditional", "training")
 
 
-def _is_training_path(path: str) -> bool:
+def is_training_path(path: str) -> bool:
+    """Whether a dotted grid key names a training field (else it names a zipped axis)."""
     return path.split(".")[0] in TRAINING_SECTIONS
 
 
@@ -257,12 +258,12 @@ class StudySpec(Strict):
         for key, values in grid.items():
             if not values:
                 raise ValueError(f"grid key {key!r} has no values")
-            if _is_training_path(key):
+            if is_training_path(key):
                 continue
             # A named (zipped) axis: each value sets several training fields together, e.g. a dynamics with its
             # network (VP SDE + DDPM++, VE SDE + NCSN++), instead of crossing them.
             for value in values:
-                if not isinstance(value, dict) or not value or not all(_is_training_path(p) for p in value):
+                if not isinstance(value, dict) or not value or not all(is_training_path(p) for p in value):
                     raise ValueError(
                         f"grid key {key!r} must start with one of {list(TRAINING_SECTIONS)} (a field to vary), or "
                         "name a zipped axis whose values are mappings of such fields, e.g. "

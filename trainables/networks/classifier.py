@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.networks.layers import check_groups, timestep_embedding, zero_init
+from trainables.networks.layers import check_groups, level_resolutions, timestep_embedding, zero_init
 
 Tensor = torch.Tensor
 
@@ -117,11 +117,7 @@ class NoisyClassifier(nn.Module):
         if num_classes < 1:
             raise ValueError("a classifier needs num_classes >= 1")
         levels = len(channel_mult)
-        if resolution % 2 ** (levels - 1):
-            raise ValueError(f"channel_mult: resolution {resolution} is not divisible by 2^{levels - 1}")
-        resolutions = [resolution // 2**i for i in range(levels)]
-        if bad := sorted(set(attention_resolutions) - set(resolutions)):
-            raise ValueError(f"attention_resolutions: {bad} not among the encoder's resolutions {resolutions}")
+        resolutions = level_resolutions(resolution, channel_mult, attention_resolutions, network="encoder")
         self.channels = channels
         emb_dim = 4 * channels
         self.time_mlp = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from trainables.networks.layers import timestep_embedding, zero_init
+from trainables.networks.layers import level_resolutions, timestep_embedding, zero_init
 
 Tensor = torch.Tensor
 
@@ -100,11 +100,7 @@ class DDPMUNet(nn.Module):
         num_classes: int = 0,
     ):
         super().__init__()
-        if resolution % 2 ** (len(channel_mult) - 1):
-            raise ValueError(f"resolution {resolution} is not divisible by 2^{len(channel_mult) - 1}")
-        resolutions = [resolution // 2**i for i in range(len(channel_mult))]
-        if bad := sorted(set(attention_resolutions) - set(resolutions)):
-            raise ValueError(f"attention_resolutions: {bad} not among the U-Net's resolutions {resolutions}")
+        level_resolutions(resolution, channel_mult, attention_resolutions)
         self.channels = channels
         temb = 4 * channels
         self.temb = nn.Sequential(nn.Linear(channels, temb), nn.SiLU(), nn.Linear(temb, temb))

@@ -33,6 +33,21 @@ def check_groups(width: int, groups: int, field: str = "norm_groups") -> int:
     return groups
 
 
+def level_resolutions(
+    resolution: int, channel_mult: tuple[int, ...], attention_resolutions: tuple[int, ...], network: str = "U-Net"
+) -> list[int]:
+    """The feature-map resolution of each level of a network halving it ``len(channel_mult) - 1`` times, after
+    checking that the input halves evenly and that every attention resolution is one of them (a clear error names
+    the field instead of a shape mismatch deep in ``forward``). ``network`` names the network in that error."""
+    levels = len(channel_mult)
+    if resolution % 2 ** (levels - 1):
+        raise ValueError(f"channel_mult: resolution {resolution} is not divisible by 2^{levels - 1}")
+    resolutions = [resolution // 2**i for i in range(levels)]
+    if bad := sorted(set(attention_resolutions) - set(resolutions)):
+        raise ValueError(f"attention_resolutions: {bad} not among the {network}'s resolutions {resolutions}")
+    return resolutions
+
+
 def fir_kernel_2d(taps: tuple[float, ...]) -> Tensor:
     """Separable 2D FIR kernel outer(k, k) normalised to unit DC gain (StyleGAN2 / score-SDE ``make_kernel``)."""
     k = torch.tensor(taps, dtype=torch.float32)

@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from trainables.networks.layers import FIRResample, check_groups, timestep_embedding, zero_init
+from trainables.networks.layers import FIRResample, check_groups, level_resolutions, timestep_embedding, zero_init
 
 Tensor = torch.Tensor
 SKIP_SCALE = 1 / math.sqrt(2)
@@ -187,11 +187,7 @@ class ScoreUNet(nn.Module):
     ):
         super().__init__()
         levels = len(channel_mult)
-        if resolution % 2 ** (levels - 1):
-            raise ValueError(f"channel_mult: resolution {resolution} is not divisible by 2^{levels - 1}")
-        resolutions = [resolution // 2**i for i in range(levels)]
-        if bad := sorted(set(attention_resolutions) - set(resolutions)):
-            raise ValueError(f"attention_resolutions: {bad} not among the U-Net's resolutions {resolutions}")
+        resolutions = level_resolutions(resolution, channel_mult, attention_resolutions)
         self.channels = channels
         self.embedding = embedding
         emb_in = 2 * channels if embedding == "fourier" else channels

@@ -9,6 +9,7 @@ State stays in the caller's dtype, as the reference (float32 there).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -55,45 +56,47 @@ def _reverse_sde_step(
     return (x_mean, x_mean) if ode else (x_mean + g * abs(dt) ** 0.5 * randn_like(x, generator), x_mean)
 
 
-def euler_maruyama(
-    model: Denoiser,
-    noise: Tensor,
-    *,
-    generator: torch.Generator | None = None,
-    steps: int = 1000,
-    sde: str = "native",
-    eps: float | None = None,
-    beta_min: float = 0.1,
-    beta_max: float = 20.0,
-) -> SampleResult:
-    """Euler–Maruyama on the reverse SDE (score-SDE ``EulerMaruyamaPredictor``): dt = -1/N at every grid point,
-    x_mean = x + [f - g^2 s] dt, x = x_mean + g sqrt(|dt|) z; x_1 ~ N(0, prior_std^2). NFE = N."""
-    process = resolve_sde(model, sde, beta_min, beta_max)
-    x = noise * process.prior_std()
-    x_mean = x
-    for t in _time_grid(process, steps, eps, noise.device):
-        x, x_mean = _reverse_sde_step(model, process, x, t, -1.0 / steps, generator, ode=False)
-    return SampleResult(x=x_mean, nfe=steps)
+def _reverse_euler(ode: bool, name: str, doc: str) -> Callable[..., SampleResult]:
+    """One sampler integrating the reverse process on the time grid with Euler steps: the SDE (Euler–Maruyama) or
+    its probability-flow ODE, chosen by ``ode``. Both samplers are built here so their loop and keyword parameters
+    (which ``SamplerDecl.params`` reads from the signature) are written once."""
+
+    def sample(
+        model: Denoiser,
+        noise: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        steps: int = 1000,
+        sde: str = "native",
+        eps: float | None = None,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+    ) -> SampleResult:
+        process = resolve_sde(model, sde, beta_min, beta_max)
+        x = noise * process.prior_std()
+        x_mean = x
+        for t in _time_grid(process, steps, eps, noise.device):
+            x, x_mean = _reverse_sde_step(model, process, x, t, -1.0 / steps, generator, ode=ode)
+        return SampleResult(x=x_mean, nfe=steps)  # the ODE's step returns x as its mean: the same tensor
+
+    # a module-level name, so the function pickles by reference (Ray ships trials' callables) and reads as itself
+    sample.__name__ = sample.__qualname__ = name
+    sample.__doc__ = doc
+    return sample
 
 
-def probability_flow_euler(
-    model: Denoiser,
-    noise: Tensor,
-    *,
-    generator: torch.Generator | None = None,
-    steps: int = 1000,
-    sde: str = "native",
-    eps: float | None = None,
-    beta_min: float = 0.1,
-    beta_max: float = 20.0,
-) -> SampleResult:
-    """Euler on the probability-flow ODE dx/dt = f - 1/2 g^2 s (Song et al. Eq. 13): score-SDE's Euler predictor with
-    ``probability_flow=True`` (dt = -1/N, no noise). Deterministic given the initial noise. NFE = N."""
-    process = resolve_sde(model, sde, beta_min, beta_max)
-    x = noise * process.prior_std()
-    for t in _time_grid(process, steps, eps, noise.device):
-        x, _ = _reverse_sde_step(model, process, x, t, -1.0 / steps, generator, ode=True)
-    return SampleResult(x=x, nfe=steps)
+euler_maruyama = _reverse_euler(
+    ode=False,
+    name="euler_maruyama",
+    doc="""Euler–Maruyama on the reverse SDE (score-SDE ``EulerMaruyamaPredictor``): dt = -1/N at every grid point,
+    x_mean = x + [f - g^2 s] dt, x = x_mean + g sqrt(|dt|) z; x_1 ~ N(0, prior_std^2). NFE = N.""",
+)
+probability_flow_euler = _reverse_euler(
+    ode=True,
+    name="probability_flow_euler",
+    doc="""Euler on the probability-flow ODE dx/dt = f - 1/2 g^2 s (Song et al. Eq. 13): score-SDE's Euler predictor
+    with ``probability_flow=True`` (dt = -1/N, no noise). Deterministic given the initial noise. NFE = N.""",
+)
 
 
 def _discrete_index(t: Tensor, steps: int) -> int:
