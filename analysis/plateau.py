@@ -19,23 +19,28 @@ The rule
 --------
 Evaluations at ``epoch <= warmup_epochs`` or with a non-finite estimate are dropped.
 
-0. **Training noise.** Consecutive checkpoints differ by more than their measurement: the EMA weights wander. Its
-   variance tau^2 is estimated from the curve's second differences (``checkpoint_noise``, robust to a bend) and
-   added to the covariance as tau^2 I; the quantile is then Student-t on the number of second differences.
+0. **Training noise.** Consecutive checkpoints differ by more than their measurement: the EMA weights wander. In a
+   tail test its variance tau^2 is estimated from the residuals around the tail's line beyond what the measurement
+   covariance explains (``tail_noise``) and added as tau^2 I; the quantile is then Student t on the residual
+   degrees of freedom (always, for tails of 3-4 evaluations). The decline-from-the-best and the direct-rise tests,
+   and the noise a verdict reports and comparisons carry (``Verdict.noise``), use the whole curve's second
+   differences (``checkpoint_noise``).
 1. **The tails**: the last half of the observed curve, and the shortest allowed tail (``tail_share`` of the budget,
    ``min_tail`` evaluations) when shorter; each is tested at half the error rate (Bonferroni). The long tail
    measures an early plateau precisely, the short one sees a curve that flattened late. A tail's **projected
    change** D is its least-squares slope times (its length + the budget still to train): the change from the
-   tail's start to the end of the budget if the recent trend went on. At the
-   end of the budget D is the tail's own change; early in training the slope must be very nearly zero to pass.
+   tail's start to the end of the budget if the recent trend went on. At the end of the budget D is the tail's own
+   change; early in training the slope must be very nearly zero to pass.
    Projecting the recent slope is conservative for curves that decelerate (every saturating or concave rise) and
    blind to curves that will accelerate later, which no rule can foresee.
 2. **States**, z the one-sided quantile of ``confidence`` (TOST at level 1 - confidence):
    * ``peaked``: after its best evaluation p the curve fell by more than delta with confidence,
      s_p - s_K - z' SE_pK > delta, with z' Bonferroni-corrected for the choice of the maximum among K - 1
-     candidates; or the tail's projected change is resolved below -delta.
+     candidates; or a tail's projected change is resolved below -delta while the curve lies more than delta below
+     its smoothed best.
    * ``plateaued``: |D| + z SE(D) <= delta on either tail: the change is resolved within +-delta (equivalence
-     test, two-sided).
+     test, two-sided), unless the curve lies more than delta below its smoothed best (a decline not yet
+     resolved is not called flat).
    * ``rising``: D - z SE(D) > delta on either tail, or the long tail's last minus first evaluation is resolved
      above delta (with the training noise from the second differences): a rise beyond delta is resolved.
    * ``undetermined``: the interval of D straddles +-delta, or the tail is not yet long enough; the reason says
@@ -46,8 +51,8 @@ Evaluations at ``epoch <= warmup_epochs`` or with a non-finite estimate are drop
    replicates (or Gaussian draws with the covariance) plus independent N(0, tau^2) training noise per checkpoint,
    widened by one evaluation interval at the low end (the true flattening lies between two evaluations).
 
-The stopper looks at every evaluation (``looks``): a trial ends once every (or any) curve is ``plateaued`` or
-``peaked`` at ``persistence`` consecutive evaluations and at least ``min_share`` of the budget has been trained.
+The stopper looks at every evaluation: a trial ends once every (or any) curve is ``plateaued`` or ``peaked`` at
+``persistence`` consecutive evaluations (``streak``; ``training.stop.min_epochs`` can add a floor).
 
 Noise model and measured error rates (``tests/test_plateau_calibration.py`` asserts and prints them)
 --------------------------------------------------------------------------------------------------
