@@ -400,6 +400,9 @@ def launch(
         classifier_weights={job.key: str(job.path.resolve()) for job in prepared.classifiers} or None,
         cache_dir=str(paths.cache), spool_dir=str(paths.spool),
     )  # fmt: skip
+    # Ray processes already running under this process (a cluster a test or notebook started here) are not ours
+    # to stop: only those started from here on are
+    before = {p.pid for p in _ray_children()}
     try:
         with stage("Ray start-up"):
             _init_ray(address, plan.base)
@@ -421,7 +424,7 @@ def launch(
         raise KeyboardInterrupt from None
     finally:
         with interrupts.deferred():
-            _stop_ray()
+            _stop_ray(before)
         interrupts.install()  # Tune leaves its SIGINT handler behind: the report must stop at the first Ctrl-C
 
 
@@ -433,17 +436,26 @@ def _status(result: Any) -> str:
     return "errored" if result.error is not None else (result.metrics or {}).get(keys.REPORT_STATUS, "running")
 
 
-def _stop_ray() -> None:
+def _ray_children() -> list[Any]:
+    """This process's Ray descendants (head processes, workers)."""
+    import psutil
+
+    return [p for p in psutil.Process().children(recursive=True) if _is_ray_process(p)]
+
+
+def _stop_ray(before: set[int]) -> None:
     """``ray.shutdown()``, then an end to every Ray process this driver started that outlived it.
 
     An interrupt inside ``ray.init`` leaves the head processes (GCS server, raylet) running without the handle
     ``ray.shutdown`` stops them with; they would linger for a minute or more. They are this process's children (and
-    theirs), listed before the shutdown because a dying raylet's workers are re-parented away.
+    theirs), listed before the shutdown because a dying raylet's workers are re-parented away. ``before``: the Ray
+    processes that ran under this process before the study started Ray (a cluster started in the same process,
+    as the multi-node tests do): never touched.
     """
     import psutil
     import ray
 
-    mine = [p for p in psutil.Process().children(recursive=True) if _is_ray_process(p)]
+    mine = [p for p in _ray_children() if p.pid not in before]
     try:
         ray.shutdown()
     except Exception as e:  # noqa: BLE001 - a half-started Ray may fail to shut down; its processes end below
