@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import shutil
 import subprocess
@@ -25,19 +23,11 @@ from typing import Any
 
 import pandas as pd
 
+from trainables.machine import cpu_description
+
 REPO = Path(__file__).resolve().parents[1]
 SPEC = "specs/quickstart.yaml"
 HEADLINE = ("axis schedule", "ancestral-40")
-
-
-def cpu() -> str:
-    """The CPU model and its widest vector extension (timings differ about 3x between machines)."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
-                 platform.processor() or "unknown CPU")  # fmt: skip
-    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model}, {vector}, {os.cpu_count()} cores"
 
 
 def commit() -> str:
@@ -79,8 +69,13 @@ def read(report: Path) -> dict[str, Any]:
     row = found[(found["family"] == HEADLINE[0]) & (found["under"] == HEADLINE[1])].iloc[0]
     sign = 1 if row["b"] == "cosine" else -1  # the difference as cosine - linear
     lo, hi = sorted((sign * row["low"], sign * row["high"]))
-    headline = {"epoch": int(row["epoch"]), "cosine_minus_linear": round(sign * float(row["difference"]), 2),
-                "low": round(float(lo), 2), "high": round(float(hi), 2), "resolved": bool(row["resolved"])}
+    headline = {
+        "epoch": int(row["epoch"]),
+        "cosine_minus_linear": round(sign * float(row["difference"]), 2),
+        "low": round(float(lo), 2),
+        "high": round(float(hi), 2),
+        "resolved": bool(row["resolved"]),
+    }
     saved = float(stops["train_seconds_saved"].fillna(0).sum()) if "train_seconds_saved" in stops else 0.0
     return {"trials": trials, "curves": curves, "headline": headline, "train_seconds_saved": round(saved)}
 
@@ -92,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="quickstart-") as d:
         wall = run(Path(d), args.seed)
-        record = {"commit": commit(), "cpu": cpu(), "date": time.strftime("%Y-%m-%d"), "seed": args.seed,
+        record = {"commit": commit(), "cpu": cpu_description(), "date": time.strftime("%Y-%m-%d"), "seed": args.seed,
                   "wall_seconds": round(wall)} | read(Path(d) / "studies" / "quickstart" / "report")  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     name = "record.json" if args.seed is None else f"record-seed{args.seed}.json"

@@ -154,10 +154,9 @@ def sampler_rows(batch: int, repeats: int) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------------ trainable
 def _extractor_weights() -> str:
-    from study.paths import StudyPaths
-    from trainables.digits_classifier import ensure_digits_classifier
+    from trainables.digits_classifier import shipped_digits_classifier
 
-    return str(ensure_digits_classifier(StudyPaths.resolve(ROOT / "studies", "bench").cache, 8)[0])
+    return str(shipped_digits_classifier(8)[0])
 
 
 def trainable_row(epochs: int) -> dict[str, Any]:

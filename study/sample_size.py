@@ -210,7 +210,7 @@ def check_sizes(sizes: list[int], splits: int) -> list[int]:
 
 
 def prepare_weights(base: StudySpec, storage: str | Path) -> str | None:
-    """The extractor's weights as ``study run`` prepares them (digits-cnn: trained once and cached)."""
+    """The extractor's weights as ``study run`` prepares them (digits-cnn: the shipped weights, checked)."""
     from study.paths import StudyPaths
     from study.runner import prepare_extractor
 

@@ -119,8 +119,10 @@ def test_builtin_declarations() -> None:
         data.DATASETS["image_folder"].footprint(ImageFolderData(root="x", resolution=8)).memory_bytes((3, 8, 8)) is None
     )
     assert data.DATASETS["digits"].classes(DigitsData(), Path(".")) == 10
-    # the extractor names are the metric keys' extractor segment and torch-fidelity's registry names
-    assert set(metrics.EXTRACTORS) == {"digits-cnn", "inception-v3-compat"}
+    # the extractor names are the metric keys' extractor segment and torch-fidelity's registry names, and exactly
+    # the names a spec may choose
+    spec_names = set(get_args(study_module.InceptionScoreSpec.model_fields["extractor"].annotation))
+    assert set(metrics.EXTRACTORS) == spec_names == {"digits-cnn", "digits-cnn-local", "inception-v3-compat"}
     assert metrics.EXTRACTORS["digits-cnn"].scores("digits") and not metrics.EXTRACTORS["digits-cnn"].scores("cifar10")
     assert metrics.EXTRACTORS["inception-v3-compat"].scores("npy")
     assert all(name in metrics.FEATURE_EXTRACTORS_REGISTRY for name in metrics.EXTRACTORS)

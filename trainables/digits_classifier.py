@@ -1,12 +1,19 @@
-"""The embedded default's IS feature extractor: a small CNN trained once on the digits training split.
+"""The embedded default's IS feature extractor: a small CNN trained on the digits training split.
 
-The Inception network knows nothing about 16x16 grey digits, so on the embedded default the Inception
-Score is computed with this classifier's logits instead (same formula, different extractor: metric keys
-name the extractor so the two are never mixed). Trained in seconds, cached by its settings.
+The Inception network knows nothing about 8x8 grey digits, so on the embedded default the Inception Score is
+computed with this classifier's logits instead (same formula, different extractor: metric keys name the extractor
+so the two are never mixed).
+
+``digits-cnn`` means the weights shipped in ``trainables/weights/`` (one file per resolution, sha256-checked,
+loaded with ``weights_only=True``): float results differ between CPUs, so a classifier trained on each user's
+machine would make each user's IS a slightly different metric. This module's ``main`` is the script that trained
+them (``python -m trainables.digits_classifier --check`` retrains and compares). ``digits-cnn-local`` trains a
+new one on the study's own split instead, cached per storage directory.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from collections.abc import Iterator
@@ -16,7 +23,8 @@ import torch
 from torch import nn
 
 from trainables.data import digits_tensors
-from trainables.files import atomic_torch_save, load_tensors
+from trainables.files import UnsafeFile, atomic_torch_save, atomic_write, load_tensors, sha256_of
+from trainables.machine import cpu_description
 from trainables.training import fit_epoch
 
 log = logging.getLogger(__name__)
@@ -89,8 +97,103 @@ def ensure_digits_classifier(
     return path, accuracy
 
 
+# The shipped classifiers: trained by ``main`` with these settings on the digits split every shipped spec uses.
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MANIFEST = WEIGHTS_DIR / "digits-cnn.json"
+SHIPPED_RESOLUTIONS = (8, 16, 32)
+SHIPPED_SETTINGS = {"held_out_fraction": 0.25, "split_seed": 0, "epochs": 20}
+
+
+def _manifest() -> dict:
+    return json.loads(MANIFEST.read_text())
+
+
+def shipped_weights_file(resolution: int) -> Path:
+    """The shipped weights file of ``resolution`` in this installation (absent: a clear error)."""
+    if resolution not in SHIPPED_RESOLUTIONS:
+        raise ValueError(f"digits-cnn ships weights for resolutions {SHIPPED_RESOLUTIONS}, not {resolution}")
+    return WEIGHTS_DIR / f"digits-cnn-r{resolution}.pt"
+
+
+def shipped_digits_classifier(resolution: int) -> tuple[Path, float]:
+    """The shipped ``digits-cnn`` weights of ``resolution``, checked against the manifest's sha256, and their
+    held-out accuracy. ``UnsafeFile`` when the file is not the one that shipped (nothing is unpickled)."""
+    path = shipped_weights_file(resolution)
+    entry = _manifest()["weights"][str(resolution)]
+    actual = sha256_of(path)
+    if actual != entry["sha256"]:
+        raise UnsafeFile(
+            f"refused to load the digits-cnn weights {path}: sha256 {actual} is not the shipped {entry['sha256']}; "
+            "restore the file from the repository (git checkout trainables/weights), or use the extractor "
+            "digits-cnn-local to train one on this machine"
+        )
+    return path, float(entry["held_out_accuracy"])
+
+
+def resolve_shipped(path: str | Path) -> str:
+    """The shipped file named like ``path`` in this node's installation (the driver's absolute path may not exist
+    on another node of a cluster), sha256-checked."""
+    name = Path(path).name
+    for resolution in SHIPPED_RESOLUTIONS:
+        if shipped_weights_file(resolution).name == name:
+            return str(shipped_digits_classifier(resolution)[0])
+    raise ValueError(f"{path} is not a shipped digits-cnn weights file ({WEIGHTS_DIR})")
+
+
 def load_digits_classifier(path: str | Path) -> DigitCNN:
     state = load_tensors(path, map_location="cpu")  # weights_only: a planted cache file cannot run code
     net = DigitCNN(state["resolution"])
     net.load_state_dict(state["state_dict"])
     return net.eval()
+
+
+def _state_digest(net: DigitCNN) -> str:
+    """sha256 of the parameters' bytes: equal for two trainings that produced the same weights (a file's own
+    sha256 is not, since ``torch.save`` writes a random serialization id)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, value in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the shipped classifiers (``--write``) or retrain and compare with them (``--check``)."""
+    parser = argparse.ArgumentParser(prog="python -m trainables.digits_classifier", description=main.__doc__)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help=f"train and write the weights and {MANIFEST.name}")
+    mode.add_argument("--check", action="store_true", help="retrain and compare with the shipped parameters")
+    parser.add_argument("--resolution", type=int, action="append", choices=SHIPPED_RESOLUTIONS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    manifest = _manifest() if MANIFEST.exists() else {"weights": {}}
+    same = True
+    for resolution in args.resolution or SHIPPED_RESOLUTIONS:
+        with torch.random.fork_rng():
+            net, accuracy = _train(resolution, **SHIPPED_SETTINGS, seed=0)
+        digest = _state_digest(net)
+        if args.check:
+            shipped = manifest["weights"].get(str(resolution), {})
+            match = shipped.get("parameters_sha256") == digest
+            same &= match
+            log.info("r%d: held-out accuracy %.4f; parameters %s the shipped ones (trained on %s)", resolution,
+                     accuracy, "equal" if match else "DIFFER from", shipped.get("cpu", "?"))  # fmt: skip
+            continue
+        path = atomic_torch_save({"state_dict": net.state_dict(), "resolution": resolution},
+                                 shipped_weights_file(resolution))  # fmt: skip
+        manifest["weights"][str(resolution)] = {
+            "file": path.name, "sha256": sha256_of(path), "parameters_sha256": digest,
+            "held_out_accuracy": accuracy, "resolution": resolution, **SHIPPED_SETTINGS, "seed": 0,
+            "torch": torch.__version__, "cpu": cpu_description(),
+        }  # fmt: skip
+        log.info("r%d: held-out accuracy %.4f -> %s", resolution, accuracy, path)
+    if args.write:
+        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        atomic_write(MANIFEST, lambda tmp: tmp.write_text(text))
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

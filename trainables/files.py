@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +32,23 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
     import torch
 
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def sha256_of(path: str | Path) -> str:
+    """The file's sha256 (hex), computed once per process for each (path, size, mtime)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    return _sha256(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    # keyed by size and mtime: a trial scoring every few epochs hashes a 95 MB weights file once per process
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class UnsafeFile(ValueError):

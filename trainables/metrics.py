@@ -16,7 +16,6 @@ file once in the driver, or says where to put it).
 from __future__ import annotations
 
 import fcntl
-import functools
 import hashlib
 import logging
 import os
@@ -39,8 +38,14 @@ from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from
 
 from study import keys
 from trainables.data import Uint8Pixels, download_timeout, offline
-from trainables.digits_classifier import ensure_digits_classifier, load_digits_classifier
-from trainables.files import UnsafeFile, atomic_torch_save, atomic_write, load_tensors
+from trainables.digits_classifier import (
+    SHIPPED_RESOLUTIONS,
+    ensure_digits_classifier,
+    load_digits_classifier,
+    resolve_shipped,
+    shipped_digits_classifier,
+)
+from trainables.files import UnsafeFile, atomic_torch_save, atomic_write, load_tensors, sha256_of
 from trainables.scores import SCORES, HasScores, ScoreSettings, TrainingSet, compute_scores
 
 Tensor = torch.Tensor
@@ -71,7 +76,7 @@ class DigitsFeatureExtractor(FeatureExtractorBase):
     def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None, **kw):
         super().__init__(name, features_list)
         if feature_extractor_weights_path is None:
-            raise ValueError(f"{name} needs feature_extractor_weights_path (see ensure_digits_classifier)")
+            raise ValueError(f"{name} needs feature_extractor_weights_path (see shipped_digits_classifier)")
         self.net = load_digits_classifier(feature_extractor_weights_path)
         self.requires_grad_(False)
 
@@ -131,21 +136,10 @@ def expected_inception_sha256() -> str:
     return value
 
 
-@functools.lru_cache(maxsize=8)
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    # keyed by size and mtime: a trial scoring every few epochs hashes the 95 MB file once per process
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_inception_weights(path: str | Path) -> Path:
     """``path`` when its sha256 is the expected one; ``UnsafeFile`` naming it otherwise (nothing is unpickled)."""
     path = Path(path).resolve()
-    st = path.stat()
-    actual, expected = _sha256(path, st.st_size, st.st_mtime_ns), expected_inception_sha256()
+    actual, expected = sha256_of(path), expected_inception_sha256()
     if actual != expected:
         raise UnsafeFile(
             f"refused to load the Inception weights {path}: sha256 {actual} is not the expected {expected} "
@@ -258,6 +252,20 @@ class ExtractorDecl:
 
 
 def _digits_weights(spec: Any, cache_dir: Path) -> tuple[str | None, dict[str, float]]:
+    path, accuracy = shipped_digits_classifier(spec.dataset.resolution)
+    return str(path), {keys.EXTRACTOR_ACCURACY: accuracy}
+
+
+def _digits_problems(isc: Any, fetch: bool) -> list[str]:
+    try:
+        for resolution in SHIPPED_RESOLUTIONS:
+            shipped_digits_classifier(resolution)
+    except (OSError, KeyError, ValueError) as e:
+        return [f"the shipped digits-cnn weights cannot be used: {e}"]
+    return []
+
+
+def _local_digits_weights(spec: Any, cache_dir: Path) -> tuple[str | None, dict[str, float]]:
     ds = spec.dataset
     path, accuracy = ensure_digits_classifier(cache_dir, ds.resolution, ds.held_out_fraction, ds.split_seed)
     return str(path), {keys.EXTRACTOR_ACCURACY: accuracy}
@@ -279,8 +287,15 @@ def _inception_problems(isc: Any, fetch: bool) -> list[str]:
     return [inception_weights_missing_message(isc.weights_path) + hint]
 
 
+# digits-cnn: the weights shipped in trainables/weights/ (the same metric on every machine); digits-cnn-local: a
+# classifier trained on this machine on the study's own split (cached per storage directory), a different metric
 DIGITS_CNN = ExtractorDecl(
     "digits-cnn", frozenset({"digits"}), 1, _digits_weights,
+    weights=lambda p: resolve_shipped(p) if p else None, weight_problems=_digits_problems,
+    fidelity_class=DigitsFeatureExtractor, fast_on_cpu=True,
+)  # fmt: skip
+DIGITS_CNN_LOCAL = ExtractorDecl(
+    "digits-cnn-local", frozenset({"digits"}), 1, _local_digits_weights,
     weights=lambda p: str(p) if p else None, weight_problems=lambda isc, fetch: [],  # trained on demand
     fidelity_class=DigitsFeatureExtractor, fast_on_cpu=True,
 )  # fmt: skip
@@ -288,7 +303,7 @@ INCEPTION_V3 = ExtractorDecl(
     INCEPTION, None, 3, _inception_weights, weights=lambda p: str(resolve_inception_weights(p)),
     weight_problems=_inception_problems, fidelity_class=None, fast_on_cpu=False,
 )  # fmt: skip
-EXTRACTORS: dict[str, ExtractorDecl] = {d.name: d for d in (DIGITS_CNN, INCEPTION_V3)}
+EXTRACTORS: dict[str, ExtractorDecl] = {d.name: d for d in (DIGITS_CNN, DIGITS_CNN_LOCAL, INCEPTION_V3)}
 for _decl in EXTRACTORS.values():
     if _decl.fidelity_class is not None and _decl.name not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(_decl.name, _decl.fidelity_class)

@@ -104,10 +104,12 @@ class InceptionScoreSpec(Strict):
 
     ``inception-v3-compat`` is the TF 2015-12-05 Inception port (weights
     ``weights-inception-2015-12-05-6726825d.pth``); with 10 splits and ``shuffle: false`` it reproduces the
-    original IS code. FID and KID (``extra_metrics``) use the same extractor against the training set.
+    original IS code. ``digits-cnn`` is the digits classifier shipped with the package (the same weights on every
+    machine); ``digits-cnn-local`` trains one on this machine on the study's split (another metric). FID and KID
+    (``extra_metrics``) use the same extractor against the training set.
     """
 
-    extractor: Literal["digits-cnn", "inception-v3-compat"] = "digits-cnn"
+    extractor: Literal["digits-cnn", "digits-cnn-local", "inception-v3-compat"] = "digits-cnn"
     splits: int = Field(10, ge=1, le=1000)
     shuffle: bool = Field(
         True, description="torch-fidelity shuffles (seed 2020) before splitting; original IS does not"
@@ -140,7 +142,9 @@ class InceptionScoreSpec(Strict):
     # the span from Gaussian noise (IS 1.81) to real 8x8 digits (6.49), the smallest change visible in its sample
     # grids. inception-v3-compat: 0.2 is about 2 % of CIFAR10's real-data IS (11.24), the resolution at which the
     # paper's figures separate configurations.
-    DEFAULT_MARGINS: ClassVar[dict[str, float]] = {"digits-cnn": 0.25, "inception-v3-compat": 0.2}
+    DEFAULT_MARGINS: ClassVar[dict[str, float]] = {
+        "digits-cnn": 0.25, "digits-cnn-local": 0.25, "inception-v3-compat": 0.2,
+    }  # fmt: skip
     # the fewest bootstrap replicates a decision is made with (the stopper and the report use the same draws)
     MIN_DECISION_REPLICATES: ClassVar[int] = 200
 
@@ -156,7 +160,7 @@ class InceptionScoreSpec(Strict):
     @model_validator(mode="after")
     def _weights_for_inception_only(self) -> InceptionScoreSpec:
         if self.weights_path is not None and self.extractor != "inception-v3-compat":
-            raise ValueError("weights_path is for inception-v3-compat; the digits-cnn weights are trained and cached")
+            raise ValueError("weights_path is for inception-v3-compat; the digits-cnn weights ship with the package")
         if len(set(self.extra_metrics)) != len(self.extra_metrics):
             raise ValueError("extra_metrics lists a metric twice")
         return self
