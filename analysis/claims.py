@@ -29,6 +29,7 @@ from analysis.convergence import (
 )
 from analysis.plateau import Verdict
 from analysis.runs import StudyRuns
+from analysis.tables import keyed
 
 __all__ = ["ClaimCheck", "check_claims", "claims_table"]
 
@@ -217,6 +218,7 @@ def _combine(verdicts: list[str]) -> str:
 
 
 def claims_table(checks: list[ClaimCheck]) -> pd.DataFrame:
-    return pd.DataFrame([{"claim": c.text, "source": c.source, "kind": c.kind, "our measurement (95% CI)":
-                          c.measurement, "verdict": c.verdict} for c in checks],
-                        columns=["claim", "source", "kind", "our measurement (95% CI)", "verdict"])  # fmt: skip
+    table = pd.DataFrame([{"claim": c.text, "verdict": c.verdict, "our measurement (95% CI)": c.measurement,
+                           "source": c.source, "kind": c.kind} for c in checks],
+                         columns=["claim", "verdict", "our measurement (95% CI)", "source", "kind"])  # fmt: skip
+    return keyed(table, 3, wrap=("claim", "our measurement (95% CI)"))

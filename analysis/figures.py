@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -76,6 +77,7 @@ def plot_is_vs_epoch(
             panel = data[(data["extractor"] == extractor) & (data["n_samples"] == n)
                          & (data["evaluation"] == evaluation)]
             ax.set_xlim(*xlim)
+            labels: list[tuple[float, float, str, str]] = []  # (epoch, IS, state, colour) at each curve's end
             for trial, g in panel.groupby("trial", sort=True):
                 colour = palette[str(trial)]
                 sns.lineplot(x=g["epoch"], y=g["is_mean"], color=colour, marker="o", markersize=4,
@@ -89,8 +91,8 @@ def plot_is_vs_epoch(
                     ax.scatter([p.epoch], [p.value], marker="*", s=200, color=colour,
                                edgecolors="black", linewidths=0.8, zorder=5)
                 if p is not None:
-                    ax.annotate(p.state, (float(g["epoch"].iloc[-1]), float(g["is_mean"].iloc[-1])), fontsize=8,
-                                color=colour, xytext=(3, 0), textcoords="offset points", va="center")
+                    labels.append((float(g["epoch"].iloc[-1]), float(g["is_mean"].iloc[-1]), p.state, colour))
+            _label_ends(ax, labels)
             for source, style in (("real", "--"), ("noise", ":")):
                 value = (references or {}).get((extractor, n), {}).get(source)
                 if value is not None:
@@ -113,11 +115,41 @@ def plot_is_vs_epoch(
         if references:
             handles.append(Line2D([], [], color="grey", linestyle="--", label="real data (same n)"))
             handles.append(Line2D([], [], color="grey", linestyle=":", label="Gaussian noise (same n)"))
-        fig.legend(handles=handles, loc="outside right center", title="trial", fontsize="small")
+        # below the panels, in columns: long trial names would otherwise take a third of the figure's width
+        fig.legend(handles=handles, loc="outside lower center", title="trial", fontsize="small",
+                   ncols=min(3, len(handles)))
         fig.suptitle(title)
         fig.savefig(path, dpi=110)
     log.info("wrote %s", path)
     return path
+
+
+def spread(values: Sequence[float], gap: float) -> list[float]:
+    """Label positions as close to ``values`` as possible with neighbours at least ``gap`` apart, in the input
+    order: sorted, pushed up past each predecessor, then the whole stack shifted down by its mean displacement so
+    the labels stay centred on their curves."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    placed: list[float] = []
+    for i in order:
+        placed.append(values[i] if not placed else max(values[i], placed[-1] + gap))
+    shift = sum(p - values[i] for p, i in zip(placed, order, strict=True)) / max(len(placed), 1)
+    out = [0.0] * len(values)
+    for p, i in zip(placed, order, strict=True):
+        out[i] = p - shift
+    return out
+
+
+def _label_ends(ax: Axes, labels: list[tuple[float, float, str, str]]) -> None:
+    """Each curve's state written at its last point, spread vertically so that no two labels overlap (two curves
+    ending at nearly the same IS would otherwise print their states on top of each other)."""
+    if not labels:
+        return
+    (left, right), (low, high) = ax.get_xlim(), ax.get_ylim()
+    ys = spread([y for _, y, _, _ in labels], gap=0.07 * (high - low))
+    for (x, y, state, colour), y_text in zip(labels, ys, strict=True):
+        ax.annotate(state, (x, y), xytext=(x + 0.01 * (right - left), y_text), textcoords="data", fontsize=8,
+                    color=colour, va="center", ha="left", annotation_clip=False,
+                    arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.5} if abs(y_text - y) > 1e-9 else None)
 
 
 def _panel_grid(panels: int, ncols: int) -> tuple[Figure, np.ndarray]:

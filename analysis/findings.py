@@ -33,6 +33,7 @@ from analysis.convergence import (
 )  # fmt: skip
 from analysis.plateau import Verdict
 from analysis.runs import StudyRuns
+from analysis.tables import keyed
 
 __all__ = ["Finding", "findings", "findings_table", "ranking_table"]
 
@@ -185,9 +186,9 @@ def ranking_table(conv: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         g = g.sort_values("final_is_mean", ascending=False)
         for rank, r in enumerate(g.itertuples(index=False), 1):
             rows.append({"evaluation": ev, "rank": rank, "trial": r.trial,
-                         **{a: getattr(r, a, "") for a in axes if a.isidentifier()},
                          "final IS [95% CI] (epoch)": f"{r.final_is_mean:.2f} [{r.final_is_low:.2f}, "
                                                       f"{r.final_is_high:.2f}] ({r.final_epoch})",
                          "state": r.state,
-                         "plateau epoch": "" if pd.isna(r.plateau_epoch) else int(r.plateau_epoch)})  # fmt: skip
-    return pd.DataFrame(rows)
+                         "plateau epoch": "" if pd.isna(r.plateau_epoch) else int(r.plateau_epoch),
+                         **{a: getattr(r, a, "") for a in axes if a.isidentifier()}})  # fmt: skip
+    return keyed(pd.DataFrame(rows), 4)

@@ -109,6 +109,12 @@ def _summary(study: StudyRuns) -> list[str]:
     ]
 
 
+# explains the compute table's ‡, written only when a row carries one (a footnote must mark something)
+LOCKSTEP_NOTE = (" ‡ generated in lockstep with the trial's other evaluations (one network forward per step for all "
+                 "of them, `performance.batch_evaluations`): the seconds are this evaluation's share of the common "
+                 "wall time, split by the network rows it used.")  # fmt: skip
+
+
 def _sections(
     study: StudyRuns, rule: PlateauRule, tables: dict[str, str], figures: list[str], found: list[Finding],
     checks: list[ClaimCheck],
@@ -163,9 +169,7 @@ def _sections(
                 "10k images) and are extrapolated from the measured rates on the named device, not measured. "
                 "† starts: how many times the trial's process started; above 1, it was restored from its checkpoint "
                 "(a killed driver, or a crashed trial process that Ray Tune retried) and its replayed epochs were "
-                "logged once. ‡ generated in lockstep with the trial's other evaluations (one network forward per "
-                "step for all of them, `performance.batch_evaluations`): the seconds are this evaluation's share of "
-                "the common wall time, split by the network rows it used."],
+                "logged once." + (LOCKSTEP_NOTE if "‡" in tables["compute"] else "")],
                 "compute", None))
     out.append(("Training loss", ["Losses of different schedules or dynamics weight the noise levels differently: "
                 "they are not comparable across trials, only along one trial."], None, LOSS_FIGURE))
@@ -215,6 +219,9 @@ def _html(study: StudyRuns, sections: list[tuple], tables: dict[str, str], out_d
     style = ("body{font-family:sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;line-height:1.4}"
              ".scroll{overflow-x:auto}table{border-collapse:collapse;font-size:0.85em;margin:1em 0}"
              "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;white-space:nowrap}th{background:#eee}"
+             ".wrap{white-space:normal;min-width:10em;max-width:24em}"
+             "tr>.key:first-child{position:sticky;left:0;background:#fff;z-index:1}"
+             "tr>th.key:first-child{background:#eee}"
              "img{max-width:100%;height:auto}p{max-width:75em}")
     body = []
     for heading, paragraphs, table, figure in sections:

@@ -221,12 +221,13 @@ def differences_table(study: StudyRuns) -> pd.DataFrame:
 
 
 def display_differences(df: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "comparison": df["comparison"], "a": df["a"], "b": df["b"], "epoch": df["epoch"],
+    return keyed(pd.DataFrame({
+        "comparison": df["comparison"],
         "IS(b) - IS(a) [95% CI]": [f"{_num(d, '{:+.3f}')} {_ci(lo, hi)}"
                                    for d, lo, hi in zip(df["difference"], df["low"], df["high"], strict=True)],
-        "paired": df["paired"], "resolved (CI excludes 0)": df["resolved"],
-    })  # fmt: skip
+        "resolved (CI excludes 0)": df["resolved"], "epoch": df["epoch"], "a": df["a"], "b": df["b"],
+        "paired": df["paired"],
+    }), 3, wrap=("a", "b"))  # fmt: skip
 
 
 def savings_table(study: StudyRuns, compute: pd.DataFrame) -> pd.DataFrame:
@@ -283,12 +284,8 @@ def _ci(lo: object, hi: object) -> str:
 
 def display_convergence(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """Human-readable version of :func:`convergence_table` (values with their 95 % intervals)."""
-    return pd.DataFrame({
-        "trial": df["trial"], "status": df["status"], **{a: df[a].fillna("") for a in axes},
-        "evaluation": df["evaluation"].fillna(""), "IS extractor, n": [
-            f"{x}, n={n}" if isinstance(x, str) else "" for x, n in zip(df["extractor"], df["n_samples"], strict=True)
-        ],
-        "state": df["state"].fillna(""),
+    return keyed(pd.DataFrame({
+        "trial": df["trial"], "evaluation": df["evaluation"].fillna(""), "state": df["state"].fillna(""),
         "plateau epoch [95% range]": [
             f"{_num(e, '{:.0f}')} [{_num(lo, '{:.0f}')}-{_num(hi, '{:.0f}')}]" if _num(lo) else _num(e, "{:.0f}")
             for e, lo, hi in zip(df["plateau_epoch"], df["plateau_epoch_low"], df["plateau_epoch_high"], strict=True)
@@ -314,31 +311,35 @@ def display_convergence(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
             f"{_num(m)} ({_num(e, '{:.0f}')})" if _num(m) else "" for m, e in zip(df["best_is_mean"], df["best_epoch"],
                                                                                     strict=True)
         ],
+        "status": df["status"], **{a: df[a].fillna("") for a in axes},
+        "IS extractor, n": [
+            f"{x}, n={n}" if isinstance(x, str) else "" for x, n in zip(df["extractor"], df["n_samples"], strict=True)
+        ],
         "paired": df["paired"].fillna(""), "note": df["note"].fillna(""),
-    })  # fmt: skip
+    }), 4, wrap=("note",))  # fmt: skip
 
 
 def display_arms(df: pd.DataFrame) -> pd.DataFrame:
     """Human-readable version of :func:`arm_table`."""
     if df.empty:
         return df
-    return pd.DataFrame({
-        "arm": df["arm"], "evaluation": df["evaluation"], "IS extractor, n": [
-            f"{x}, n={n}" for x, n in zip(df["extractor"], df["n_samples"], strict=True)],
+    return keyed(pd.DataFrame({
+        "arm": df["arm"], "evaluation": df["evaluation"],
+        "final IS, mean over seeds [95% t-CI] (epoch)": [
+            f"{_num(m)} {_ci(lo, hi)} ({_num(e, '{:.0f}')})".replace("  ", " ")
+            for m, lo, hi, e in zip(df["final_is_mean"], df["final_is_low"], df["final_is_high"], df["final_epoch"],
+                                    strict=True)],
         "seeds plateaued or peaked": [f"{c}/{s}" for c, s in zip(df["converged_seeds"], df["seeds"], strict=True)],
         "plateau epoch, median [min-max]": [
             f"{_num(m, '{:.0f}')} [{_num(lo, '{:.0f}')}-{_num(hi, '{:.0f}')}]" if _num(m) else "none"
             for m, lo, hi in zip(df["plateau_epoch_median"], df["plateau_epoch_min"], df["plateau_epoch_max"],
                                  strict=True)],
-        "final IS, mean over seeds [95% t-CI] (epoch)": [
-            f"{_num(m)} {_ci(lo, hi)} ({_num(e, '{:.0f}')})".replace("  ", " ")
-            for m, lo, hi, e in zip(df["final_is_mean"], df["final_is_low"], df["final_is_high"], df["final_epoch"],
-                                    strict=True)],
-    })  # fmt: skip
+        "IS extractor, n": [f"{x}, n={n}" for x, n in zip(df["extractor"], df["n_samples"], strict=True)],
+    }), 3, wrap=("arm",))  # fmt: skip
 
 
 def display_savings(df: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
+    return keyed(pd.DataFrame({
         "trial": df["trial"], "status": df["status"],
         "epochs (trained / budget)": [f"{_num(t, '{:.0f}')} / {_num(b, '{:.0f}')}"
                                       for t, b in zip(df["epochs_trained"], df["epoch_budget"], strict=True)],
@@ -349,25 +350,33 @@ def display_savings(df: pd.DataFrame) -> pd.DataFrame:
             for a, b, e in zip(df["train_seconds_saved"], df["sampling_seconds_saved"], df["epochs_saved"],
                                strict=True)],
         "reason": df["reason"],
-    })  # fmt: skip
+    }), 3, wrap=("reason",))  # fmt: skip
 
 
 def display_compute(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """Human-readable version of :func:`compute_table`."""
-    return pd.DataFrame({
-        "trial": df["trial"], "status": df["status"], **{a: df[a].fillna("") for a in axes},
-        "epochs": [_num(e, "{:.0f}") for e in df["epochs_trained"]],
-        "train s total": [_num(x, "{:.1f}") for x in df["train_seconds_total"]],
-        "train s / epoch": [_num(x, "{:.2f}") for x in df["seconds_per_epoch"]],
-        "evaluation": df["evaluation"].fillna(""), "n samples": df["n_samples"].fillna(""),
+    return keyed(pd.DataFrame({
+        "trial": df["trial"], "evaluation": df["evaluation"].fillna(""),
         "sampling s (mean)": [_num(x, "{:.2f}") + ("‡" if pd.notna(lock) and bool(lock) else "")
                               for x, lock in zip(df["sampling_seconds_mean"], df["lockstep"], strict=True)],
+        "NFE": [_num(x, "{:.0f}") for x in df["nfe"]],
+        "train s / epoch": [_num(x, "{:.2f}") for x in df["seconds_per_epoch"]],
+        "epochs": [_num(e, "{:.0f}") for e in df["epochs_trained"]],
+        "train s total": [_num(x, "{:.1f}") for x in df["train_seconds_total"]],
+        "n samples": df["n_samples"].fillna(""),
         "train min / 90 epochs*": [_num(x, "{:.1f}") for x in df["train_minutes_per_90_epochs"]],
         "sampling min / 10k images*": [_num(x, "{:.1f}") for x in df["sampling_minutes_per_10k"]],
-        "device": df["device"].fillna(""),
         "starts†": [_num(x, "{:.0f}") for x in df["starts"]],
-        "NFE": [_num(x, "{:.0f}") for x in df["nfe"]],
-    })
+        "status": df["status"], **{a: df[a].fillna("") for a in axes},
+        "device": df["device"].fillna(""),
+    }), 3)  # fmt: skip
+
+
+def keyed(df: pd.DataFrame, key_columns: int, wrap: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Mark a display table's first ``key_columns`` columns as its key (what a reader needs on the first screen:
+    placed first, never scrolled out of a 900 px window) and the columns of long text that may wrap."""
+    df.attrs["key_columns"], df.attrs["wrap"] = key_columns, tuple(wrap)
+    return df
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -382,10 +391,14 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def to_html(df: pd.DataFrame) -> str:
-    """Plain HTML table of a frame of strings, escaped."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    """Plain HTML table of a frame of strings, escaped; the columns :func:`keyed` marked get class ``key`` (the
+    first one stays in view when the table scrolls sideways) or ``wrap``."""
+    key, wrap = df.attrs.get("key_columns", 1), set(df.attrs.get("wrap", ()))
+    classes = [" ".join(["key"] * (i < key) + ["wrap"] * (str(c) in wrap)) for i, c in enumerate(df.columns)]
+    attr = [f' class="{c}"' if c else "" for c in classes]
+    head = "".join(f"<th{a}>{html.escape(str(c))}</th>" for a, c in zip(attr, df.columns, strict=True))
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in row) + "</tr>\n"
+        "<tr>" + "".join(f"<td{a}>{html.escape(str(x))}</td>" for a, x in zip(attr, row, strict=True)) + "</tr>\n"
         for row in df.itertuples(index=False)
     )
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"

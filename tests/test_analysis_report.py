@@ -362,7 +362,7 @@ def test_report_markdown_and_html(report: Path) -> None:
     assert "Linear vs cosine vs sigmoid" in md
     assert "![Inception Score vs epoch](figures/is_vs_epoch.png)" in md and "(figures/loss.png)" in md
     assert "Plateau rule: margin delta = " in md and "paired bootstrap" in md
-    assert "| t0_schedule=linear | finished | linear | ancestral |" in md
+    assert "| t0_schedule=linear | ancestral |" in md  # key columns first: trial, evaluation, state
     page = (report.parent / "index.html").read_text()
     assert page.count('src="data:image/png;base64,') == 3  # IS, other scores (the FID of t0), loss
     assert "src=\"http" not in page  # self-contained: the only addresses are links to the MLflow UI
@@ -442,4 +442,16 @@ def test_findings_state_each_comparison_in_one_sentence(judged: Path) -> None:
     verdicts = [line for line in md[md.index("## Verdicts") : md.index("## Claims")].splitlines()[1:] if line]
     findings_text = md[md.index("## Findings") : md.index("## Inception Score vs epoch")]
     assert verdicts and not [v for v in verdicts if v in findings_text]
-    assert "| claim | source | kind | our measurement (95% CI) | verdict |" in md
+    assert "| claim | verdict | our measurement (95% CI) | source | kind |" in md
+
+
+def test_state_labels_are_spread_so_that_none_overlap() -> None:
+    from analysis.figures import spread
+
+    ends = [5.02, 5.00, 3.0, 5.01]  # three curves ending within 0.02 IS of each other, one far below
+    ys = spread(ends, gap=0.2)
+    ordered = sorted(ys)
+    assert all(b - a >= 0.2 - 1e-12 for a, b in zip(ordered, ordered[1:], strict=False))
+    assert sorted(range(4), key=lambda i: ys[i]) == sorted(range(4), key=lambda i: ends[i])  # order kept
+    assert abs(sum(ys) - sum(ends)) < 1e-9  # centred on the curves, not pushed off the panel
+    assert spread([1.0, 2.0], gap=0.5) == [1.0, 2.0]  # labels already apart stay where they are

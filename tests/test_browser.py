@@ -210,6 +210,24 @@ def test_report_is_readable_in_chromium(micro_study: MicroStudy, open_browser, t
                    .map(e => e.tagName + (e.id ? '#' + e.id : ''));"""
         )
         assert wide == [], f"wider than {REPORT_WIDTH} px outside a div.scroll: {wide}"
+        # every table's key columns (the difference, the verdict, the state) are on the first screen, not scrolled
+        # off to the right; every table has some
+        hidden = driver.execute_script(
+            """return [...document.querySelectorAll('table')].flatMap(t => {
+                   const keys = [...t.querySelectorAll('thead th.key')];
+                   if (!keys.length) return [t.closest('div').previousElementSibling?.textContent + ': no key column'];
+                   return keys.filter(th => th.getBoundingClientRect().right > window.innerWidth + 1)
+                              .map(th => th.textContent); });"""
+        )
+        assert hidden == [], f"key columns beyond {REPORT_WIDTH} px: {hidden}"
+        # a footnote mark is explained only where a cell carries it
+        marks = driver.execute_script(
+            """const cells = [...document.querySelectorAll('td')].map(c => c.textContent).join('');
+               const prose = [...document.querySelectorAll('p')].map(p => p.textContent).join('');
+               return ['‡', '†'].filter(m => prose.includes(m) && !cells.includes(m) &&
+                   ![...document.querySelectorAll('th')].some(h => h.textContent.includes(m)));"""
+        )
+        assert marks == [], f"footnotes that mark nothing: {marks}"
 
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == [], errors
