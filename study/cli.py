@@ -30,9 +30,11 @@ class _TuneInterruptNotes(logging.Filter):
 def _validate(args: argparse.Namespace) -> int:
     from study.describe import describe_study
     from study.paths import StudyPaths
+    from study.plan import Plan
     from study.preflight import preflight
 
-    base, trials = load_study(args.spec)
+    plan = Plan.load(args.spec)
+    base, trials = plan.base, plan.trials
     print(describe_study(base, trials))
     # Missing data or weights are warnings here (the spec is valid; another machine may have the files);
     # `study run` stops with exit code 2 on the same problems.

@@ -22,7 +22,8 @@ from typing import Any
 from study import interrupts, keys
 from study.keys import STATUSES
 from study.paths import StudyPaths, UnsafePath
-from study.spec import StudySpec, Trial, load_study, spec_fingerprint
+from study.plan import Plan
+from study.spec import StudySpec
 from study.tracking import (
     Tracker,
     TrackingConfig,
@@ -113,22 +114,6 @@ def _result_name(result: Any) -> str:
     its folder."""
     trial = (result.config or {}).get("trial") or {}
     return trial.get("name") or (Path(result.path).name if result.path else "?")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a spec file asks for: the base spec, its expanded trials and their fingerprint (a resume must match)."""
-
-    spec_path: Path
-    base: StudySpec
-    trials: list[Trial]
-    fingerprint: str
-
-    @classmethod
-    def load(cls, spec_path: str | Path) -> Plan:
-        path = Path(spec_path).resolve()
-        base, trials = load_study(path)
-        return cls(path, base, trials, spec_fingerprint(trials))
 
 
 @dataclass(frozen=True)

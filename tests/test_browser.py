@@ -82,7 +82,8 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
     from mlflow.entities import Metric
 
     from analysis import write_report
-    from study.runner import Plan, Tracked, reference_scores, write_chart_view
+    from study.plan import Plan
+    from study.runner import Tracked, reference_scores, write_chart_view
     from study.spec import load_study
     from study.tracking import TrackingConfig, connect, create_parent_run, ensure_experiment
     from trainables.trainable import LocalSession, Runtime, run_trial

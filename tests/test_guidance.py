@@ -19,6 +19,7 @@ from conftest import micro_spec
 from gmm_exact import ExactEpsNet, three_blobs
 from mlflow import MlflowClient
 
+from study.plan import checked
 from study.spec.load import SpecError, expand
 from study.tracking import connect
 from trainables.guidance import classifier_grad, misguided_classifier, weights_hash
@@ -144,9 +145,9 @@ def test_guidance_spec_ids_and_validation() -> None:
     ]  # fmt: skip
     assert expand(micro_spec())[0].classifier is None  # unguided specs need no classifier section
     with pytest.raises(SpecError, match="classifier:"):
-        expand(micro_spec(**{"evaluation.guidance": [{"kind": "classifier"}]}))
+        checked(expand(micro_spec(**{"evaluation.guidance": [{"kind": "classifier"}]})))
     with pytest.raises(SpecError, match="discrete DDPM samplers"):
-        expand(
+        checked(expand(
             _guided_spec(
                 **{
                     "dynamics": {"kind": "vp_sde"},
@@ -156,7 +157,7 @@ def test_guidance_spec_ids_and_validation() -> None:
                     "grid": {},
                 }
             )
-        )  # fmt: skip
+        ))  # fmt: skip
     with pytest.raises(SpecError, match="same"):
         expand(micro_spec(**{"classifier": TINY_CLASSIFIER, "evaluation.guidance": [{"kind": "misguided"}] * 2}))
 

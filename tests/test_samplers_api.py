@@ -7,9 +7,9 @@ import torch
 from gmm_exact import ExactEpsNet, three_blobs
 from pydantic import TypeAdapter, ValidationError
 
-from study.spec.compat import sampler_dynamics
 from study.spec.dynamics import DynamicsSpec
 from study.spec.samplers import SamplerSpec
+from trainables.compat import sampler_dynamics
 from trainables.dynamics import build_dynamics
 from trainables.samplers import SAMPLERS, EpsModel, expected_nfe, sampler_from_spec
 from trainables.schedules import VPSDE, DiscreteSchedule, linear_betas

@@ -10,7 +10,8 @@ import pytest
 from conftest import micro_spec, write_spec
 
 from study.paths import StudyPaths
-from study.runner import Plan, Stages, StudyInterrupted, prepare, run_study
+from study.plan import Plan
+from study.runner import Stages, StudyInterrupted, prepare, run_study
 
 STAGE_LINE = r"stage {} done in \d+\.\d s"
 

@@ -16,6 +16,7 @@ from conftest import micro_spec
 from pydantic import Field
 
 from study.memory_backend import MemoryTracker
+from study.plan import checked
 from study.spec import SpecError
 from study.spec.base import Strict
 from study.spec.load import expand
@@ -66,8 +67,8 @@ def test_a_registered_sampler_validates_and_costs_what_it_declares(toy) -> None:
     sampler = trials[0].spec.evaluation.samplers[0]
     assert isinstance(sampler, ToySampler) and expected_nfe(sampler, trials[0].spec.dynamics) == 3
     with pytest.raises(SpecError, match="toy_ddim.*cannot sample 'ncsnv2'"):
-        expand(micro_spec(**{"dynamics": {"kind": "ncsnv2", "num_levels": 10},
-                             "evaluation.samplers": [{"kind": "toy_ddim"}], "grid": {}}))  # fmt: skip
+        checked(expand(micro_spec(**{"dynamics": {"kind": "ncsnv2", "num_levels": 10},
+                                     "evaluation.samplers": [{"kind": "toy_ddim"}], "grid": {}})))  # fmt: skip
 
 
 def test_a_registered_sampler_runs_in_a_trial(toy, tmp_path: Path, classifier_r8) -> None:

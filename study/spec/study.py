@@ -8,7 +8,6 @@ from pydantic import Field, field_validator, model_validator
 
 from study.spec.base import MAX_BATCH, MAX_EPOCHS, MAX_LIST, MAX_SAMPLES, SEED_MAX, Strict
 from study.spec.claims import ClaimSpec
-from study.spec.compat import compatibility_problems
 from study.spec.datasets import DatasetSpec, DigitsData
 from study.spec.dynamics import DynamicsSpec
 from study.spec.guidance import ClassifierSpec, GuidanceSpec
@@ -277,15 +276,14 @@ class StudySpec(Strict):
         return grid
 
     @model_validator(mode="after")
-    def _compatible(self) -> StudySpec:
-        problems = compatibility_problems(self)
+    def _consistent(self) -> StudySpec:
+        # Which samplers run on which dynamics is the trial library's knowledge: the driver checks it when it plans
+        # the study (study/plan.py, trainables/compat.py), not the spec's shape.
         if self.training.stop is not None and not self.evaluation.inception_score.keep_logits:
-            problems.append(
+            raise ValueError(
                 "training.stop decides from the kept per-image logits (a resumed trial re-reads them): "
                 "set evaluation.inception_score.keep_logits to true"
             )
-        if problems:
-            raise ValueError("; ".join(problems))
         return self
 
 

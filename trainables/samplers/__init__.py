@@ -23,7 +23,7 @@ class SamplerDecl:
     """One sampler, declared once: its function, the model interface it needs (``eps``, ``denoiser`` or
     ``levels``, see ``trainables.dynamics.DynamicsDecl.provides``), whether it takes a classifier gradient
     (``cond_fn``, ADM Alg. 1/2), and its NFE per sample from its spec and the dynamics spec. Which dynamics it can
-    sample and what it costs are derived from this (study/spec/compat.py, ``expected_nfe``). Calling a declaration
+    sample and what it costs are derived from this (trainables/compat.py, ``expected_nfe``). Calling a declaration
     calls the function."""
 
     fn: Callable[..., SampleResult]
@@ -79,13 +79,6 @@ def expected_nfe(spec: Any, dynamics: Any) -> int:
     return SAMPLERS[spec.kind].nfe(spec, dynamics)
 
 
-def samples(sampler_kind: str) -> list[str]:
-    """The dynamics kinds a sampler can sample: those whose sampling model provides the interface it needs."""
-    from trainables.dynamics import DYNAMICS
-
-    return [kind for kind, d in DYNAMICS.items() if SAMPLERS[sampler_kind].needs in d.provides]
-
-
 def register_sampler(kind: str, decl: SamplerDecl) -> SamplerDecl:
     """Add a sampler: its declaration here, its spec model with ``study.spec.samplers.register_sampler_spec``."""
     if kind in SAMPLERS:
@@ -124,7 +117,6 @@ __all__ = [
     "probability_flow_euler",
     "register_sampler",
     "sampler_from_spec",
-    "samples",
     "timestep_sequence",
     "view",
 ]

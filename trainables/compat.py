@@ -1,8 +1,10 @@
-"""Cross-section rules a single model cannot express: which samplers can sample which dynamics.
+"""Which samplers can sample which dynamics: trial-library knowledge the spec's shape cannot carry.
 
-Everything is derived from the declarations (trainables/samplers: the interfaces a sampler needs and whether it takes
-a classifier gradient; trainables/dynamics: the interfaces a family's sampling model provides), at the time of the
-check, so a sampler registered at run time (``register_sampler``) is checked like a built-in one.
+A spec is well formed by the contract alone (study/contract/spec: pydantic only); whether its samplers and guidance
+can run on its dynamics is derived here from the declarations (trainables/samplers: the interface a sampler needs and
+whether it takes a classifier gradient; trainables/dynamics: the interfaces a family's sampling model provides), at
+the time of the check, so a sampler registered at run time (``register_sampler``) is checked like a built-in one.
+The driver runs the check when it plans a study (``study.plan.Plan.load``, used by ``validate`` and ``run``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from trainables.dynamics import DYNAMICS
-from trainables.samplers import SAMPLERS, samples
+from trainables.samplers import SAMPLERS
+
+
+def samples(sampler_kind: str) -> list[str]:
+    """The dynamics kinds a sampler can sample: those whose sampling model provides the interface it needs."""
+    return [kind for kind, d in DYNAMICS.items() if SAMPLERS[sampler_kind].needs in d.provides]
 
 
 def sampler_dynamics() -> dict[str, tuple[str, ...]]:
