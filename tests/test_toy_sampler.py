@@ -1,6 +1,6 @@
 """Adding a sampler is one spec model plus one function with its declaration (README, "Adding a sampler").
 
-The toy here registers that way at run time (``study.spec.study.register_sampler``), then goes through ``validate``
+The toy here registers that way at run time (``trainables.samplers.register_sampler``), then goes through ``validate``
 (the spec loader, compatibility and NFE derived from the declaration) and a real trial that logs its IS.
 """
 
@@ -20,8 +20,15 @@ from study.plan import checked
 from study.spec import SpecError
 from study.spec.base import Strict
 from study.spec.load import expand
-from study.spec.study import EvaluationSpec, StudySpec, register_sampler
-from trainables.samplers import SAMPLERS, EpsModel, SamplerDecl, SampleResult, expected_nfe
+from trainables.samplers import (
+    SAMPLERS,
+    EpsModel,
+    SamplerDecl,
+    SampleResult,
+    expected_nfe,
+    register_sampler,
+    unregister_sampler,
+)
 from trainables.trainable import LocalSession, Runtime, run_trial
 
 
@@ -53,13 +60,9 @@ def toy_ddim(model: EpsModel, noise: torch.Tensor, *, generator: torch.Generator
 @pytest.fixture(scope="module")
 def toy() -> Iterator[None]:
     """Registered for this module, then taken out again (the registries are the process's)."""
-    before = EvaluationSpec.model_fields["samplers"].annotation
     register_sampler(ToySampler, SamplerDecl(toy_ddim, needs="eps", guidable=False, nfe=lambda s, d: s.steps))
     yield
-    del SAMPLERS["toy_ddim"]
-    EvaluationSpec.model_fields["samplers"].annotation = before
-    EvaluationSpec.model_rebuild(force=True)
-    StudySpec.model_rebuild(force=True)
+    unregister_sampler("toy_ddim")
 
 
 def test_a_registered_sampler_validates_and_costs_what_it_declares(toy) -> None:
@@ -80,3 +83,20 @@ def test_a_registered_sampler_runs_in_a_trial(toy, tmp_path: Path, classifier_r8
     (run,) = store.runs(eid)
     assert 1.0 <= run.metrics["is/digits-cnn/n40/toy-3/mean"] <= 10.0
     assert run.metrics["sample/toy-3/nfe"] == 3
+
+
+def test_unregister_sampler_takes_it_out_of_the_spec_and_the_registry() -> None:
+    class OtherToy(ToySampler):
+        kind: Literal["toy_other"] = "toy_other"  # type: ignore[assignment]
+
+    spec = micro_spec(**{"evaluation.samplers": [{"kind": "toy_other", "steps": 2}]})
+    register_sampler(OtherToy, SamplerDecl(toy_ddim, needs="eps", guidable=False, nfe=lambda s, d: s.steps))
+    try:
+        assert isinstance(checked(expand(spec))[1][0].spec.evaluation.samplers[0], OtherToy)
+        with pytest.raises(ValueError, match="already registered"):
+            register_sampler(OtherToy, SamplerDecl(toy_ddim, needs="eps", guidable=False, nfe=lambda s, d: s.steps))
+    finally:
+        unregister_sampler("toy_other")
+    assert "toy_other" not in SAMPLERS
+    with pytest.raises(SpecError, match="unknown kind 'toy_other'"):
+        expand(spec)

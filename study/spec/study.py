@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import typing
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -287,30 +288,32 @@ class StudySpec(Strict):
         return self
 
 
-def register_sampler(model: type[Strict], decl: Any) -> None:
-    """Add a sampler at run time: its spec model (a ``Strict`` model with a ``kind`` literal and an ``id``) joins
-    ``evaluation.samplers``' union and its declaration (``trainables.samplers.SamplerDecl``) the registry.
+# Samplers added at run time (a plugin, a test), by kind; ``trainables.samplers.register_sampler`` adds one with its
+# declaration. The built-in ones are ``SamplerSpec``'s union.
+_BUILT_IN_SAMPLERS: tuple[type[Strict], ...] = typing.get_args(typing.get_args(SamplerSpec)[0])
+_ADDED_SAMPLERS: dict[str, type[Strict]] = {}
 
-    What a built-in sampler does with two edits (the model in ``SamplerSpec``'s union, the declaration in
-    ``SAMPLERS``), this does for a plugin; compatibility and NFE follow from the declaration. Call it in every
-    process that validates or samples (a trial on a Ray worker imports its own modules).
-    """
-    import typing
 
-    from pydantic import Field as _Field
-
-    from trainables.samplers import register_sampler as _register_decl
-
+def add_sampler_spec(model: type[Strict]) -> None:
+    """``model`` (a ``Strict`` model with a ``kind`` literal and an ``id``) joins ``evaluation.samplers``' union until
+    :func:`remove_sampler_spec` takes it out. Pydantic fixes a union when the model is built, so both rebuild it."""
     kind = model.model_fields["kind"].default
-    fields = set(model.model_fields) - {"kind", "name", "preset"}
-    if not fields <= decl.params:
-        raise ValueError(f"sampler {kind!r}: spec fields {sorted(fields - decl.params)} are not keyword arguments "
-                         "of its function")  # fmt: skip
-    _register_decl(kind, decl)
-    annotated = typing.get_args(EvaluationSpec.model_fields["samplers"].annotation)[0]  # Annotated[A | B, Field]
-    members = typing.get_args(typing.get_args(annotated)[0])
-    union = typing.Annotated[typing.Union[(*members, model)], _Field(discriminator="kind")]  # noqa: UP007
+    if kind in _ADDED_SAMPLERS or kind in {m.model_fields["kind"].default for m in _BUILT_IN_SAMPLERS}:
+        raise ValueError(f"sampler kind {kind!r} is already a sampler spec")
+    _ADDED_SAMPLERS[kind] = model
+    _rebuild_samplers()
+
+
+def remove_sampler_spec(kind: str) -> None:
+    """Take a sampler added with :func:`add_sampler_spec` out of the union again."""
+    if _ADDED_SAMPLERS.pop(kind, None) is None:
+        raise ValueError(f"sampler kind {kind!r} was not added at run time")
+    _rebuild_samplers()
+
+
+def _rebuild_samplers() -> None:
+    members = (*_BUILT_IN_SAMPLERS, *_ADDED_SAMPLERS.values())
+    union = Annotated[Union[members], Field(discriminator="kind")]  # noqa: UP007 - a union built from a tuple
     EvaluationSpec.model_fields["samplers"].annotation = list[union]
     EvaluationSpec.model_rebuild(force=True)
     StudySpec.model_rebuild(force=True)
-

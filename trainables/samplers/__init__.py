@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from study.spec.base import Strict
+from study.spec.study import add_sampler_spec, remove_sampler_spec
 from trainables.samplers.base import Denoiser, DiscreteEpsDenoiser, EpsModel, SampleResult, timestep_sequence
 from trainables.samplers.ddpm import ancestral, ddim
 from trainables.samplers.karras import karras
@@ -79,12 +81,31 @@ def expected_nfe(spec: Any, dynamics: Any) -> int:
     return SAMPLERS[spec.kind].nfe(spec, dynamics)
 
 
-def register_sampler(kind: str, decl: SamplerDecl) -> SamplerDecl:
-    """Add a sampler: its declaration here, its spec model with ``study.spec.samplers.register_sampler_spec``."""
+def register_sampler(model: type[Strict], decl: SamplerDecl) -> SamplerDecl:
+    """Add a sampler at run time (a plugin, a test): its declaration joins ``SAMPLERS`` and its spec model (a
+    ``Strict`` model with a ``kind`` literal and an ``id``) ``evaluation.samplers``' union.
+
+    What a built-in sampler does with two edits (the model in ``SamplerSpec``'s union, the declaration in
+    ``SAMPLERS``), this does for a plugin; compatibility and NFE follow from the declaration. Call it in every
+    process that validates or samples (a trial on a Ray worker imports its own modules); :func:`unregister_sampler`
+    undoes it.
+    """
+    kind = model.model_fields["kind"].default
     if kind in SAMPLERS:
         raise ValueError(f"sampler kind {kind!r} is already registered")
+    fields = set(model.model_fields) - {"kind", "name", "preset"}
+    if not fields <= decl.params:
+        raise ValueError(f"sampler {kind!r}: spec fields {sorted(fields - decl.params)} are not keyword arguments "
+                         "of its function")  # fmt: skip
+    add_sampler_spec(model)
     SAMPLERS[kind] = decl
     return decl
+
+
+def unregister_sampler(kind: str) -> None:
+    """Take a sampler added with :func:`register_sampler` out of ``SAMPLERS`` and of the spec again."""
+    remove_sampler_spec(kind)
+    del SAMPLERS[kind]
 
 
 def view(model: Any, needs: str) -> Any:
@@ -118,5 +139,6 @@ __all__ = [
     "register_sampler",
     "sampler_from_spec",
     "timestep_sequence",
+    "unregister_sampler",
     "view",
 ]
