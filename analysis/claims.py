@@ -1,4 +1,4 @@
-"""Checking a study's claims (study/spec/claims.py) against its measurements.
+"""Checking a study's claims (study/contract/spec/claims.py) against its measurements.
 
 Each claim selects curves for its sides ``a`` and ``b`` and pairs them: two curves pair when they agree on
 everything neither side names (every other axis; the evaluation too unless a side names evaluations). Pairs that

@@ -34,7 +34,7 @@ _RULE_PREFIX = "evaluation.plateau."
 def trial_rule(params: Mapping[str, str]) -> PlateauRule:
     """The plateau rule a trial was run with: its logged ``evaluation.plateau.*`` params (the margin resolved when
     the spec was read), else its extractor's default margin, else the default rule."""
-    from study.spec.study import InceptionScoreSpec, PlateauSpec
+    from study.contract.spec.study import InceptionScoreSpec, PlateauSpec
 
     found = {k[len(_RULE_PREFIX):]: v for k, v in params.items() if k.startswith(_RULE_PREFIX)}
     extractor = params.get("evaluation.inception_score.extractor")
@@ -49,7 +49,7 @@ def trial_rule(params: Mapping[str, str]) -> PlateauRule:
 
 def bootstrap_of(params: Mapping[str, str]) -> BootstrapSettings:
     """The trial's bootstrap settings, as its stopper used them (``trainables.stopping.bootstrap_settings``)."""
-    from study.spec.study import InceptionScoreSpec
+    from study.contract.spec.study import InceptionScoreSpec
 
     p = "evaluation.inception_score."
     isc = InceptionScoreSpec.model_validate(

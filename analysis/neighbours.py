@@ -50,7 +50,7 @@ class Fraction:
     n: int
 
     def stats(self) -> dict[str, float]:
-        """Under the stat names of score keys (study/keys.py): mean, se, ci_low, ci_high."""
+        """Under the stat names of score keys (study/contract/keys.py): mean, se, ci_low, ci_high."""
         return {"mean": self.mean, "se": self.se, "ci_low": self.low, "ci_high": self.high}
 
 

@@ -48,8 +48,8 @@ from analysis.tables import (
     to_html,
     to_markdown,
 )
-from study.keys import chart_view_id
-from study.tracking import Tracker, connect, retry, run_link, view_link
+from study.contract.keys import chart_view_id
+from study.contract.tracking import Tracker, connect, retry, run_link, view_link
 
 __all__ = ["write_report", "render_report", "ARTIFACT_PATH"]
 

@@ -6,7 +6,7 @@ Contract (written by the trials, see DESIGN.md "Tracking, concretely"):
   ``study.role=trial``, ``study.trial=<name>``, ``study.axes=<JSON list>``, ``axis.<name>=<label>``
   and ``study.status``;
 * trial metrics use ``step = epoch``: ``train/loss``, ``train/seconds``, ``train/epoch_seconds``,
-  ``<score>/<extractor>/n<N>/<evaluation>/<stat>`` (parsed by study/keys.py: every score reaches the report),
+  ``<score>/<extractor>/n<N>/<evaluation>/<stat>`` (parsed by study/contract/keys.py: every score reaches the report),
   ``sample/<evaluation>/(seconds|nfe)``. Other keys are ignored.
 * per-image IS logits of every evaluation: artifacts ``evaluations/<evaluation>/epoch-*.npz`` (``logits``).
 
@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from study import keys
-from study.keys import AXIS_PREFIX, TAG_AXES, TAG_ROLE, TAG_STATUS, TAG_TRIAL
-from study.keys import TAG_STUDY as TAG_NAME
-from study.tracking import RunRecord, Tracker, connect, load_run_arrays
+from study.contract import keys
+from study.contract.keys import AXIS_PREFIX, TAG_AXES, TAG_ROLE, TAG_STATUS, TAG_TRIAL
+from study.contract.keys import TAG_STUDY as TAG_NAME
+from study.contract.tracking import RunRecord, Tracker, connect, load_run_arrays
 
 __all__ = ["StudyRuns", "load_study", "SCORE_COLUMNS", "LOSS_COLUMNS", "TRIAL_COLUMNS", "METRIC_COLUMNS"]
 

@@ -31,7 +31,7 @@ from pydantic import TypeAdapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from study.spec.networks import NetworkSpec  # noqa: E402
+from study.contract.spec.networks import NetworkSpec  # noqa: E402
 from trainables.networks import build_network, count_parameters  # noqa: E402
 
 KINDS = ["ddpm_unet", "ncsnv2", "ddpmpp", "ncsnpp", "noisy_classifier"]

@@ -74,8 +74,8 @@ def machine() -> dict[str, Any]:
 
 
 def _spec(path: str, **overrides: Any) -> Any:
-    from study.spec import load_study
-    from study.spec.load import expand, read_yaml
+    from study.contract.spec import load_study
+    from study.contract.spec.load import expand, read_yaml
 
     raw, _ = read_yaml(ROOT / path)
     for dotted, value in overrides.items():
@@ -162,13 +162,13 @@ def _extractor_weights() -> str:
 def trainable_row(epochs: int) -> dict[str, Any]:
     """The real trial epoch (``train/epoch_seconds`` of ``run_trial`` logging to an MLflow SQLite store, with
     checkpoints and a session) vs a bare loop with the same network, batch, Adam, EMA and loss on the same data."""
-    from study.tracking import connect, create_parent_run, ensure_experiment
+    from study.contract.tracking import connect, create_parent_run, ensure_experiment
     from trainables.ema import EMA
     from trainables.trainable import LocalSession, Runtime, build, run_trial
 
     spec = _spec("specs/quickstart.yaml", **{"training.epochs": epochs + 1, "training.eval_every": 100_000,
                                              "evaluation.num_samples": 16, "evaluation.batch_size": 16})  # fmt: skip
-    from study.spec import Trial
+    from study.contract.spec import Trial
 
     trial = Trial(0, "bench", {}, spec)
     with tempfile.TemporaryDirectory() as d:
@@ -208,8 +208,8 @@ def study_row() -> dict[str, Any]:
     """The fixed costs a study pays once, each timed, as a share of the quickstart's measured wall time."""
     import ray
 
+    from study.contract.tracking import connect, create_parent_run, ensure_experiment
     from study.runner import RAY_ENV, prepare_extractor, reference_scores
-    from study.tracking import connect, create_parent_run, ensure_experiment
 
     costs: dict[str, float] = {}
     spec = _spec("specs/quickstart.yaml")
@@ -322,7 +322,7 @@ def inception_row(quick: bool) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ lockstep, graphs
 def lockstep_rows(quick: bool) -> list[dict[str, Any]]:
     """One epoch's evaluations generated one at a time vs in lockstep, n = 400, at evaluation batch 50 and 400."""
-    from study.spec.samplers import KarrasSampler
+    from study.contract.spec.samplers import KarrasSampler
     from trainables.dynamics import build_dynamics
     from trainables.evaluation import Evaluation, generate_all
     from trainables.networks import build_network
@@ -355,7 +355,7 @@ def cuda_graph_rows(quick: bool) -> list[dict[str, Any]]:
 
 
 def _graph_row(name: str, path: str, shape: tuple[int, int, int], batch: int, repeats: int) -> dict[str, Any]:
-    from study.spec.samplers import DDIMSampler
+    from study.contract.spec.samplers import DDIMSampler
     from trainables.dynamics import build_dynamics
     from trainables.evaluation import generate
     from trainables.networks import build_network
@@ -449,9 +449,9 @@ def refusal_row() -> dict[str, Any]:
     import socket
 
     from study.cluster import check_cluster
-    from study.spec import SpecError, load_study
-    from study.spec.load import read_yaml
-    from study.tracking import connect
+    from study.contract.spec import SpecError, load_study
+    from study.contract.spec.load import read_yaml
+    from study.contract.tracking import connect
 
     def refuse_spec(path: Path) -> None:
         try:

@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from study.spec import SpecError, StudySpec, load_study
+from study.contract.spec import SpecError, StudySpec, load_study
 
 log = logging.getLogger("study")
 
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{outcome.study_dir / 'spool' / (name + '.jsonl')}, logged when the study runs again")
     if outcome.report:
         print(f"report: {outcome.report.parent / 'index.html'}  ({outcome.report})")
-    from study.keys import chart_view_id
+    from study.contract.keys import chart_view_id
 
     state = json.loads((outcome.study_dir / "study.json").read_text())
     _print_ui_link(state["tracking_uri"], state["experiment_id"], chart_view_id(outcome.study_dir.name))
@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_ui_link(uri: str, experiment_id: str, view_id: str) -> None:
     """The one link to the IS-vs-epoch chart of every trial (the view ``run`` wrote), and how to serve the UI."""
-    from study.tracking import ui_command, view_link
+    from study.contract.tracking import ui_command, view_link
 
     print(f"MLflow UI, IS vs epoch of every trial: {view_link(uri, experiment_id, view_id)}")
     command = ui_command(uri)
@@ -103,8 +103,8 @@ def _print_ui_link(uri: str, experiment_id: str, view_id: str) -> None:
 def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, StudySpec | None]:
     """(name, tracking URI, experiment, study directory, spec or None) of a study named, given by its directory (the
     path ``run`` prints) or by its spec."""
+    from study.contract.tracking import resolve_tracking
     from study.paths import locate_study
-    from study.tracking import resolve_tracking
 
     target = Path(target_arg)
     base = None
@@ -143,7 +143,7 @@ def _report(args: argparse.Namespace) -> int:
 def _rewrite_chart_view(uri: str, experiment: str, study: str) -> tuple[str, str] | None:
     """(experiment id, view id) of the study's chart view, written again from what its trials logged: a study run
     before views existed gets one, and one whose spec changed gets charts of the curves it has."""
-    from study.tracking import connect, logged_chart_view, retry, save_chart_view
+    from study.contract.tracking import connect, logged_chart_view, retry, save_chart_view
 
     tracker = connect(uri)
     exp = retry(lambda: tracker.experiment(experiment))

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from study.spec import Trial
+from study.contract.spec import Trial
 from trainables.data import image_shape
 from trainables.dynamics import build_dynamics
 from trainables.networks import build_network, count_parameters

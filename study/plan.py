@@ -1,6 +1,6 @@
 """The driver's plan step: a spec file read and expanded by the contract, then checked against the trial library.
 
-The contract (``study.spec``) says whether a spec is well formed: pydantic only, no torch. Whether each trial's
+The contract (``study.contract.spec``) says whether a spec is well formed: pydantic only, no torch. Whether each trial's
 samplers and guidance can run on its dynamics is the trial library's knowledge (``trainables.compat``); it is
 checked here, once per plan, by ``validate`` and ``run`` alike, and reported as a ``SpecError`` like any other
 problem of the file.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from study.spec import SpecError, StudySpec, Trial, load_study, spec_fingerprint
+from study.contract.spec import SpecError, StudySpec, Trial, load_study, spec_fingerprint
 
 
 def checked(plan: tuple[StudySpec, list[Trial]], source: str = "<spec>") -> tuple[StudySpec, list[Trial]]:

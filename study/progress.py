@@ -8,7 +8,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from study import keys
+from study.contract import keys
 
 
 class CompactProgress(Callback):

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study import interrupts, keys
-from study.keys import STATUSES
-from study.paths import StudyPaths, UnsafePath
-from study.plan import Plan
-from study.spec import StudySpec
-from study.tracking import (
+from study import interrupts
+from study.contract import keys
+from study.contract.keys import STATUSES
+from study.contract.spec import StudySpec
+from study.contract.tracking import (
     Tracker,
     TrackingConfig,
     chart_view,
@@ -38,6 +37,8 @@ from study.tracking import (
     save_chart_view,
     view_link,
 )
+from study.paths import StudyPaths, UnsafePath
+from study.plan import Plan
 from trainables.files import atomic_write
 from trainables.guidance_classifier import ClassifierJob, classifier_key
 from trainables.trainable import Runtime, runtime_dict
@@ -51,7 +52,7 @@ RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "RAY_DEDUP_LOGS": "0",
     # MLflow's HTTP client retries each request for minutes by default; the trials' own retry and spool
-    # (study.tracking.TrialRun) handle an outage, so a failing write gives up within about a minute
+    # (study.contract.tracking.TrialRun) handle an outage, so a failing write gives up within about a minute
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
@@ -90,7 +91,7 @@ class Stages:
 
 @dataclass(frozen=True)
 class StudyOutcome:
-    """Trial names by how they ended (study/keys.py ``Status``); ``converged`` trials stopped early."""
+    """Trial names by how they ended (study/contract/keys.py ``Status``); ``converged`` trials stopped early."""
 
     finished: list[str]
     diverged: list[str]
@@ -468,7 +469,7 @@ def _is_ray_process(p: Any) -> bool:
 
 
 def conclude(plan: Plan, paths: StudyPaths, tracked: Tracked, results: list[Any], write_report: bool) -> StudyOutcome:
-    """How each trial ended (``study/keys.py`` statuses), the parent run's status, and the report."""
+    """How each trial ended (``study/contract/keys.py`` statuses), the parent run's status, and the report."""
     ended: dict[str, list[str]] = {s: [] for s in STATUSES}
     for result in results:
         ended.setdefault(_status(result), []).append(_result_name(result))

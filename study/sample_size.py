@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from study.keys import TAG_PARENT, TAG_ROLE, TAG_STUDY, TAG_TRIAL, sample_size_key
+from study.contract.keys import TAG_PARENT, TAG_ROLE, TAG_STUDY, TAG_TRIAL, sample_size_key
+from study.contract.spec import StudySpec, Trial, load_study, spec_fingerprint
 from study.runner import StudyError
-from study.spec import StudySpec, Trial, load_study, spec_fingerprint
 from trainables.files import load_tensors
 
 log = logging.getLogger(__name__)
@@ -273,8 +273,8 @@ def load_checkpoint(trial_dir: Path, epoch: int | None = None) -> Checkpoint:
 
 def rebuild_model(handle: StudyHandle, trial: Trial, ckpt: Checkpoint, weights: str | None, storage: str | Path) -> Any:
     """The trial's network, dynamics and data exactly as the trial builds them, with the checkpoint's EMA weights."""
+    from study.contract.tracking import connect
     from study.paths import StudyPaths
-    from study.tracking import connect
     from trainables.trainable import Runtime, build
 
     s = handle.state
@@ -468,7 +468,7 @@ def run_metrics(result: SampleSizeResult) -> dict[int, dict[str, float]]:
 
 def log_run(handle: StudyHandle, result: SampleSizeResult) -> str:
     """A new run (role sample-size, child of the study's parent run) with the table, IS-infinity and files."""
-    from study.tracking import connect, log_metrics, retry
+    from study.contract.tracking import connect, log_metrics, retry
 
     tracker = connect(handle.state["tracking_uri"])
     tags = {TAG_ROLE: ROLE, TAG_STUDY: handle.name, TAG_TRIAL: result.trial, TAG_PARENT: handle.state["parent_run_id"]}

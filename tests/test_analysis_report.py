@@ -393,7 +393,7 @@ def test_report_logged_to_latest_parent(report: Path, store: Store) -> None:
 
 
 def _claims() -> list:
-    from study.spec.claims import ClaimSpec
+    from study.contract.spec.claims import ClaimSpec
 
     return [ClaimSpec.model_validate(c) for c in (
         {"text": "linear beats cosine", "kind": "better", "a": {"axes": {"schedule": "linear"}},

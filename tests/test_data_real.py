@@ -21,7 +21,7 @@ import torch
 from conftest import write_spec
 from PIL import Image
 
-from study.spec.study import StudySpec
+from study.contract.spec.study import StudySpec
 from trainables import data
 from trainables.data import DatasetUnavailable, image_shape, load_dataset
 
@@ -245,7 +245,7 @@ def test_image_folder_missing_is_reported(tmp_path: Path) -> None:
 def test_dataset_spec_union_is_strict() -> None:
     from pydantic import TypeAdapter, ValidationError
 
-    from study.spec.datasets import DatasetSpec
+    from study.contract.spec.datasets import DatasetSpec
 
     ta = TypeAdapter(DatasetSpec)
     assert ta.validate_python({"kind": "cifar10"}).root is None
@@ -284,7 +284,7 @@ def test_dataset_spec_union_is_strict() -> None:
 def test_dataset_fields_have_sane_ranges(fields: dict) -> None:
     from pydantic import TypeAdapter, ValidationError
 
-    from study.spec.datasets import DatasetSpec
+    from study.contract.spec.datasets import DatasetSpec
 
     with pytest.raises(ValidationError):
         TypeAdapter(DatasetSpec).validate_python(fields)

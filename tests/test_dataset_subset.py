@@ -11,8 +11,8 @@ from conftest import micro_spec
 from pydantic import TypeAdapter, ValidationError
 from torch.utils.data import TensorDataset
 
-from study.spec.datasets import DatasetSpec, DigitsData
-from study.spec.load import expand
+from study.contract.spec.datasets import DatasetSpec, DigitsData
+from study.contract.spec.load import expand
 from trainables.data import (
     ImageData,
     Uint8Images,

@@ -16,10 +16,10 @@ import pytest
 from conftest import REPO
 from pydantic import Field, ValidationError, create_model
 
+from study.contract.spec import study as study_module
+from study.contract.spec.datasets import Cifar10Data, DatasetSpec, DigitsData, ImageFolderData
+from study.contract.spec.study import StudySpec
 from study.preflight import preflight
-from study.spec import study as study_module
-from study.spec.datasets import Cifar10Data, DatasetSpec, DigitsData, ImageFolderData
-from study.spec.study import StudySpec
 from trainables import data, metrics
 
 TINY_NET = {"kind": "ddpm_unet", "channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1,

@@ -11,7 +11,7 @@ from gmm_exact import ExactEpsNet, GaussianMixture
 from pydantic import TypeAdapter
 from torch import nn
 
-from study.spec.dynamics import DynamicsSpec
+from study.contract.spec.dynamics import DynamicsSpec
 from trainables.dynamics import build_dynamics
 from trainables.dynamics.ncsn import max_pairwise_distance
 

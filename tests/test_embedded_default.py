@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from study.spec.dynamics import DDPMDynamics
+from study.contract.spec.dynamics import DDPMDynamics
 from trainables.data import digits_tensors
 from trainables.dynamics import build_dynamics
 from trainables.metrics import inception_score, to_uint8

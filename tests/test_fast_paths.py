@@ -1,4 +1,5 @@
-"""Each fast path (study/spec/performance.py) against the exact path it replaces, on CPU, within a stated tolerance.
+"""Each fast path (study/contract/spec/performance.py) against the exact path it replaces, on CPU, within a stated
+tolerance.
 
 One epoch of the micro trial from the same seed: the mean loss and every weight after the epoch, then a DDIM draw
 from the EMA weights. Exact switches must match bit for bit; the others within the tolerance written beside them.
@@ -14,8 +15,8 @@ import pytest
 import torch
 from conftest import micro_spec
 
-from study.memory_backend import MemoryTracker
-from study.spec.load import expand
+from study.contract.memory_backend import MemoryTracker
+from study.contract.spec.load import expand
 from trainables.evaluation import generate
 from trainables.trainable import Progress, Runtime, build, train_epoch
 
@@ -69,8 +70,8 @@ def test_fast_path_matches_the_exact_path(name: str, exact, tmp_path: Path, clas
 def _evaluations(ctx, guide: torch.nn.Module) -> list:
     """Three interfaces in one epoch: ancestral-5 and DDIM-3 (eps), Karras-Heun (the sigma view, float64 noise
     labels: its own merged forward), and DDIM-3 under (misguided) classifier guidance."""
-    from study.spec.guidance import GuidanceSpec
-    from study.spec.samplers import KarrasSampler
+    from study.contract.spec.guidance import GuidanceSpec
+    from study.contract.spec.samplers import KarrasSampler
     from trainables.evaluation import Evaluation
 
     ancestral, ddim = ctx.spec.evaluation.samplers
@@ -83,7 +84,7 @@ def test_batched_evaluations_match_one_at_a_time(tmp_path: Path, classifier_r8) 
     """``batch_evaluations``: every evaluation of an epoch in lockstep gives the samples, labels and NFE of the
     evaluations run one after another (tolerance 1e-5: the network sees a 4x larger batch), in fewer network calls,
     and the seconds it reports are shares that add up to the common wall time."""
-    from study.spec.networks import NoisyClassifier
+    from study.contract.spec.networks import NoisyClassifier
     from trainables.evaluation import generate_all
     from trainables.guidance import misguided_classifier
     from trainables.lockstep import Lockstep
@@ -151,7 +152,7 @@ def test_lockstep_hands_a_failing_job_s_error_back_and_finishes_the_others() -> 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs need a GPU (bench/gpu_check.sh runs this with one)")
 def test_cuda_graphs_capture_once_per_batch_shape_and_replay_the_eager_samples() -> None:
-    from study.spec.samplers import DDIMSampler
+    from study.contract.spec.samplers import DDIMSampler
     from trainables.dynamics import build_dynamics
     from trainables.networks import build_network
     from trainables.performance import CudaGraphs
@@ -171,7 +172,7 @@ def test_cuda_graphs_capture_once_per_batch_shape_and_replay_the_eager_samples()
 
 
 def test_cuda_graphs_are_the_plain_network_off_cuda() -> None:
-    from study.spec.performance import PerformanceSpec
+    from study.contract.spec.performance import PerformanceSpec
     from trainables.performance import CudaGraphs, inactive_switches
 
     net = torch.nn.Linear(3, 3)

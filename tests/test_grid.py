@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conftest import micro_spec
 
-from study.spec import spec_fingerprint
-from study.spec.load import expand, value_label
+from study.contract.spec import spec_fingerprint
+from study.contract.spec.load import expand, value_label
 
 
 def test_cross_product_order_names_and_axes() -> None:
@@ -78,7 +78,7 @@ def test_zipped_axis_sets_several_fields_together() -> None:
 def test_zipped_axis_values_must_name_training_fields() -> None:
     import pytest
 
-    from study.spec import SpecError
+    from study.contract.spec import SpecError
 
     with pytest.raises(SpecError, match="zipped axis"):
         expand(micro_spec(grid={"pair": [{"evaluation.num_samples": 10}]}))

@@ -19,9 +19,9 @@ from conftest import micro_spec
 from gmm_exact import ExactEpsNet, three_blobs
 from mlflow import MlflowClient
 
+from study.contract.spec.load import SpecError, expand
+from study.contract.tracking import connect
 from study.plan import checked
-from study.spec.load import SpecError, expand
-from study.tracking import connect
 from trainables.guidance import classifier_grad, misguided_classifier, weights_hash
 from trainables.guidance_classifier import ensure_noisy_classifier, log_classifier_run
 from trainables.samplers import EpsModel, ancestral, ddim

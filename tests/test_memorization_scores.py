@@ -15,9 +15,9 @@ from mlflow import MlflowClient
 from torch_fidelity.metric_prc import prc_features_to_metric
 
 from analysis.neighbours import COPY_RATIO, bootstrap_fraction, copy_flags
-from study import keys
-from study.spec.load import expand
-from study.tracking import connect, load_run_arrays
+from study.contract import keys
+from study.contract.spec.load import expand
+from study.contract.tracking import connect, load_run_arrays
 from trainables.data import digits_tensors
 from trainables.metrics import image_metrics, reference_features, to_uint8, training_set
 from trainables.scores import SCORES, ScoreSettings, TrainingSet, _inside, _prc_balls, compute_scores, nearest_two

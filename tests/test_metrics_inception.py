@@ -141,7 +141,7 @@ def test_reference_features_are_cached_on_disk(classifier_r8, tmp_path: Path, mo
 
 
 def test_inception_is_matches_torch_fidelity_with_local_weights(inception_weights: Path, tiny_cifar: Path) -> None:
-    from study.spec.datasets import Cifar10Data
+    from study.contract.spec.datasets import Cifar10Data
     from trainables.data import load_dataset
 
     images = load_dataset(Cifar10Data(), tiny_cifar).train.images[:6]
@@ -188,8 +188,8 @@ def test_micro_study_on_tiny_cifar_logs_inception_metrics(
     inception_weights: Path, tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One trial (no Ray) on the tiny archive: train 1 epoch, DDIM 2 steps, 20 samples, IS + FID + KID."""
+    from study.contract.spec.load import expand
     from study.runner import prepare_extractor
-    from study.spec.load import expand
     from trainables.trainable import LocalSession, Runtime, run_trial
 
     monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))

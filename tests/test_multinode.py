@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import micro_spec, serve_mlflow, write_spec
 
-from study import keys
 from study.cluster import check_cluster
+from study.contract import keys
+from study.contract.spec import StudySpec, load_study
 from study.runner import RAY_ENV, run_study
-from study.spec import StudySpec, load_study
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ import pytest
 import torch
 from pydantic import TypeAdapter, ValidationError
 
-from study.spec.networks import NetworkSpec
+from study.contract.spec.networks import NetworkSpec
 from trainables.networks import NETWORKS, build_network, count_parameters
 from trainables.networks.layers import FIRResample
 

@@ -24,7 +24,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_readme_early_stopping_snippet_is_a_valid_training_section() -> None:
     from ruamel.yaml import YAML
 
-    from study.spec.study import EvaluationSpec, TrainingSpec
+    from study.contract.spec.study import EvaluationSpec, TrainingSpec
 
     text = (REPO / "README.md").read_text()
     block = re.search(r"\*\*Early stopping\*\*.*?```yaml\n(.*?)```", text, re.S).group(1)
@@ -37,7 +37,7 @@ def test_readme_early_stopping_snippet_is_a_valid_training_section() -> None:
 def test_readme_claims_snippet_validates() -> None:
     from ruamel.yaml import YAML
 
-    from study.spec.claims import ClaimSpec
+    from study.contract.spec.claims import ClaimSpec
 
     text = (REPO / "README.md").read_text()
     block = re.search(r"\*\*Findings, claims and comparisons\.\*\*.*?```yaml\n(.*?)```", text, re.S).group(1)
@@ -48,7 +48,7 @@ def test_readme_claims_snippet_validates() -> None:
 def test_readme_performance_snippet_validates() -> None:
     from ruamel.yaml import YAML
 
-    from study.spec.performance import PerformanceSpec
+    from study.contract.spec.performance import PerformanceSpec
 
     text = (REPO / "README.md").read_text()
     block = re.search(r"## Performance.*?```yaml\n(.*?)```", text, re.S).group(1)
@@ -63,7 +63,7 @@ def test_readme_seed_copy_makes_a_comparable_second_study(tmp_path) -> None:
     """The README's recipe for a second study to ``compare`` with the quickstart: same spec, new name, other seed."""
     import subprocess
 
-    from study.spec import load_study
+    from study.contract.spec import load_study
 
     text = (REPO / "README.md").read_text()
     line = next(x for x in text.splitlines() if x.startswith("sed ") and "quickstart_seed1.yaml" in x)

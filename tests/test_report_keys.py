@@ -1,4 +1,4 @@
-"""Tune report keys: formatted and parsed in study/keys.py, and the progress line reads them through the parser."""
+"""Tune report keys: formatted and parsed in study/contract/keys.py; the progress line reads them through the parser."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from study import keys
+from study.contract import keys
 from study.progress import CompactProgress
 
 

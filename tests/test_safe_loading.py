@@ -13,8 +13,8 @@ import torch
 from test_data_real import _study_dict, make_cifar_archive, no_network  # noqa: F401  (no_network is an autouse fixture)
 from torch.utils.data import TensorDataset
 
-from study.spec.datasets import Cifar10Data, ImageFolderData
-from study.spec.networks import NoisyClassifier
+from study.contract.spec.datasets import Cifar10Data, ImageFolderData
+from study.contract.spec.networks import NoisyClassifier
 from trainables import data, metrics
 from trainables.digits_classifier import load_digits_classifier
 from trainables.files import UnsafeFile
@@ -114,9 +114,9 @@ def test_cifar10_official_md5s_are_torchvisions() -> None:
 def test_inception_weights_are_hash_checked_before_unpickling(
     tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from study.contract.spec.study import StudySpec
     from study.preflight import preflight
     from study.runner import StudyError, prepare_extractor
-    from study.spec.study import StudySpec
 
     weights = plant_checkpoint(tmp_path / metrics.INCEPTION_WEIGHTS_FILE, marker)
     images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
@@ -139,8 +139,8 @@ def test_a_planted_trial_checkpoint_stops_the_trial_before_it_runs(tmp_path: Pat
     """The trial's own checkpoint (``state.pt``, restored by ``run_trial``) goes through the same refusal."""
     from conftest import micro_spec
 
-    from study.memory_backend import MemoryTracker
-    from study.spec.load import expand
+    from study.contract.memory_backend import MemoryTracker
+    from study.contract.spec.load import expand
     from trainables.trainable import CHECKPOINT_FILE, LocalSession, Runtime, run_trial
 
     plant_checkpoint(tmp_path / "ckpt" / CHECKPOINT_FILE, marker)

@@ -16,10 +16,10 @@ from conftest import micro_spec, write_spec
 from mlflow import MlflowClient
 
 from study.cli import main
+from study.contract.spec import StudySpec, Trial, load_study, spec_fingerprint
 from study.paths import StudyPaths
 from study.runner import StudyError
 from study.sample_size import COLUMNS, sample_size_study, trial_directory, tune_dirname
-from study.spec import StudySpec, Trial, load_study, spec_fingerprint
 from trainables.trainable import CHECKPOINT_FILE, LocalSession, Runtime, run_trial
 
 pytestmark = pytest.mark.integration

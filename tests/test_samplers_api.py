@@ -7,8 +7,8 @@ import torch
 from gmm_exact import ExactEpsNet, three_blobs
 from pydantic import TypeAdapter, ValidationError
 
-from study.spec.dynamics import DynamicsSpec
-from study.spec.samplers import SamplerSpec
+from study.contract.spec.dynamics import DynamicsSpec
+from study.contract.spec.samplers import SamplerSpec
 from trainables.compat import sampler_dynamics
 from trainables.dynamics import build_dynamics
 from trainables.samplers import SAMPLERS, EpsModel, expected_nfe, sampler_from_spec

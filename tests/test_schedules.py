@@ -141,7 +141,7 @@ def test_karras_tables():
 def test_every_dynamics_summarises_its_prior_mismatch(spec):
     from pydantic import TypeAdapter
 
-    from study.spec.dynamics import DynamicsSpec
+    from study.contract.spec.dynamics import DynamicsSpec
 
     summary = build_dynamics(TypeAdapter(DynamicsSpec).validate_python(spec)).summary()
     assert {"alpha_bar_T", "log_snr_T", "log_snr_1"} <= set(summary)

@@ -12,7 +12,7 @@ import torch
 from conftest import micro_spec
 from gmm_exact import ExactEpsNet, match_report, three_blobs
 
-from study.spec.load import expand
+from study.contract.spec.load import expand
 from trainables.samplers import SAMPLERS, DiscreteEpsDenoiser, EpsModel, karras, probability_flow_euler, view
 from trainables.schedules import DiscreteSchedule, cosine_betas, linear_betas
 
@@ -71,7 +71,7 @@ def test_probability_flow_samples_a_ddpm_model_through_the_view() -> None:
 def test_a_ddpm_spec_may_name_karras_and_names_the_missing_native_sde() -> None:
     _, trials = expand(micro_spec(**{"evaluation.samplers": [{"kind": "karras", "steps": 5}]}))
     assert trials and trials[0].spec.evaluation.samplers[0].kind == "karras"
-    from study.spec import SpecError
+    from study.contract.spec import SpecError
 
     with pytest.raises(SpecError, match="own sde"):
         expand(micro_spec(**{"evaluation.samplers": [{"kind": "euler_maruyama", "steps": 5}]}))
@@ -79,7 +79,7 @@ def test_a_ddpm_spec_may_name_karras_and_names_the_missing_native_sde() -> None:
 
 def test_karras_runs_on_a_real_float32_ddpm_network_through_the_view() -> None:
     """The Karras state is float64; the U-Net runs in float32 (the view casts its input, as the preconditioners do)."""
-    from study.spec.load import expand as _expand
+    from study.contract.spec.load import expand as _expand
     from trainables.dynamics import build_dynamics
     from trainables.networks import build_network
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, micro_spec, write_spec
 
-from study.spec import SpecError, load_study
-from study.spec.load import expand
+from study.contract.spec import SpecError, load_study
+from study.contract.spec.load import expand
 
 SPECS = sorted((REPO / "specs").rglob("*.yaml"))
 

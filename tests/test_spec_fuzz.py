@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from study.cli import main
-from study.spec import SpecError, load_study
+from study.contract.spec import SpecError, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(p for p in (ROOT / "specs").rglob("*.yaml"))

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from study.spec import SpecError, load_study
+from study.contract.spec import SpecError, load_study
 
 # ruamel warns about a reused anchor name (legal YAML) and leaves the generator of a node it could not build to be
 # collected after the error (Python reports that as "Exception ignored"); both are the reader's, not the loader's.

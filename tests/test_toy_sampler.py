@@ -15,11 +15,11 @@ import torch
 from conftest import micro_spec
 from pydantic import Field
 
-from study.memory_backend import MemoryTracker
+from study.contract.memory_backend import MemoryTracker
+from study.contract.spec import SpecError
+from study.contract.spec.base import Strict
+from study.contract.spec.load import expand
 from study.plan import checked
-from study.spec import SpecError
-from study.spec.base import Strict
-from study.spec.load import expand
 from trainables.samplers import (
     SAMPLERS,
     EpsModel,

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from study.keys import parse_image_file
-from study.memory_backend import MemoryTracker
-from study.tracking import Spool, Tracker, TrialRun, connect, ensure_experiment, load_run_arrays, replay_spools
+from study.contract.keys import parse_image_file
+from study.contract.memory_backend import MemoryTracker
+from study.contract.tracking import Spool, Tracker, TrialRun, connect, ensure_experiment, load_run_arrays, replay_spools
 
 AXES = {"schedule": "cosine"}
 
@@ -194,8 +194,8 @@ def _decoded_view(tag: str) -> dict:
 def test_the_chart_view_is_the_ui_s_own_saved_view(tracker: Tracker, tmp_path: Path) -> None:
     """A chart per curve (IS mean, ci_low, ci_high) of this instance's trials against step; the primary metric set;
     rewritten in place (one view per study); a link that names it."""
-    from study.keys import TAG_PRIMARY_METRIC, TAG_SAVED_VIEW_PREFIX
-    from study.tracking import chart_view, logged_chart_view, save_chart_view, view_link
+    from study.contract.keys import TAG_PRIMARY_METRIC, TAG_SAVED_VIEW_PREFIX
+    from study.contract.tracking import chart_view, logged_chart_view, save_chart_view, view_link
 
     eid = _experiment(tracker, tmp_path)
     curves = [("digits-cnn", 400, "ancestral-40"), ("digits-cnn", 400, "ddim-20")]
@@ -235,8 +235,8 @@ def test_the_chart_view_is_the_ui_s_own_saved_view(tracker: Tracker, tmp_path: P
 
 
 def test_a_chart_view_too_large_for_one_tag_keeps_its_first_charts(tmp_path: Path) -> None:
-    from study.keys import TAG_SAVED_VIEW_PREFIX
-    from study.tracking import chart_view, save_chart_view
+    from study.contract.keys import TAG_SAVED_VIEW_PREFIX
+    from study.contract.tracking import chart_view, save_chart_view
 
     tracker = connect(f"sqlite:///{tmp_path}/mlflow.db")
     eid = _experiment(tracker, tmp_path)

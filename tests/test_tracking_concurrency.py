@@ -16,7 +16,7 @@ import pytest
 from conftest import serve_mlflow
 from mlflow import MlflowClient
 
-from study.tracking import TrialRun, connect
+from study.contract.tracking import TrialRun, connect
 
 TRIALS = 4
 STEPS = 500

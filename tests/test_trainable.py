@@ -11,7 +11,7 @@ import torch
 from conftest import micro_spec
 from mlflow import MlflowClient
 
-from study.spec.load import Trial, expand
+from study.contract.spec.load import Trial, expand
 from trainables.trainable import CHECKPOINT_FILE, LocalSession, Runtime, run_trial
 
 

@@ -459,7 +459,7 @@ def _nothing_to_fetch(spec: Any, data_dir: Path) -> None:
 
 @dataclass(frozen=True)
 class DatasetDecl:
-    """One dataset kind, declared once; the spec model with the same ``kind`` literal lives in study/spec/datasets.py.
+    """One dataset kind, declared once (its spec model, same ``kind`` literal: study/contract/spec/datasets.py).
 
     ``load(spec, data_dir)`` returns the images; ``classes(spec, data_dir)`` the number of labelled classes (0:
     unlabelled) without decoding images; ``problems(spec, data_dir)`` what keeps it from loading here, only
@@ -523,7 +523,8 @@ DATASETS: dict[str, DatasetDecl] = {
 
 
 def register_dataset(decl: DatasetDecl) -> DatasetDecl:
-    """Add a dataset kind (its spec model goes into ``study.spec.datasets.DatasetSpec``); refuses a taken kind."""
+    """Add a dataset kind (its spec model goes into ``study.contract.spec.datasets.DatasetSpec``); refuses a taken
+    kind."""
     if DATASETS.get(decl.kind, decl) is not decl:
         raise ValueError(f"dataset kind {decl.kind!r} is already declared")
     DATASETS[decl.kind] = decl

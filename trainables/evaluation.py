@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from study import keys
+from study.contract import keys
 from trainables.data import ImageData, prepared_dir
 from trainables.dynamics import Dynamics
 from trainables.guidance import classifier_grad, target_accuracy
@@ -47,7 +47,7 @@ class EvalResult(HasScores):
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # scores' per-image arrays (keys.score_array)
 
     def metrics(self, extractor: str, num_samples: int) -> dict[str, float]:
-        """Every score statistic and the sampling cost under their keys (study/keys.py)."""
+        """Every score statistic and the sampling cost under their keys (study/contract/keys.py)."""
         out = {
             keys.score_key(score, extractor, num_samples, self.sampler_id, stat): value
             for score, stats in self.scores.items() for stat, value in stats.items()

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from study.keys import (
+from study.contract.keys import (
     CLASSIFIER_ACCURACY,
     CLASSIFIER_LOSS,
     CLASSIFIER_SECONDS,
@@ -32,7 +32,7 @@ from study.keys import (
     TAG_ROLE,
     TAG_STUDY,
 )
-from study.tracking import MetricPoint, Tracker, flatten, now_ms, retry
+from study.contract.tracking import MetricPoint, Tracker, flatten, now_ms, retry
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics.ddpm import q_sample
 from trainables.files import atomic_torch_save

@@ -36,7 +36,7 @@ from torch_fidelity.metric_fid import fid_features_to_statistics
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-from study import keys
+from study.contract import keys
 from trainables.data import Uint8Pixels, download_timeout, offline
 from trainables.digits_classifier import (
     SHIPPED_RESOLUTIONS,
@@ -207,7 +207,7 @@ def extractor_weights(extractor: str, weights_path: str | Path | None) -> str | 
 class ExtractorDecl:
     """One IS/FID/KID feature extractor, declared once.
 
-    ``name`` is torch-fidelity's registry name and the extractor segment of metric keys (study/keys.py), so it
+    ``name`` is torch-fidelity's registry name and the extractor segment of metric keys (study/contract/keys.py), so it
     never changes for an existing extractor. ``datasets``: the dataset kinds it can score (None: any).
     ``channels``: the input it expects (grey images are repeated to RGB for 3). ``prepare(spec, cache_dir)``: in
     the driver, the weights file trials get and facts to log on the parent run (trains or downloads when
@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pydantic import TypeAdapter
 
-    from study.spec.datasets import DatasetSpec
+    from study.contract.spec.datasets import DatasetSpec
     from trainables.data import DATASETS, load_dataset, resolve_data_dir
 
     parser = argparse.ArgumentParser(prog="python -m trainables.metrics", description=main.__doc__)

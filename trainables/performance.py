@@ -1,4 +1,4 @@
-"""The fast paths a spec's ``performance:`` section switches on (study/spec/performance.py), applied in one place.
+"""The fast paths a spec's ``performance:`` section switches on (study/contract/spec/performance.py), in one place.
 
 Each returns the exact path unchanged when its switch is off, so the default stays bit-reproducible.
 """

@@ -1,5 +1,5 @@
 """Scores of one evaluation, all computed from one feature pass over its images: a registry keyed by the name
-metric keys use (``<score>/<extractor>/n<N>/<evaluation>/<stat>``, study/keys.py).
+metric keys use (``<score>/<extractor>/n<N>/<evaluation>/<stat>``, study/contract/keys.py).
 
 A score declares which of the extractor's features it reads (torch-fidelity's metric name: ``isc`` for the class
 logits, ``fid`` for the pool features), what else it needs (``needs``: ``reference``, the training set's features
@@ -44,7 +44,7 @@ from torch_fidelity.metric_prc import calc_cdist_full, prc_features_to_metric
 
 from analysis.neighbours import bootstrap_fraction, copy_flags
 from analysis.stats import bootstrap_is, is_infinity
-from study import keys
+from study.contract import keys
 
 Tensor = torch.Tensor
 # bootstrap resamples behind IS-infinity's interval: each refits 15 subset sizes, so fewer than the IS bootstrap's

@@ -1,4 +1,4 @@
-"""Stopping rules: a registry beside divergence, with one status vocabulary (study/keys.py ``Status``).
+"""Stopping rules: a registry beside divergence, with one status vocabulary (study/contract/keys.py ``Status``).
 
 After every epoch the trial asks the rules in registry order; the first that fires ends it:
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from analysis.plateau import Curve, PlateauRule, Verdict, assess
 from analysis.stats import BootstrapSettings, PairedBootstrap
-from study.keys import Status
+from study.contract.keys import Status
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from analysis.plateau import STATES, Verdict
-from study import keys
-from study.spec import StudySpec, Trial
-from study.tracking import Tracker, TrialRun, connect
+from study.contract import keys
+from study.contract.spec import StudySpec, Trial
+from study.contract.tracking import Tracker, TrialRun, connect
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
@@ -72,7 +72,7 @@ class Runtime:
     classifier_weights: dict[str, str] | None = None
     # derived data (prepared image folders, FID/KID reference features): the driver's resolved cache directory
     cache_dir: str | None = None
-    # where tracking writes go while the tracking store is down (study.tracking.Spool); None: a failure raises
+    # where tracking writes go while the tracking store is down (study.contract.tracking.Spool); None: a failure raises
     spool_dir: str | None = None
 
 

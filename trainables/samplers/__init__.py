@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from study.spec.base import Strict
-from study.spec.study import add_sampler_spec, remove_sampler_spec
+from study.contract.spec.base import Strict
+from study.contract.spec.study import add_sampler_spec, remove_sampler_spec
 from trainables.samplers.base import Denoiser, DiscreteEpsDenoiser, EpsModel, SampleResult, timestep_sequence
 from trainables.samplers.ddpm import ancestral, ddim
 from trainables.samplers.karras import karras

@@ -7,14 +7,14 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from study.spec.base import MAX_BATCH, MAX_EPOCHS, MAX_LIST, MAX_SAMPLES, SEED_MAX, Strict
-from study.spec.claims import ClaimSpec
-from study.spec.datasets import DatasetSpec, DigitsData
-from study.spec.dynamics import DynamicsSpec
-from study.spec.guidance import ClassifierSpec, GuidanceSpec
-from study.spec.networks import NetworkSpec
-from study.spec.performance import PerformanceSpec
-from study.spec.samplers import SamplerSpec
+from study.contract.spec.base import MAX_BATCH, MAX_EPOCHS, MAX_LIST, MAX_SAMPLES, SEED_MAX, Strict
+from study.contract.spec.claims import ClaimSpec
+from study.contract.spec.datasets import DatasetSpec, DigitsData
+from study.contract.spec.dynamics import DynamicsSpec
+from study.contract.spec.guidance import ClassifierSpec, GuidanceSpec
+from study.contract.spec.networks import NetworkSpec
+from study.contract.spec.performance import PerformanceSpec
+from study.contract.spec.samplers import SamplerSpec
 
 StudyName = str
 TRAINING_SECTIONS = ("dataset", "dynamics", "network", "class_conditional", "training")
@@ -248,7 +248,9 @@ class StudySpec(Strict):
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec, description="fast paths (default: exact)")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     claims: list[ClaimSpec] = Field(
-        default_factory=list, max_length=100, description="expected findings the report checks (study/spec/claims.py)"
+        default_factory=list,
+        max_length=100,
+        description="expected findings the report checks (study/contract/spec/claims.py)",
     )
     grid: dict[str, list[Any]] = Field(
         default_factory=dict,

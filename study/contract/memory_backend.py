@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from study.keys import TAG_SAVED_VIEW_PREFIX, image_file
-from study.tracking import ChartView, ExperimentRecord, MetricPoint, RunRecord
+from study.contract.keys import TAG_SAVED_VIEW_PREFIX, image_file
+from study.contract.tracking import ChartView, ExperimentRecord, MetricPoint, RunRecord
 
 
 class TrackingUnavailable(ConnectionError):
@@ -32,7 +32,7 @@ class _Run:
 
 
 class MemoryTracker:
-    """A ``study.tracking.Tracker`` whose store is a few dicts."""
+    """A ``study.contract.tracking.Tracker`` whose store is a few dicts."""
 
     def __init__(self, uri: str = "memory:"):
         self.uri = uri

@@ -2,9 +2,9 @@
 
 Three roles, one protocol (``Tracker``): the driver creates the experiment and the parent run and reads state
 back; a trial logs into its run through ``TrialRun``; analysis reads runs and full metric histories. MLflow
-implements it in ``study/mlflow_backend.py`` (the only module that imports mlflow); ``study/memory_backend.py``
-keeps everything in memory for unit tests. Trials never create experiments (concurrent creation races,
-ECOSYSTEM 2.2); they receive absolute ids.
+implements it in ``study/contract/mlflow_backend.py`` (the only module that imports mlflow);
+``study/contract/memory_backend.py`` keeps everything in memory for unit tests. Trials never create experiments
+(concurrent creation races, ECOSYSTEM 2.2); they receive absolute ids.
 
 Two guarantees live here rather than in a backend:
 
@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from ruamel.yaml import YAML
 
-from study.keys import (
+from study.contract.keys import (
     MLFLOW_RUN_STATUS,
     TAG_AXES,
     TAG_DESCRIPTION,
@@ -141,7 +141,7 @@ class Tracker(Protocol):
 
 def connect(uri: str) -> Tracker:
     """The backend of a tracking URI (MLflow: ``sqlite:///...``, ``http(s)://...``, a file store)."""
-    from study.mlflow_backend import MlflowTracker
+    from study.contract.mlflow_backend import MlflowTracker
 
     return MlflowTracker(uri)
 
@@ -181,7 +181,7 @@ def _absolute_sqlite(uri: str, base: Path) -> str:
 
 def find_config_file(cwd: Path) -> Path | None:
     """``mlflow.yaml`` in the working directory, else the one beside the installed project."""
-    for candidate in (cwd / "mlflow.yaml", Path(__file__).resolve().parents[1] / "mlflow.yaml"):
+    for candidate in (cwd / "mlflow.yaml", Path(__file__).resolve().parents[2] / "mlflow.yaml"):
         if candidate.is_file():
             return candidate
     return None
@@ -595,7 +595,7 @@ class TrialRun:
         return self.spool.count() if self.spool is not None else 0
 
     def finish(self, status: Status) -> None:
-        """Set the study status (study/keys.py) and end the run with the matching run status."""
+        """Set the study status (study/contract/keys.py) and end the run with the matching run status."""
         self.set_tags({TAG_STATUS: status})
         run_status = MLFLOW_RUN_STATUS[status]
         self._write(lambda: self.tracker.set_status(self.run_id, run_status), {"kind": "status", "status": run_status})
@@ -603,7 +603,7 @@ class TrialRun:
 
 def logged_steps(tracker: Tracker, record: RunRecord) -> dict[str, set[int]]:
     """{metric key: steps already in the run}, and images as ``image:<key>`` (from their file names)."""
-    from study.keys import parse_image_file
+    from study.contract.keys import parse_image_file
 
     run_id = record.run_id
     out = {k: {p.step for p in retry(lambda k=k: tracker.history(run_id, k))} for k in record.metrics}

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from study.spec.base import MAX_STEPS, Strict
+from study.contract.spec.base import MAX_STEPS, Strict
 
 SamplerName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=60)]
 Spacing = Literal["leading", "linspace", "trailing", "quadratic"]

@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from study.spec.base import SEED_MAX, Strict
+from study.contract.spec.base import SEED_MAX, Strict
 
 MAX_PATH = 4096  # PATH_MAX on Linux
 MAX_IMAGES = 50_000_000  # above ImageNet-21k (14M); a uint8 copy of 50M 32x32 RGB images is already 150 GB

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from study.spec.base import Strict
+from study.contract.spec.base import Strict
 
 ClaimKind = Literal["better", "not_worse", "equivalent", "converges_earlier", "below"]
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from study.spec.base import MAX_STEPS, Strict
+from study.contract.spec.base import MAX_STEPS, Strict
 
 
 class LinearSchedule(Strict):

@@ -1,7 +1,7 @@
-"""MLflow behind the tracking seam (``study.tracking.Tracker``): the one module of the project that imports mlflow.
+"""MLflow behind the tracking seam (``study.contract.tracking.Tracker``): the one module that imports mlflow.
 
 Every call names its run explicitly (``MlflowClient``, no fluent global state). Retrying is the caller's choice
-(``study.tracking.retry``): a health check must fail fast, a metric write may wait for a locked SQLite file.
+(``study.contract.tracking.retry``): a health check must fail fast, a metric write may wait for a locked SQLite file.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.version import VERSION as MLFLOW_VERSION
 
-from study.keys import TAG_SAVED_VIEW_PREFIX
-from study.tracking import ChartView, ExperimentRecord, MetricPoint, RunRecord, retry
+from study.contract.keys import TAG_SAVED_VIEW_PREFIX
+from study.contract.tracking import ChartView, ExperimentRecord, MetricPoint, RunRecord, retry
 
 log = logging.getLogger(__name__)
 

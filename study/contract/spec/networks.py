@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from study.spec.base import MAX_WIDTH, Strict
+from study.contract.spec.base import MAX_WIDTH, Strict
 
 ChannelMult = Annotated[tuple[Annotated[int, Field(ge=1, le=64)], ...], Field(min_length=1, max_length=8)]
 Resolutions = Annotated[tuple[Annotated[int, Field(ge=1, le=1024)], ...], Field(max_length=8)]

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from study.spec.study import StudySpec, is_training_path
+from study.contract.spec.study import StudySpec, is_training_path
 
 
 class SpecError(Exception):

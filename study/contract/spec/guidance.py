@@ -17,8 +17,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from study.spec.base import MAX_BATCH, MAX_EPOCHS, SEED_MAX, Strict
-from study.spec.networks import NoisyClassifier
+from study.contract.spec.base import MAX_BATCH, MAX_EPOCHS, SEED_MAX, Strict
+from study.contract.spec.networks import NoisyClassifier
 
 GuidanceKind = Literal["none", "classifier", "misguided"]
 

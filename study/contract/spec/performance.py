@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from study.spec.base import Strict
+from study.contract.spec.base import Strict
 
 
 class PerformanceSpec(Strict):
