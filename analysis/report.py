@@ -48,8 +48,10 @@ from analysis.tables import (
     to_html,
     to_markdown,
 )
+from study.contract.experiment import run_link, view_link
 from study.contract.keys import chart_view_id
-from study.contract.tracking import Tracker, connect, retry, run_link, view_link
+from study.contract.store import connect
+from study.contract.tracking import Tracker, retry
 
 __all__ = ["write_report", "render_report", "ARTIFACT_PATH"]
 

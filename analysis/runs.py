@@ -38,7 +38,9 @@ import pandas as pd
 from study.contract import keys
 from study.contract.keys import AXIS_PREFIX, TAG_AXES, TAG_ROLE, TAG_STATUS, TAG_TRIAL
 from study.contract.keys import TAG_STUDY as TAG_NAME
-from study.contract.tracking import RunRecord, Tracker, connect, load_run_arrays
+from study.contract.runlog import load_run_arrays
+from study.contract.store import connect
+from study.contract.tracking import RunRecord, Tracker
 
 __all__ = ["StudyRuns", "load_study", "SCORE_COLUMNS", "LOSS_COLUMNS", "TRIAL_COLUMNS", "METRIC_COLUMNS"]
 

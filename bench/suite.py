@@ -162,7 +162,8 @@ def _extractor_weights() -> str:
 def trainable_row(epochs: int) -> dict[str, Any]:
     """The real trial epoch (``train/epoch_seconds`` of ``run_trial`` logging to an MLflow SQLite store, with
     checkpoints and a session) vs a bare loop with the same network, batch, Adam, EMA and loss on the same data."""
-    from study.contract.tracking import connect, create_parent_run, ensure_experiment
+    from study.contract.experiment import create_parent_run, ensure_experiment
+    from study.contract.store import connect
     from trainables.ema import EMA
     from trainables.trainable import LocalSession, Runtime, build, run_trial
 
@@ -208,7 +209,8 @@ def study_row() -> dict[str, Any]:
     """The fixed costs a study pays once, each timed, as a share of the quickstart's measured wall time."""
     import ray
 
-    from study.contract.tracking import connect, create_parent_run, ensure_experiment
+    from study.contract.experiment import create_parent_run, ensure_experiment
+    from study.contract.store import connect
     from study.runner import RAY_ENV, prepare_extractor, reference_scores
 
     costs: dict[str, float] = {}
@@ -451,7 +453,7 @@ def refusal_row() -> dict[str, Any]:
     from study.cluster import check_cluster
     from study.contract.spec import SpecError, load_study
     from study.contract.spec.load import read_yaml
-    from study.contract.tracking import connect
+    from study.contract.store import connect
 
     def refuse_spec(path: Path) -> None:
         try:

@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_ui_link(uri: str, experiment_id: str, view_id: str) -> None:
     """The one link to the IS-vs-epoch chart of every trial (the view ``run`` wrote), and how to serve the UI."""
-    from study.contract.tracking import ui_command, view_link
+    from study.contract.experiment import ui_command, view_link
 
     print(f"MLflow UI, IS vs epoch of every trial: {view_link(uri, experiment_id, view_id)}")
     command = ui_command(uri)
@@ -103,7 +103,7 @@ def _print_ui_link(uri: str, experiment_id: str, view_id: str) -> None:
 def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, StudySpec | None]:
     """(name, tracking URI, experiment, study directory, spec or None) of a study named, given by its directory (the
     path ``run`` prints) or by its spec."""
-    from study.contract.tracking import resolve_tracking
+    from study.contract.store import resolve_tracking
     from study.paths import locate_study
 
     target = Path(target_arg)
@@ -143,7 +143,9 @@ def _report(args: argparse.Namespace) -> int:
 def _rewrite_chart_view(uri: str, experiment: str, study: str) -> tuple[str, str] | None:
     """(experiment id, view id) of the study's chart view, written again from what its trials logged: a study run
     before views existed gets one, and one whose spec changed gets charts of the curves it has."""
-    from study.contract.tracking import connect, logged_chart_view, retry, save_chart_view
+    from study.contract.experiment import logged_chart_view, save_chart_view
+    from study.contract.store import connect
+    from study.contract.tracking import retry
 
     tracker = connect(uri)
     exp = retry(lambda: tracker.experiment(experiment))

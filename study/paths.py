@@ -61,7 +61,7 @@ class StudyPaths:
 
     @property
     def spool(self) -> Path:
-        """Tracking writes an outage kept back, one ``<trial>.jsonl`` each (``study.contract.tracking.Spool``)."""
+        """Tracking writes an outage kept back, one ``<trial>.jsonl`` each (``study.contract.runlog.Spool``)."""
         return self.study / "spool"
 
     @contextlib.contextmanager

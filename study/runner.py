@@ -21,22 +21,19 @@ from typing import Any
 
 from study import interrupts
 from study.contract import keys
-from study.contract.keys import STATUSES
-from study.contract.spec import StudySpec
-from study.contract.tracking import (
-    Tracker,
-    TrackingConfig,
+from study.contract.experiment import (
     chart_view,
-    connect,
     create_parent_run,
     ensure_experiment,
     log_metrics,
-    replay_spools,
-    resolve_tracking,
-    retry,
     save_chart_view,
     view_link,
 )
+from study.contract.keys import STATUSES
+from study.contract.runlog import replay_spools
+from study.contract.spec import StudySpec
+from study.contract.store import TrackingConfig, connect, resolve_tracking
+from study.contract.tracking import Tracker, retry
 from study.paths import StudyPaths, UnsafePath
 from study.plan import Plan
 from trainables.files import atomic_write
@@ -52,7 +49,7 @@ RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "RAY_DEDUP_LOGS": "0",
     # MLflow's HTTP client retries each request for minutes by default; the trials' own retry and spool
-    # (study.contract.tracking.TrialRun) handle an outage, so a failing write gives up within about a minute
+    # (study.contract.runlog.TrialRun) handle an outage, so a failing write gives up within about a minute
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }

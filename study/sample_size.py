@@ -273,7 +273,7 @@ def load_checkpoint(trial_dir: Path, epoch: int | None = None) -> Checkpoint:
 
 def rebuild_model(handle: StudyHandle, trial: Trial, ckpt: Checkpoint, weights: str | None, storage: str | Path) -> Any:
     """The trial's network, dynamics and data exactly as the trial builds them, with the checkpoint's EMA weights."""
-    from study.contract.tracking import connect
+    from study.contract.store import connect
     from study.paths import StudyPaths
     from trainables.trainable import Runtime, build
 
@@ -468,7 +468,9 @@ def run_metrics(result: SampleSizeResult) -> dict[int, dict[str, float]]:
 
 def log_run(handle: StudyHandle, result: SampleSizeResult) -> str:
     """A new run (role sample-size, child of the study's parent run) with the table, IS-infinity and files."""
-    from study.contract.tracking import connect, log_metrics, retry
+    from study.contract.experiment import log_metrics
+    from study.contract.store import connect
+    from study.contract.tracking import retry
 
     tracker = connect(handle.state["tracking_uri"])
     tags = {TAG_ROLE: ROLE, TAG_STUDY: handle.name, TAG_TRIAL: result.trial, TAG_PARENT: handle.state["parent_run_id"]}

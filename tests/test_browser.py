@@ -82,8 +82,9 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
     from mlflow.entities import Metric
 
     from analysis import write_report
+    from study.contract.experiment import create_parent_run, ensure_experiment
     from study.contract.spec import load_study
-    from study.contract.tracking import TrackingConfig, connect, create_parent_run, ensure_experiment
+    from study.contract.store import TrackingConfig, connect
     from study.plan import Plan
     from study.runner import Tracked, reference_scores, write_chart_view
     from trainables.trainable import LocalSession, Runtime, run_trial
@@ -258,7 +259,7 @@ def test_study_runs_are_readable_in_the_mlflow_ui(micro_study: MicroStudy) -> No
     (MLflow prints every param as key=value above each sample-grid card)."""
     from mlflow import MlflowClient
 
-    from study.contract.tracking import PARAM_MAX_CHARS
+    from study.contract.runlog import PARAM_MAX_CHARS
 
     client = MlflowClient(micro_study.tracking_uri)
     assert client.get_experiment(micro_study.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"

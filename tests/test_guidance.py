@@ -20,7 +20,7 @@ from gmm_exact import ExactEpsNet, three_blobs
 from mlflow import MlflowClient
 
 from study.contract.spec.load import SpecError, expand
-from study.contract.tracking import connect
+from study.contract.store import connect
 from study.plan import checked
 from trainables.guidance import classifier_grad, misguided_classifier, weights_hash
 from trainables.guidance_classifier import ensure_noisy_classifier, log_classifier_run

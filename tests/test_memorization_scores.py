@@ -16,8 +16,9 @@ from torch_fidelity.metric_prc import prc_features_to_metric
 
 from analysis.neighbours import COPY_RATIO, bootstrap_fraction, copy_flags
 from study.contract import keys
+from study.contract.runlog import load_run_arrays
 from study.contract.spec.load import expand
-from study.contract.tracking import connect, load_run_arrays
+from study.contract.store import connect
 from trainables.data import digits_tensors
 from trainables.metrics import image_metrics, reference_features, to_uint8, training_set
 from trainables.scores import SCORES, ScoreSettings, TrainingSet, _inside, _prc_balls, compute_scores, nearest_two

@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from study.contract.experiment import ensure_experiment
 from study.contract.keys import parse_image_file
 from study.contract.memory_backend import MemoryTracker
-from study.contract.tracking import Spool, Tracker, TrialRun, connect, ensure_experiment, load_run_arrays, replay_spools
+from study.contract.runlog import Spool, TrialRun, load_run_arrays, replay_spools
+from study.contract.store import connect
+from study.contract.tracking import Tracker
 
 AXES = {"schedule": "cosine"}
 
@@ -62,7 +65,7 @@ def test_histories_artifacts_and_images(tracker: Tracker, tmp_path: Path) -> Non
     assert sorted((p.step, p.value) for p in history) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
     assert tracker.run(run.run_id).metrics["is/x/n4/ddim-3/mean"] == 3.0
     run.log_arrays("evaluations/ddim-3/epoch-00002.npz", logits=np.arange(6.0).reshape(2, 3))
-    run.log_dict({"a": 1}, "guidance/ddim-3/targets.json")
+    run.log_json({"a": 1}, "guidance/ddim-3/targets.json")
     arrays = load_run_arrays(tracker, run.run_id, "evaluations/ddim-3")
     assert list(arrays) == ["epoch-00002.npz"] and arrays["epoch-00002.npz"]["logits"].shape == (2, 3)
     run.log_image(np.zeros((8, 8, 3), dtype=np.uint8), "samples/ddim-3", 2)
@@ -124,6 +127,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_connect_opens_mlflow_and_refuses_a_memory_uri(tmp_path: Path) -> None:
+    """Every store a study names is an MLflow one; an in-memory store is handed over as an object, never by URI."""
+    assert type(connect(f"sqlite:///{tmp_path}/m.db")).__name__ == "MlflowTracker"
+    with pytest.raises(ValueError, match="pass the MemoryTracker itself"):
+        connect(MemoryTracker().uri)
 
 
 def test_a_tracking_server_that_is_down_is_refused(tmp_path: Path) -> None:
@@ -194,8 +204,8 @@ def _decoded_view(tag: str) -> dict:
 def test_the_chart_view_is_the_ui_s_own_saved_view(tracker: Tracker, tmp_path: Path) -> None:
     """A chart per curve (IS mean, ci_low, ci_high) of this instance's trials against step; the primary metric set;
     rewritten in place (one view per study); a link that names it."""
+    from study.contract.experiment import chart_view, logged_chart_view, save_chart_view, view_link
     from study.contract.keys import TAG_PRIMARY_METRIC, TAG_SAVED_VIEW_PREFIX
-    from study.contract.tracking import chart_view, logged_chart_view, save_chart_view, view_link
 
     eid = _experiment(tracker, tmp_path)
     curves = [("digits-cnn", 400, "ancestral-40"), ("digits-cnn", 400, "ddim-20")]
@@ -235,8 +245,8 @@ def test_the_chart_view_is_the_ui_s_own_saved_view(tracker: Tracker, tmp_path: P
 
 
 def test_a_chart_view_too_large_for_one_tag_keeps_its_first_charts(tmp_path: Path) -> None:
+    from study.contract.experiment import chart_view, save_chart_view
     from study.contract.keys import TAG_SAVED_VIEW_PREFIX
-    from study.contract.tracking import chart_view, save_chart_view
 
     tracker = connect(f"sqlite:///{tmp_path}/mlflow.db")
     eid = _experiment(tracker, tmp_path)

@@ -16,7 +16,8 @@ import pytest
 from conftest import serve_mlflow
 from mlflow import MlflowClient
 
-from study.contract.tracking import TrialRun, connect
+from study.contract.runlog import TrialRun
+from study.contract.store import connect
 
 TRIALS = 4
 STEPS = 500

@@ -32,7 +32,8 @@ from study.contract.keys import (
     TAG_ROLE,
     TAG_STUDY,
 )
-from study.contract.tracking import MetricPoint, Tracker, flatten, now_ms, retry
+from study.contract.runlog import flatten
+from study.contract.tracking import MetricPoint, Tracker, now_ms, retry
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics.ddpm import q_sample
 from trainables.files import atomic_torch_save

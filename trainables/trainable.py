@@ -24,8 +24,10 @@ from torch.utils.data import DataLoader
 
 from analysis.plateau import STATES, Verdict
 from study.contract import keys
+from study.contract.runlog import TrialRun
 from study.contract.spec import StudySpec, Trial
-from study.contract.tracking import Tracker, TrialRun, connect
+from study.contract.store import connect
+from study.contract.tracking import Tracker
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
@@ -72,7 +74,7 @@ class Runtime:
     classifier_weights: dict[str, str] | None = None
     # derived data (prepared image folders, FID/KID reference features): the driver's resolved cache directory
     cache_dir: str | None = None
-    # where tracking writes go while the tracking store is down (study.contract.tracking.Spool); None: a failure raises
+    # where tracking writes go while the tracking store is down (study.contract.runlog.Spool); None: a failure raises
     spool_dir: str | None = None
 
 
@@ -476,7 +478,7 @@ def _log_targets(run: TrialRun, res: EvalResult) -> None:
         return
     labels = res.targets.tolist()
     hist = torch.bincount(res.targets).tolist()
-    run.log_dict({"labels": labels, "histogram": hist}, keys.targets_artifact(res.sampler_id))
+    run.log_json({"labels": labels, "histogram": hist}, keys.targets_artifact(res.sampler_id))
 
 
 def tune_trainable(config: dict[str, Any]) -> None:
