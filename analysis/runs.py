@@ -214,12 +214,12 @@ def load_study(
         if tags.get(TAG_NAME, study_name) != study_name:
             log.warning("run %s has %s=%r, not %r; skipped", run.run_id, TAG_NAME, tags[TAG_NAME], study_name)
             continue
-        role = tags.get(TAG_ROLE)
-        if role == "parent":
+        role = keys.parse_role(tags.get(TAG_ROLE))
+        if role == keys.ROLE_PARENT:
             parents.append(run)
-        elif role == "sample-size":
+        elif role == keys.ROLE_SAMPLE_SIZE:
             sample_size.append(run.run_id)
-        elif role == "trial":
+        elif role == keys.ROLE_TRIAL:
             trial = tags.get(TAG_TRIAL) or run.name or run.run_id
             trials_runs.setdefault(trial, []).append(run)
     parent = max(parents, key=lambda r: r.start_time or 0, default=None)

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from study.contract.keys import TAG_PARENT, TAG_ROLE, TAG_STUDY, TAG_TRIAL, sample_size_key
+from study.contract.keys import ROLE_SAMPLE_SIZE, TAG_PARENT, TAG_ROLE, TAG_STUDY, TAG_TRIAL, sample_size_key
 from study.contract.spec import StudySpec, Trial, load_study, spec_fingerprint
 from study.runner import StudyError
 from trainables.files import load_tensors
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 BOOTSTRAP_REPLICATES = 200
 CHECKPOINT_GLOB = "checkpoint_*/state.pt"  # Ray Tune's checkpoint folders under tune/<trial name>/
 TUNE_KEEPS = 2  # study.runner: CheckpointConfig(num_to_keep=2)
-ROLE = "sample-size"
 COLUMNS = ("n", "is_mean", "is_std", "is_ci_low", "is_ci_high", "is_inf_fit", "fid")
 
 
@@ -473,7 +472,8 @@ def log_run(handle: StudyHandle, result: SampleSizeResult) -> str:
     from study.contract.tracking import retry
 
     tracker = connect(handle.state["tracking_uri"])
-    tags = {TAG_ROLE: ROLE, TAG_STUDY: handle.name, TAG_TRIAL: result.trial, TAG_PARENT: handle.state["parent_run_id"]}
+    tags = {TAG_ROLE: ROLE_SAMPLE_SIZE, TAG_STUDY: handle.name, TAG_TRIAL: result.trial,
+            TAG_PARENT: handle.state["parent_run_id"]}  # fmt: skip
     name = f"sample-size {result.trial} e{result.epoch} {result.eval_id}"
     run_id = retry(lambda: tracker.create_run(handle.state["experiment_id"], name, tags))
     params = {"epoch": result.epoch, "eval": result.eval_id, "seed": result.seed, "n_max": int(result.table["n"].max()),

@@ -1,4 +1,5 @@
-"""Tune report keys: formatted and parsed in study/contract/keys.py; the progress line reads them through the parser."""
+"""Tune report keys, tags and role values: formatted and parsed in study/contract/keys.py; the progress line reads
+them through the parser."""
 
 from __future__ import annotations
 
@@ -35,3 +36,15 @@ def test_the_progress_line_shows_each_evaluation_with_its_interval_and_state(cap
         "t0  epoch  4/30  loss 0.1035  IS ddim-20 3.86 [3.71, 4.02] rising  ancestral 2.50  CONVERGED, stopped early "
         "(plateau)"
     ), line
+
+
+def test_tags_and_role_values_round_trip() -> None:
+    """The wire format of the run tags other tools read (the MLflow UI, a search filter) is fixed here."""
+    assert [keys.parse_role(r) for r in ("parent", "trial", "classifier", "sample-size")] == list(keys.ROLES)
+    assert keys.parse_role("driver") is None and keys.parse_role(None) is None
+    assert keys.guidance_weights_tag("misguided") == "guidance.misguided.weights_sha256"
+    assert keys.parse_guidance_weights_tag(keys.guidance_weights_tag("classifier")) == "classifier"
+    assert keys.parse_guidance_weights_tag(keys.TAG_GUIDANCE_CLASSIFIER_KEY) is None
+    assert keys.version_param("torch") == "version.torch" and keys.parse_version_param("version.torch") == "torch"
+    assert keys.parse_version_param("training.lr") is None
+    assert keys.TAG_NETWORK_PARAMETERS == "network.parameters" and keys.TAG_CLASSIFIER_KEY == "classifier.key"

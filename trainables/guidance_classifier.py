@@ -27,6 +27,10 @@ from study.contract.keys import (
     CLASSIFIER_ACCURACY,
     CLASSIFIER_LOSS,
     CLASSIFIER_SECONDS,
+    ROLE_CLASSIFIER,
+    TAG_CLASSIFIER_CACHED,
+    TAG_CLASSIFIER_KEY,
+    TAG_CLASSIFIER_PATH,
     TAG_INSTANCE,
     TAG_PARENT,
     TAG_ROLE,
@@ -166,12 +170,13 @@ def log_classifier_run(
     job: ClassifierJob,
 ) -> str:
     """The classifier's own child run (``study.role=classifier``); one per study instance and key (resume-safe)."""
-    found = retry(lambda: tracker.find_runs(experiment_id, {TAG_INSTANCE: instance, "classifier.key": job.key}))
+    found = retry(lambda: tracker.find_runs(experiment_id, {TAG_INSTANCE: instance, TAG_CLASSIFIER_KEY: job.key}))
     if found:
         return found[0]
     tags = {
-        TAG_PARENT: parent_run_id, TAG_STUDY: study, TAG_ROLE: "classifier", TAG_INSTANCE: instance,
-        "classifier.key": job.key, "classifier.cached": str(not job.trained).lower(), "classifier.path": str(job.path),
+        TAG_PARENT: parent_run_id, TAG_STUDY: study, TAG_ROLE: ROLE_CLASSIFIER, TAG_INSTANCE: instance,
+        TAG_CLASSIFIER_KEY: job.key, TAG_CLASSIFIER_CACHED: str(not job.trained).lower(),
+        TAG_CLASSIFIER_PATH: str(job.path),
     }  # fmt: skip
     run_id = retry(lambda: tracker.create_run(experiment_id, f"classifier-{job.key}", tags))
     params = flatten({k: getattr(spec, k).model_dump(mode="json") for k in ("dataset", "dynamics", "classifier")})

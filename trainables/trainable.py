@@ -250,7 +250,7 @@ def open_run(ctx: TrialContext, progress: Progress) -> TrialRun:
     run.set_tags({keys.TAG_DEVICE: describe_device(ctx.device), keys.TAG_NODE: node})  # the trial may have moved
     if progress.epoch == 0:
         params = count_parameters(ctx.net)
-        run.set_tags({"network.parameters": str(params)})
+        run.set_tags({keys.TAG_NETWORK_PARAMETERS: str(params)})
         summary = {keys.dynamics_key(k): v for k, v in ctx.dynamics.summary().items()}
         run.log_metrics(summary | {keys.NETWORK_PARAMETERS: params}, 0)
     return run
@@ -449,8 +449,8 @@ class Guides:
             nets["misguided"] = misguided_classifier(cfg.network, channels, resolution, num_classes,
                                                      cfg.misguided_seed).to(ctx.device)  # fmt: skip
         hashes = {kind: weights_hash(net) for kind, net in nets.items()}
-        tags = {f"guidance.{kind}.weights_sha256": h for kind, h in hashes.items()}
-        run.set_tags(tags | {"guidance.classifier.key": key})
+        tags = {keys.guidance_weights_tag(kind): h for kind, h in hashes.items()}
+        run.set_tags(tags | {keys.TAG_GUIDANCE_CLASSIFIER_KEY: key})
         return cls(nets, hashes)
 
     def check_frozen(self) -> None:

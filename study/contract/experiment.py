@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from study.contract.keys import (
+    ROLE_PARENT,
+    ROLE_TRIAL,
     TAG_DESCRIPTION,
     TAG_INSTANCE,
     TAG_PRIMARY_METRIC,
@@ -17,8 +19,10 @@ from study.contract.keys import (
     TAG_STUDY,
     VIEW_LINK_PARAM,
     chart_view_id,
+    parse_role,
     parse_score_key,
     score_key,
+    version_param,
 )
 from study.contract.runlog import json_file
 from study.contract.tracking import ChartView, MetricPoint, Tracker, now_ms, retry
@@ -58,7 +62,7 @@ def chart_view(study: str, instance: str, curves: list[tuple[str, int, str]]) ->
     instances' trials are left out by their tags)."""
     charts = [[score_key("is", x, n, ev, stat) for stat in IS_CHART_STATS] for x, n, ev in curves]
     return ChartView(chart_view_id(study), f"{study}: IS vs epoch", "IS vs epoch (mean, 95 % CI)",
-                     {TAG_ROLE: "trial", TAG_INSTANCE: instance}, charts)  # fmt: skip
+                     {TAG_ROLE: ROLE_TRIAL, TAG_INSTANCE: instance}, charts)  # fmt: skip
 
 
 def save_chart_view(tracker: Tracker, experiment_id: str, view: ChartView) -> None:
@@ -72,13 +76,14 @@ def logged_chart_view(tracker: Tracker, experiment_id: str, study: str) -> Chart
     """The view of what a study logged (``report`` of a study run before views existed, or elsewhere): its latest
     instance and the IS curves its trials logged. ``None`` without a parent run."""
     runs = retry(lambda: tracker.runs(experiment_id))
-    parents = [r for r in runs if r.tags.get(TAG_ROLE) == "parent" and r.tags.get(TAG_STUDY, study) == study]
+    mine = [r for r in runs if r.tags.get(TAG_STUDY, study) == study]
+    parents = [r for r in mine if parse_role(r.tags.get(TAG_ROLE)) == ROLE_PARENT]
     if not parents:
         return None
     instance = max(parents, key=lambda r: r.start_time or 0).tags.get(TAG_INSTANCE, "")
     curves = sorted({
         (k.extractor, k.n, k.evaluation) for r in runs
-        if r.tags.get(TAG_ROLE) == "trial" and r.tags.get(TAG_INSTANCE) == instance
+        if parse_role(r.tags.get(TAG_ROLE)) == ROLE_TRIAL and r.tags.get(TAG_INSTANCE) == instance
         for k in map(parse_score_key, r.metrics) if k is not None and k.score == "is" and k.stat == "mean"
     })  # fmt: skip
     return chart_view(study, instance, curves)
@@ -133,7 +138,7 @@ def create_parent_run(
     extra_tags: dict[str, str],
 ) -> str:
     """The parent run of one study invocation: spec file, expanded trials, git commit, package versions."""
-    tags = {TAG_STUDY: study, TAG_ROLE: "parent", TAG_INSTANCE: instance, TAG_DESCRIPTION: description}
+    tags = {TAG_STUDY: study, TAG_ROLE: ROLE_PARENT, TAG_INSTANCE: instance, TAG_DESCRIPTION: description}
     tags |= {"mlflow.note.content": description} if description else {}
     commit = git_commit(spec_path.parent)
     if commit:
@@ -141,7 +146,7 @@ def create_parent_run(
     tags |= extra_tags
     run_id = retry(lambda: tracker.create_run(experiment_id, f"{study} (study)", tags))
     versions = package_versions()
-    retry(lambda: tracker.log_batch(run_id, [], {f"version.{k}": v for k, v in versions.items()}, {}))
+    retry(lambda: tracker.log_batch(run_id, [], {version_param(k): v for k, v in versions.items()}, {}))
     retry(lambda: tracker.log_artifact(run_id, spec_path, "spec"))
     log_json(tracker, run_id, {"trials": trials}, "spec/trials.json")
     log_json(tracker, run_id, versions, "environment.json")

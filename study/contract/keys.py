@@ -33,7 +33,7 @@ MLFLOW_RUN_STATUS: dict[str, str] = {
 # ---------------------------------------------------------------------------------------------------- tags
 
 TAG_STUDY = "study.name"
-TAG_ROLE = "study.role"  # parent | trial | classifier | sample-size
+TAG_ROLE = "study.role"  # one of ROLES
 TAG_TRIAL = "study.trial"
 TAG_AXES = "study.axes"  # JSON list of axis names, in spec order
 TAG_STATUS = "study.status"  # one of STATUSES
@@ -54,6 +54,52 @@ AXIS_PREFIX = "axis."
 TAG_SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
 TAG_PRIMARY_METRIC = "mlflow.experiment.primaryMetric.name"
 VIEW_LINK_PARAM = "viewStateShareKey"
+
+
+# What a run is, by its ``TAG_ROLE`` value: the parent run of one study invocation, one trial's child run, a guidance
+# classifier's run (trainables/guidance_classifier.py), a sample-size run (study/sample_size.py)
+Role = Literal["parent", "trial", "classifier", "sample-size"]
+ROLES: tuple[str, ...] = get_args(Role)
+ROLE_PARENT, ROLE_TRIAL, ROLE_CLASSIFIER, ROLE_SAMPLE_SIZE = ROLES
+
+
+def parse_role(value: object) -> Role | None:
+    """The role a ``TAG_ROLE`` value names; None for a run without one (or one this version does not know)."""
+    return value if value in ROLES else None  # type: ignore[return-value]  # checked against Role's values
+
+
+# A trial's facts, as tags: its network's parameter count, and for guided evaluations the sha256 of each guidance
+# network's weights (``classifier``, ``misguided``) and the key of the noisy classifier it loaded
+TAG_NETWORK_PARAMETERS = "network.parameters"
+TAG_GUIDANCE_CLASSIFIER_KEY = "guidance.classifier.key"
+# A guidance classifier's run: its cache key, whether the weights came from the cache, and where they are
+TAG_CLASSIFIER_KEY, TAG_CLASSIFIER_CACHED, TAG_CLASSIFIER_PATH = (
+    "classifier.key", "classifier.cached", "classifier.path",
+)  # fmt: skip
+
+
+def guidance_weights_tag(kind: str) -> str:
+    """The tag holding the sha256 of guidance network ``kind``'s weights (``guidance.misguided.weights_sha256``)."""
+    return f"guidance.{kind}.weights_sha256"
+
+
+def parse_guidance_weights_tag(tag: str) -> str | None:
+    """The guidance kind of a :func:`guidance_weights_tag`; None for any other tag."""
+    m = re.fullmatch(r"guidance\.([a-z_]+)\.weights_sha256", tag)
+    return m[1] if m else None
+
+
+# The parent run's params: the version of each package the study ran with (``version.torch``, ``version.python``)
+VERSION_PREFIX = "version."
+
+
+def version_param(package: str) -> str:
+    return VERSION_PREFIX + package
+
+
+def parse_version_param(key: str) -> str | None:
+    """The package a :func:`version_param` names; None for any other param."""
+    return key[len(VERSION_PREFIX) :] if key.startswith(VERSION_PREFIX) and len(key) > len(VERSION_PREFIX) else None
 
 
 def chart_view_id(study: str) -> str:

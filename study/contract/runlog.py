@@ -28,6 +28,7 @@ import numpy as np
 
 from study.contract.keys import (
     MLFLOW_RUN_STATUS,
+    ROLE_TRIAL,
     TAG_AXES,
     TAG_DESCRIPTION,
     TAG_INSTANCE,
@@ -200,7 +201,7 @@ class TrialRun:
             run_id = found[0] if found else None
         if run_id is None:
             tags = {
-                TAG_PARENT: parent_run_id, TAG_STUDY: study, TAG_ROLE: "trial", TAG_TRIAL: trial,
+                TAG_PARENT: parent_run_id, TAG_STUDY: study, TAG_ROLE: ROLE_TRIAL, TAG_TRIAL: trial,
                 TAG_AXES: json.dumps(list(axes)), TAG_INSTANCE: instance, TAG_STATUS: "running", TAG_STARTS: "1",
             } | {axis_tag(k): v for k, v in axes.items()}  # fmt: skip
             short, long = split_params(flatten(params))
