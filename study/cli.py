@@ -28,13 +28,15 @@ class _TuneInterruptNotes(logging.Filter):
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from study.plan import Plan
+
+    plan = Plan.load(args.spec)  # a file that is not a spec is refused before the trial library (torch) loads
+    base, trials = plan.base, plan.trials
+
     from study.describe import describe_study
     from study.paths import StudyPaths
-    from study.plan import Plan
     from study.preflight import preflight
 
-    plan = Plan.load(args.spec)
-    base, trials = plan.base, plan.trials
     print(describe_study(base, trials))
     # Missing data or weights are warnings here (the spec is valid; another machine may have the files);
     # `study run` stops with exit code 2 on the same problems.
