@@ -13,6 +13,7 @@ from conftest import micro_spec
 from gmm_exact import ExactEpsNet, match_report, three_blobs
 
 from study.contract.spec.load import expand
+from study.plan import checked
 from trainables.samplers import SAMPLERS, DiscreteEpsDenoiser, EpsModel, karras, probability_flow_euler, view
 from trainables.schedules import DiscreteSchedule, cosine_betas, linear_betas
 
@@ -73,8 +74,8 @@ def test_a_ddpm_spec_may_name_karras_and_names_the_missing_native_sde() -> None:
     assert trials and trials[0].spec.evaluation.samplers[0].kind == "karras"
     from study.contract.spec import SpecError
 
-    with pytest.raises(SpecError, match="own sde"):
-        expand(micro_spec(**{"evaluation.samplers": [{"kind": "euler_maruyama", "steps": 5}]}))
+    with pytest.raises(SpecError, match="own sde"):  # the driver's plan step checks it (validate, run)
+        checked(expand(micro_spec(**{"evaluation.samplers": [{"kind": "euler_maruyama", "steps": 5}]})))
 
 
 def test_karras_runs_on_a_real_float32_ddpm_network_through_the_view() -> None:
