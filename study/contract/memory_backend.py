@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from study.contract.keys import TAG_SAVED_VIEW_PREFIX, image_file
+from study.contract.store import MEMORY_URI_PREFIX
 from study.contract.tracking import ChartView, ExperimentRecord, MetricPoint, RunRecord
 
 
@@ -34,7 +35,7 @@ class _Run:
 class MemoryTracker:
     """A ``study.contract.tracking.Tracker`` whose store is a few dicts."""
 
-    def __init__(self, uri: str = "memory:"):
+    def __init__(self, uri: str = MEMORY_URI_PREFIX):
         self.uri = uri
         self.experiments: dict[str, ExperimentRecord] = {}
         self.runs_by_id: dict[str, _Run] = {}
