@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import micro_spec
 
-from study.spec.study import StudySpec
+from study.contract.spec.study import StudySpec
 from trainables import digits_classifier as dc
 from trainables.files import UnsafeFile, sha256_of
 from trainables.metrics import extractor_decl
