@@ -366,9 +366,8 @@ def display_window(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """Human-readable version of :func:`window_table`."""
     if df.empty:
         return df
-    return pd.DataFrame({
-        "trial": df["trial"], **{a: df[a].fillna("") for a in axes}, "evaluation": df["evaluation"],
-        "memorization score": df["score"],
+    return keyed(pd.DataFrame({
+        "trial": df["trial"], "evaluation": df["evaluation"],
         "IS plateau epoch [95% range]": [
             _epoch_range(e, lo, hi) if _num(e) else s
             for e, lo, hi, s in zip(df["plateau_epoch"], df["plateau_epoch_low"], df["plateau_epoch_high"],
@@ -387,8 +386,9 @@ def display_window(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         "held-out level": [_num(x, "{:.3f}") for x in df["held_out"]],
         "margin δ": [_num(x, "{:g}") for x in df["margin"]],
         "training noise τ": [_num(x, "{:.3f}") for x in df["training_noise"]],
+        "memorization score": df["score"], **{a: df[a].fillna("") for a in axes},
         "note": df["note"].fillna(""),
-    })  # fmt: skip
+    }), 4, wrap=("note",))  # fmt: skip
 
 
 def display_arms(df: pd.DataFrame) -> pd.DataFrame:
