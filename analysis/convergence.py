@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from analysis.onset import FractionCurve, Onset, OnsetRule, assess_onset
 from analysis.plateau import Curve, PlateauRule, Verdict, assess, two_sided
 from analysis.runs import StudyRuns
 from analysis.stats import BootstrapSettings, PairedBootstrap, split_std_to_se
@@ -90,6 +91,49 @@ def verdicts(study: StudyRuns, draws: int = 200) -> tuple[dict[CurveKey, Verdict
         k: CurveKey = (str(key[0]), str(key[1]), str(key[2]), int(key[3]))
         curves[k] = curve_of(study, k, g)
         out[k] = assess(curves[k], trial_rule(study.params.get(k[0], {})), draws=draws)
+    return out, curves
+
+
+_ONSET_PREFIX = "evaluation.onset."
+
+
+def trial_onset_rule(params: Mapping[str, str]) -> tuple[str, OnsetRule]:
+    """(memorization score, onset rule) a trial was run with: its logged ``evaluation.onset.*`` params, else the
+    spec's defaults (runs logged before the rule existed)."""
+    from study.contract.spec.study import OnsetSpec
+
+    spec = OnsetSpec.model_validate({k[len(_ONSET_PREFIX) :]: v for k, v in params.items()
+                                     if k.startswith(_ONSET_PREFIX)})  # fmt: skip
+    return spec.score, OnsetRule(**spec.rule_fields())
+
+
+def onset_verdicts(study: StudyRuns, draws: int = 200) -> tuple[dict[CurveKey, Onset], dict[CurveKey, FractionCurve]]:
+    """The memorization-onset rule (analysis/onset.py) on every (trial, evaluation, extractor, n) curve of the
+    memorized fraction the trial's rule reads (``evaluation.onset.score``), from the logged mean, SE and held-out
+    level: the numbers the trial's stopper decided on. Empty when no trial logged a memorization score."""
+    m = study.metrics
+    out: dict[CurveKey, Onset] = {}
+    curves: dict[CurveKey, FractionCurve] = {}
+    if m.empty:
+        return out, curves
+    m = m[m["score"].astype(str).str.startswith("memorization_")]
+    for (trial, score, extractor, n, evaluation), g in m.groupby(
+        ["trial", "score", "extractor", "n_samples", "evaluation"], sort=True
+    ):
+        wanted, rule = trial_onset_rule(study.params.get(str(trial), {}))
+        if score != wanted:
+            continue
+        wide = g.pivot_table(index="epoch", columns="stat", values="value", aggfunc="last").sort_index()
+        if "mean" not in wide:
+            continue
+
+        def col(stat: str, wide: pd.DataFrame = wide) -> np.ndarray | None:
+            return wide[stat].to_numpy(dtype=float) if stat in wide else None
+
+        k: CurveKey = (str(trial), str(evaluation), str(extractor), int(n))
+        curves[k] = FractionCurve.from_rows(wide.index.to_numpy(dtype=float), col("mean"), col("se"),
+                                            col("held_out"), col("held_out_se"))  # fmt: skip
+        out[k] = assess_onset(curves[k], rule, draws=draws)
     return out, curves
 
 

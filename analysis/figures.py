@@ -14,10 +14,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.convergence import arm_curve
+from analysis.onset import FractionCurve, Onset
 from analysis.plateau import Verdict, two_sided
 from analysis.stats import split_std_to_se
 
-__all__ = ["plot_is_vs_epoch", "plot_loss", "plot_arms", "plot_scores", "trial_palette"]
+__all__ = ["plot_is_vs_epoch", "plot_loss", "plot_arms", "plot_scores", "plot_generalization", "trial_palette"]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,76 @@ def _band(g: pd.DataFrame, splits: int) -> tuple[np.ndarray, np.ndarray]:
     se = np.where(np.isfinite(se), se, 0.0)
     q = two_sided(0.95, splits - 1)
     return np.where(np.isfinite(lo), lo, mean - q * se), np.where(np.isfinite(hi), hi, mean + q * se)
+
+
+IS_COLOUR, MEM_COLOUR = "tab:blue", "tab:red"
+
+
+def plot_generalization(
+    scores: pd.DataFrame,
+    plateaus: PlateauMap,
+    onsets: Mapping[tuple[str, str, str, int], Onset],
+    fractions: Mapping[tuple[str, str, str, int], FractionCurve],
+    path: Path,
+    *,
+    title: str,
+    splits: Mapping[str, int] | None = None,
+) -> Path | None:
+    """IS and the memorized fraction on one time axis, one panel per (trial, evaluation) that logged a memorization
+    score: IS (left axis) with its 95 % band and the plateau start with its range (blue span); the memorized
+    fraction in % (right axis) with +-1.96 SE, its held-out level (dashed) and held-out + delta (dotted), and the
+    memorization onset with its range (red span). None when no trial logged a memorization score."""
+    keys = sorted(onsets)
+    if not keys:
+        return None
+    data = _finite(scores, "is_mean")
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+        fig, axs = _panel_grid(len(keys), min(3, len(keys)))
+        for ax, key in zip(axs, keys, strict=False):
+            trial, evaluation, _, _ = key
+            o, c = onsets[key], fractions[key]
+            g = data[(data["trial"] == trial) & (data["evaluation"] == evaluation)].sort_values("epoch")
+            g = g[g["n_samples"] == g["n_samples"].max()] if len(g) else g
+            if len(g):
+                ax.plot(g["epoch"], g["is_mean"], color=IS_COLOUR, marker="o", markersize=3)
+                low, high = _band(g, (splits or {}).get(trial, 10))
+                ax.fill_between(g["epoch"], low, high, color=IS_COLOUR, alpha=0.15, linewidth=0)
+            p = next((v for k, v in plateaus.items() if (k[0], k[1]) == (trial, evaluation)), None)
+            if p is not None and p.epoch is not None:
+                ax.axvline(p.epoch, color=IS_COLOUR, linestyle="-", linewidth=1.2)
+                if p.epoch_low is not None and p.epoch_high is not None:
+                    ax.axvspan(p.epoch_low, p.epoch_high, color=IS_COLOUR, alpha=0.1, linewidth=0)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("Inception Score", color=IS_COLOUR)
+            twin = ax.twinx()
+            twin.grid(False)
+            pct = 100 * c.estimates
+            twin.plot(c.epochs, pct, color=MEM_COLOUR, marker="s", markersize=3)
+            twin.fill_between(c.epochs, pct - 196 * c.ses, pct + 196 * c.ses, color=MEM_COLOUR, alpha=0.15,
+                              linewidth=0)  # fmt: skip
+            if np.isfinite(c.baseline):
+                twin.axhline(100 * c.baseline, color=MEM_COLOUR, linestyle="--", linewidth=1)
+                twin.axhline(100 * (c.baseline + o.margin), color=MEM_COLOUR, linestyle=":", linewidth=1)
+            if o.epoch is not None:
+                twin.axvline(o.epoch, color=MEM_COLOUR, linestyle="-", linewidth=1.2)
+                if o.epoch_low is not None and o.epoch_high is not None:
+                    twin.axvspan(o.epoch_low, o.epoch_high, color=MEM_COLOUR, alpha=0.1, linewidth=0)
+            twin.set_ylim(bottom=0)
+            twin.set_ylabel("memorized fraction (%)", color=MEM_COLOUR)
+            ax.set_title(f"{trial}\n{evaluation}: IS {p.state if p else 'n/a'}, memorization {o.state}", fontsize=9)
+        handles = [
+            Line2D([], [], color=IS_COLOUR, marker="o", markersize=3, label="IS, 95% band"),
+            Line2D([], [], color=IS_COLOUR, linewidth=6, alpha=0.3, label="IS plateau start, 95% range"),
+            Line2D([], [], color=MEM_COLOUR, marker="s", markersize=3, label="memorized fraction, 95% band"),
+            Line2D([], [], color=MEM_COLOUR, linestyle="--", label="held-out level"),
+            Line2D([], [], color=MEM_COLOUR, linestyle=":", label="held-out level + margin"),
+            Line2D([], [], color=MEM_COLOUR, linewidth=6, alpha=0.3, label="memorization onset, 95% range"),
+        ]
+        fig.legend(handles=handles, loc="outside right center", fontsize="small")
+        fig.suptitle(title)
+        fig.savefig(path, dpi=110)
+    log.info("wrote %s", path)
+    return path
 
 
 def plot_arms(scores: pd.DataFrame, arms: Mapping[str, list[str]], path: Path, *, title: str) -> Path:

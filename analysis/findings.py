@@ -35,7 +35,7 @@ from analysis.plateau import Verdict
 from analysis.runs import StudyRuns
 from analysis.tables import keyed
 
-__all__ = ["Finding", "findings", "findings_table", "ranking_table"]
+__all__ = ["Finding", "findings", "findings_table", "ranking_table", "window_findings"]
 
 
 @dataclass(frozen=True)
@@ -192,3 +192,32 @@ def ranking_table(conv: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
                          "plateau epoch": "" if pd.isna(r.plateau_epoch) else int(r.plateau_epoch),
                          **{a: getattr(r, a, "") for a in axes if a.isidentifier()}})  # fmt: skip
     return keyed(pd.DataFrame(rows), 4)
+
+
+def window_findings(window: pd.DataFrame) -> list[str]:
+    """The generalization window of each trial and evaluation (``tables.window_table``) in one sentence: the IS
+    plateau epoch and the memorization-onset epoch with their 95 % ranges. A curve without a plateau or an onset is
+    censored at its last evaluation, not given the budget's end."""
+
+    def rng(e: object, lo: object, hi: object) -> str:
+        return f"epoch {int(e)} [{int(lo)}-{int(hi)}]" if not pd.isna(lo) else f"epoch {int(e)}"  # type: ignore[arg-type]
+
+    out = []
+    for r in window.itertuples(index=False):
+        last = "" if pd.isna(r.last_epoch) else f" by epoch {int(r.last_epoch)}"
+        plateau = (f"IS plateau at {rng(r.plateau_epoch, r.plateau_epoch_low, r.plateau_epoch_high)}"
+                   if not pd.isna(r.plateau_epoch) else f"IS {r.plateau_state}{last} (no plateau)")  # fmt: skip
+        rise = f"rise {r.rise:+.3f} [{r.rise_low:+.3f}, {r.rise_high:+.3f}] over the held-out level {r.held_out:.3f}"
+        if r.onset_state == "onset":
+            onset = f"memorization onset at {rng(r.onset_epoch, r.onset_epoch_low, r.onset_epoch_high)}"
+        elif r.onset_state == "no onset":
+            onset = f"no memorization onset{last}, resolved below delta = {r.margin:g}"
+        else:
+            onset = f"memorization onset undetermined{last}"
+        window = ""
+        if not pd.isna(r.plateau_epoch) and not pd.isna(r.onset_epoch):
+            window = f"; window {int(r.onset_epoch) - int(r.plateau_epoch)} epochs"
+        elif not pd.isna(r.plateau_epoch) and r.onset_state == "no onset":
+            window = f"; window open from the plateau to at least epoch {int(r.last_epoch)}" if last else ""
+        out.append(f"{r.trial} under {r.evaluation}: {plateau}; {onset} ({rise}){window}.")
+    return out

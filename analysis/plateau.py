@@ -90,7 +90,8 @@ from typing import Literal
 import numpy as np
 
 __all__ = [
-    "Curve", "PlateauRule", "Verdict", "assess", "decide_batch", "plateau_epochs", "checkpoint_noise", "State",
+    "Curve", "PlateauRule", "Verdict", "assess", "decide_batch", "plateau_epochs", "checkpoint_noise",
+    "checkpoint_noise_independent", "State",
     "STATES", "STATE_CODES",
 ]  # fmt: skip
 
@@ -268,6 +269,17 @@ def checkpoint_noise(s: np.ndarray, cov: np.ndarray) -> np.ndarray:
     idx = np.arange(k - 2)
     c[idx, idx], c[idx, idx + 1], c[idx, idx + 2] = 1.0, -2.0, 1.0
     measured = np.einsum("ij,jk,ik->i", c, cov, c).mean()
+    return np.maximum((d**2).mean(axis=1) - measured, 0.0) / 6
+
+
+def checkpoint_noise_independent(s: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``checkpoint_noise`` of B curves whose measurement errors are independent, each curve with its own
+    variances ``var`` (B, K) (binomial fractions, analysis/onset.py): Var d_k = var_{k-1} + 4 var_k + var_{k+1}."""
+    s, var = np.atleast_2d(s), np.atleast_2d(var)
+    if s.shape[1] < 3:
+        return np.zeros(s.shape[0])
+    d = s[:, :-2] - 2 * s[:, 1:-1] + s[:, 2:]
+    measured = (var[:, :-2] + 4 * var[:, 1:-1] + var[:, 2:]).mean(axis=1)
     return np.maximum((d**2).mean(axis=1) - measured, 0.0) / 6
 
 

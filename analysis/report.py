@@ -6,6 +6,9 @@ Layout written into ``out_dir``::
     figures/arms.png          (seed axis only) mean over seeds with a 95 % t-interval band
     figures/scores.png        (when logged) every other score: FID, KID, ...
     figures/loss.png          training loss per trial (log y)
+    figures/generalization.png (memorization logged) IS and the memorized fraction on one time axis per trial
+    generalization_window.csv (memorization logged) per trial and evaluation: IS plateau epoch and memorization
+                              onset epoch with their ranges (analysis/onset.py)
     convergence.csv           one row per (trial, evaluation, extractor, n_samples) curve: state, plateau epoch and
                               its range, IS with its interval at the plateau and at the end, IS-infinity
     arms.csv                  (seed axis only) plateau epochs across seeds per arm
@@ -29,9 +32,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from analysis.claims import ClaimCheck, check_claims, claims_table
-from analysis.convergence import arms, bootstrap_of, verdict_of, verdicts
-from analysis.figures import plot_arms, plot_is_vs_epoch, plot_loss, plot_sample_grids, plot_scores
-from analysis.findings import Finding, findings, findings_table, ranking_table
+from analysis.convergence import arms, bootstrap_of, onset_verdicts, trial_onset_rule, verdict_of, verdicts
+from analysis.figures import (
+    plot_arms,
+    plot_generalization,
+    plot_is_vs_epoch,
+    plot_loss,
+    plot_sample_grids,
+    plot_scores,
+)  # fmt: skip
+from analysis.findings import Finding, findings, findings_table, ranking_table, window_findings
 from analysis.plateau import PlateauRule
 from analysis.runs import StudyRuns, load_study
 from analysis.tables import (
@@ -44,9 +54,11 @@ from analysis.tables import (
     display_convergence,
     display_differences,
     display_savings,
+    display_window,
     savings_table,
     to_html,
     to_markdown,
+    window_table,
 )
 from study.contract.experiment import run_link, view_link
 from study.contract.keys import chart_view_id
@@ -62,6 +74,17 @@ IS_FIGURE = "figures/is_vs_epoch.png"
 ARMS_FIGURE = "figures/arms.png"
 SCORES_FIGURE = "figures/scores.png"
 LOSS_FIGURE = "figures/loss.png"
+WINDOW_FIGURE = "figures/generalization.png"
+WINDOW_TEXT = (
+    "The two time scales of training (Bonnaire et al. 2025): when the samples stop improving (the IS plateau, "
+    "plateau rule above) and when the model starts copying its training set (memorization onset). The memorized "
+    "fraction is the share of generated images whose nearest training image is closer than a third of the second "
+    "nearest (Yoon et al. 2023), its baseline the same fraction for held-out real images the model never saw. "
+    "Onset epochs are the estimated crossing of the margin, with a 95 % range over draws of the curve plus its "
+    "training noise; `resolved at` is the evaluation at which the rise was resolved at the rule's persistence "
+    "(where the memorization stopper ends a trial). A curve without an onset is censored at its last evaluation. "
+    "IS on the left axis, the memorized fraction (%) on the right."
+)
 
 UNCERTAINTY = (
     "Intervals are 95 %. The IS interval of one evaluation is a bootstrap over its generated images (each "
@@ -119,7 +142,7 @@ LOCKSTEP_NOTE = (" ‡ generated in lockstep with the trial's other evaluations 
 
 def _sections(
     study: StudyRuns, rule: PlateauRule, tables: dict[str, str], figures: list[str], found: list[Finding],
-    checks: list[ClaimCheck],
+    checks: list[ClaimCheck], window: list[str] | None = None,
 ) -> list[tuple]:  # fmt: skip
     """(heading, paragraphs, table key, figure) in report order: one source for report.md and index.html."""
     axis = [f.sentence + f" {f.plateau}." for f in found if f.family.startswith("axis")]
@@ -144,6 +167,8 @@ def _sections(
         ("Inception Score vs epoch", [], None, IS_FIGURE),
         ("Convergence", [f"Plateau rule: {rule.describe()}.", STATES_TEXT, UNCERTAINTY], "convergence", None),
     ]
+    if WINDOW_FIGURE in figures:
+        out.append(("Generalization window", [WINDOW_TEXT, *(window or [])], "window", WINDOW_FIGURE))
     if ARMS_FIGURE in figures:
         out.append(("Arms (mean over seeds)", ["Trials that differ only in `training.seed`: the mean curve with a "
                     "95 % t-interval across seeds, and the plateau epochs of the seeds."], "arms", ARMS_FIGURE))
@@ -339,6 +364,11 @@ def render_report(
     diffs.to_csv(out_dir / "differences.csv", index=False)
     if not arm.empty:
         arm.to_csv(out_dir / "arms.csv", index=False)
+    onset_found, fractions = onset_verdicts(study)
+    memorization = {t: trial_onset_rule(study.params.get(t, {})) for t in {k[0] for k in onset_found}}
+    window = window_table(study, found, onset_found, {t: s for t, (s, _) in memorization.items()})
+    if not window.empty:
+        window.to_csv(out_dir / "generalization_window.csv", index=False)
 
     trials = list(study.trials["trial"])
     statuses = dict(zip(study.trials["trial"], study.trials["status"], strict=True))
@@ -352,6 +382,10 @@ def render_report(
         figures.append(ARMS_FIGURE)
     if plot_scores(study.metrics, out_dir / SCORES_FIGURE, title=f"{study_name}: other scores", trials=trials):
         figures.append(SCORES_FIGURE)
+    if plot_generalization(study.scores, found, onset_found, fractions, out_dir / WINDOW_FIGURE,
+                           title=f"{study_name}: generalization window (IS and memorization)",
+                           splits={t: bootstrap_of(study.params.get(t, {})).splits for t in trials}):  # fmt: skip
+        figures.append(WINDOW_FIGURE)
     figures += _sample_figures(study, found, out_dir)
 
     tables_md = {"convergence": to_markdown(display_convergence(conv, study.axes)),
@@ -364,7 +398,14 @@ def render_report(
                    "savings": to_html(display_savings(saved)), "arms": to_html(display_arms(arm)),
                    "differences": to_html(display_differences(diffs)),
                    "claims": to_html(claims_table(checks)), "ranking": to_html(ranking)}
-    sections = _sections(study, rule, tables_md, figures, found_findings, checks)
+    if not window.empty:
+        rules = sorted({r.describe() for _, r in memorization.values()})
+        shown = display_window(window, study.axes)
+        tables_md["window"], tables_html["window"] = to_markdown(shown), to_html(shown)
+        window_text = [f"Onset rule: {'; '.join(rules)}.", *window_findings(window)]
+    else:
+        window_text = []
+    sections = _sections(study, rule, tables_md, figures, found_findings, checks, window_text)
     report = out_dir / "report.md"
     report.write_text(_markdown(study, sections, tables_md), encoding="utf-8")
     (out_dir / "index.html").write_text(_html(study, sections, tables_html, out_dir), encoding="utf-8")

@@ -8,13 +8,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.convergence import CURVE_KEYS, SEED_AXIS, CurveKey, arm_curve, arms, difference
+from analysis.convergence import CURVE_KEYS, SEED_AXIS, CurveKey, arm_curve, arms, difference, verdict_of
+from analysis.onset import Onset
 from analysis.plateau import Curve, Verdict
 from analysis.runs import StudyRuns
 
 __all__ = [
     "convergence_table", "arm_table", "compute_table", "savings_table", "differences_table", "display_convergence",
     "display_arms", "display_compute", "display_savings", "display_differences", "to_markdown", "to_html",
+    "window_table", "display_window",
 ]
 
 def _finite(g: pd.DataFrame) -> pd.DataFrame:
@@ -316,6 +318,76 @@ def display_convergence(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
             f"{x}, n={n}" if isinstance(x, str) else "" for x, n in zip(df["extractor"], df["n_samples"], strict=True)
         ],
         "paired": df["paired"].fillna(""), "note": df["note"].fillna(""),
+    }), 4, wrap=("note",))  # fmt: skip
+
+
+WINDOW_COLUMNS = [
+    "evaluation", "score", "extractor", "n_samples", "plateau_state", "plateau_epoch", "plateau_epoch_low",
+    "plateau_epoch_high", "onset_state", "onset_epoch", "onset_epoch_low", "onset_epoch_high", "onset_detected",
+    "rise", "rise_low", "rise_high", "held_out", "margin", "training_noise", "last_epoch", "note",
+]  # fmt: skip
+
+
+def window_table(study: StudyRuns, verdicts: dict[CurveKey, Verdict], onsets: dict[CurveKey, Onset],
+                 score: dict[str, str] | None = None) -> pd.DataFrame:  # fmt: skip
+    """The generalization window: one row per memorized-fraction curve (trial, evaluation), with the IS plateau
+    epoch and its range (the plateau verdict already computed for that trial and evaluation) beside the
+    memorization-onset epoch and its range, the rise over the held-out level and its interval. Empty when no
+    trial logged a memorization score. ``score``: {trial: the memorization score its rule read}."""
+    rows = []
+    trial_info = study.trials.set_index("trial")
+    for (trial, evaluation, extractor, n), o in sorted(onsets.items()):
+        v = verdict_of(verdicts, trial, evaluation)
+        epochs = study.metrics[(study.metrics["trial"] == trial) & (study.metrics["evaluation"] == evaluation)
+                               & study.metrics["score"].astype(str).str.startswith("memorization_")]["epoch"]
+        rows.append({
+            "trial": trial, "status": str(trial_info.loc[trial, "status"]),
+            **{a: trial_info.loc[trial, a] for a in study.axes}, "evaluation": evaluation,
+            "score": (score or {}).get(trial, ""), "extractor": extractor, "n_samples": n,
+            "plateau_state": v.state if v else "no IS", "plateau_epoch": v.epoch if v else None,
+            "plateau_epoch_low": v.epoch_low if v else None, "plateau_epoch_high": v.epoch_high if v else None,
+            "onset_state": o.state, "onset_epoch": o.epoch, "onset_epoch_low": o.epoch_low,
+            "onset_epoch_high": o.epoch_high, "onset_detected": o.detected, "rise": o.rise, "rise_low": o.rise_low,
+            "rise_high": o.rise_high, "held_out": o.baseline, "margin": o.margin, "training_noise": o.noise,
+            "last_epoch": int(epochs.max()) if len(epochs) else None, "note": o.reason,
+        })  # fmt: skip
+    df = pd.DataFrame(rows, columns=["trial", "status", *study.axes, *WINDOW_COLUMNS])
+    for c in ("n_samples", "plateau_epoch", "plateau_epoch_low", "plateau_epoch_high", "onset_epoch",
+              "onset_epoch_low", "onset_epoch_high", "onset_detected", "last_epoch"):  # fmt: skip
+        df[c] = df[c].astype("Int64")
+    return df
+
+
+def _epoch_range(e: object, lo: object, hi: object) -> str:
+    return f"{_num(e, '{:.0f}')} [{_num(lo, '{:.0f}')}-{_num(hi, '{:.0f}')}]" if _num(lo) else _num(e, "{:.0f}")
+
+
+def display_window(df: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Human-readable version of :func:`window_table`."""
+    if df.empty:
+        return df
+    return keyed(pd.DataFrame({
+        "trial": df["trial"], "evaluation": df["evaluation"],
+        "IS plateau epoch [95% range]": [
+            _epoch_range(e, lo, hi) if _num(e) else s
+            for e, lo, hi, s in zip(df["plateau_epoch"], df["plateau_epoch_low"], df["plateau_epoch_high"],
+                                    df["plateau_state"], strict=True)
+        ],
+        "memorization onset epoch [95% range]": [
+            _epoch_range(e, lo, hi) if _num(e) else (f"{s} by epoch {_num(last, '{:.0f}')}" if _num(last) else s)
+            for e, lo, hi, s, last in zip(df["onset_epoch"], df["onset_epoch_low"], df["onset_epoch_high"],
+                                          df["onset_state"], df["last_epoch"], strict=True)
+        ],
+        "resolved at epoch": [_num(x, "{:.0f}") for x in df["onset_detected"]],
+        "rise over held-out [95% CI] (last)": [
+            f"{_num(r, '{:+.3f}')} [{_num(lo, '{:+.3f}')}, {_num(hi, '{:+.3f}')}]" if _num(lo) else _num(r, "{:+.3f}")
+            for r, lo, hi in zip(df["rise"], df["rise_low"], df["rise_high"], strict=True)
+        ],
+        "held-out level": [_num(x, "{:.3f}") for x in df["held_out"]],
+        "margin δ": [_num(x, "{:g}") for x in df["margin"]],
+        "training noise τ": [_num(x, "{:.3f}") for x in df["training_noise"]],
+        "memorization score": df["score"], **{a: df[a].fillna("") for a in axes},
+        "note": df["note"].fillna(""),
     }), 4, wrap=("note",))  # fmt: skip
 
 

@@ -18,8 +18,9 @@ here, an entry in ``SCORES`` and its name in the spec's ``extra_metrics`` litera
   (nearest training image closer than a third of the second nearest; Yoon et al. 2023, analysis/neighbours.py),
   in pixel space and in the extractor's ``fid`` feature space: ``mean``, ``se``, ``ci_low`` / ``ci_high``
   (bootstrap over the generated images) and ``held_out``, the same fraction for the held-out images (real images
-  the model never saw: the criterion's false-copy baseline). Arrays: ``nn1``, ``nn2``, ``nn_index`` (generated ->
-  train) and ``held_out_nn1``, ``held_out_nn2`` (held-out -> train).
+  the model never saw: the criterion's false-copy baseline, the memorization-onset rule's baseline,
+  analysis/onset.py) with ``held_out_se`` (bootstrap over the held-out images). Arrays: ``nn1``, ``nn2``,
+  ``nn_index`` (generated -> train) and ``held_out_nn1``, ``held_out_nn2`` (held-out -> train).
 * ``precision`` / ``recall``: Kynkaanniemi et al. 2019 ("Improved precision and recall metric for assessing
   generative models", NeurIPS, Eqs. 1-3; k = 3) as torch-fidelity >= 0.4.0 computes them (generated = input1,
   real = input2 = the training-set reference): ``mean`` is torch-fidelity's number. Precision's interval
@@ -184,7 +185,8 @@ def _memorization(generated: Tensor, train: Tensor, held_out: Tensor | None, cfg
     out |= {"nn1": d1.float().numpy(), "nn2": d2.float().numpy(), "nn_index": idx.int().numpy()}
     if held_out is not None:
         h1, h2, _ = nearest_two(held_out, train)
-        out |= {"held_out": float(copy_flags(h1.numpy(), h2.numpy()).mean()),
+        held = bootstrap_fraction(copy_flags(h1.numpy(), h2.numpy()), cfg.bootstrap, cfg.seed)
+        out |= {"held_out": held.mean, "held_out_se": held.se,
                 "held_out_nn1": h1.float().numpy(), "held_out_nn2": h2.float().numpy()}  # fmt: skip
     return out
 

@@ -7,11 +7,17 @@ After every epoch the trial asks the rules in registry order; the first that fir
   plateau rule (analysis/plateau.py, ``evaluation.plateau``) at ``persistence`` consecutive evaluations: the
   report's own rule on the same data and the same bootstrap draws (status ``converged``). The persistence is
   what calibrates the stopper over all its looks (the rule's docstring gives the rates).
+* ``memorization`` (opt-in, ``training.stop.memorization``): the memorization-onset rule (analysis/onset.py,
+  ``evaluation.onset``) says ``onset`` on any evaluation's memorized-fraction curve: the fraction rose beyond the
+  stated margin above its held-out level, resolved at the rule's ``persistence`` consecutive evaluations (status
+  ``converged``, the harness's status for a trial a rule stopped early; the stop-rule tag says ``memorization``).
 * ``budget``: the last epoch of ``training.epochs`` (status ``finished``).
 
-The plateau decision is never held only in memory: ``EvaluationHistory`` is rebuilt from the logits artifacts the
-trial logged (``evaluations/<id>/epoch-*.npz``) when a trial resumes, so a restored trial decides exactly as an
-uninterrupted one would.
+The decisions are never held only in memory: ``EvaluationHistory`` is rebuilt from the artifacts the trial logged
+(``evaluations/<id>/epoch-*.npz``: the logits, and the nearest-neighbour distances from which the memorized
+fractions are recomputed with the same bootstrap) when a trial resumes, so a restored trial decides as an
+uninterrupted one would (the distances are kept as float32: a copy ratio within float32 rounding of 1/3 could
+flip, which no real distance does).
 """
 
 from __future__ import annotations
@@ -23,9 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from analysis.neighbours import bootstrap_fraction, copy_flags
+from analysis.onset import ONSET_STATES, FractionCurve, Onset, OnsetRule, assess_onset
 from analysis.plateau import Curve, PlateauRule, Verdict, assess
 from analysis.stats import BootstrapSettings, PairedBootstrap
+from study.contract import keys
 from study.contract.keys import Status
+
+FRACTION_FIELDS = ("mean", "se", "held_out", "held_out_se")  # what the onset rule reads of a memorization score
 
 
 @dataclass(frozen=True)
@@ -47,10 +58,43 @@ class EvaluationHistory:
 
     logits: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
     _boot: dict[tuple[str, int], PairedBootstrap] = field(default_factory=dict, repr=False)
+    # memorized fractions: {score: {evaluation id: {epoch: {mean, se, held_out, held_out_se}}}}
+    fractions: dict[str, dict[str, dict[int, dict[str, float]]]] = field(default_factory=dict)
 
     def add(self, evaluation: str, epoch: int, logits: np.ndarray) -> None:
         self.logits.setdefault(evaluation, {})[epoch] = logits
         self._boot.pop((evaluation, epoch), None)
+
+    def add_scores(self, evaluation: str, epoch: int, scores: Mapping[str, Mapping[str, float]]) -> None:
+        """The memorization scores of one evaluation, as the trial computed and logged them."""
+        for name, stats in scores.items():
+            if name.startswith("memorization_"):
+                row = {k: float(stats.get(k, math.nan)) for k in FRACTION_FIELDS}
+                self.fractions.setdefault(name, {}).setdefault(evaluation, {})[epoch] = row
+
+    def add_arrays(self, evaluation: str, epoch: int, arrays: Mapping[str, np.ndarray], replicates: int,
+                   seed: int) -> None:  # fmt: skip
+        """The memorization scores of one evaluation recomputed from its npz (a restored trial): the copy flags from
+        the kept distances and the same bootstrap as trainables/scores.py (``replicates``, ``seed``)."""
+        for name in {s for s, _ in filter(None, map(keys.parse_score_array, arrays))}:
+            a = {n: arrays.get(keys.score_array(name, n)) for n in ("nn1", "nn2", "held_out_nn1", "held_out_nn2")}
+            if not name.startswith("memorization_") or a["nn1"] is None or a["nn2"] is None:
+                continue
+            stats: dict[str, float] = dict(bootstrap_fraction(copy_flags(a["nn1"], a["nn2"]), replicates, seed).stats())
+            if a["held_out_nn1"] is not None and a["held_out_nn2"] is not None:
+                held = bootstrap_fraction(copy_flags(a["held_out_nn1"], a["held_out_nn2"]), replicates, seed)
+                stats |= {"held_out": held.mean, "held_out_se": held.se}
+            self.add_scores(evaluation, epoch, {name: stats})
+
+    def fraction_curve(self, score: str, evaluation: str) -> FractionCurve:
+        rows = self.fractions[score][evaluation]
+        epochs = sorted(rows)
+        return FractionCurve.from_rows(epochs, *([rows[e][k] for e in epochs] for k in FRACTION_FIELDS))
+
+    def onsets(self, rule: OnsetRule, score: str, draws: int = 0) -> dict[str, Onset]:
+        """The onset rule on every evaluation's memorized-fraction curve of ``score`` (none when not logged)."""
+        return {ev: assess_onset(self.fraction_curve(score, ev), rule, draws=draws)
+                for ev in self.fractions.get(score, {})}  # fmt: skip
 
     def curve(self, evaluation: str, settings: BootstrapSettings, budget: float) -> Curve:
         """The evaluation's IS curve with its paired bootstrap covariance (every epoch shares the initial noise)."""
@@ -73,6 +117,9 @@ class EpochOutcome:
     epoch: int
     loss: float
     verdicts: Mapping[str, Verdict]  # the plateau rule on every evaluation curve (empty unless evaluated now)
+    # the memorization-onset rule on every evaluation's memorized-fraction curve (empty unless evaluated now and a
+    # memorization score is logged)
+    onsets: Mapping[str, Onset] = field(default_factory=dict)
 
 
 StopRule = Callable[[EpochOutcome, Any], Stop | None]
@@ -86,7 +133,7 @@ def _diverged(o: EpochOutcome, spec: Any) -> Stop | None:
 
 def _plateau(o: EpochOutcome, spec: Any) -> Stop | None:
     stop = spec.training.stop
-    if stop is None or not o.verdicts or o.epoch < stop.min_epochs:
+    if stop is None or not stop.plateau or not o.verdicts or o.epoch < stop.min_epochs:
         return None
     persistence = spec.evaluation.plateau.persistence
     done = {ev: v for ev, v in o.verdicts.items() if v.stopped_changing and v.streak >= persistence}
@@ -98,13 +145,27 @@ def _plateau(o: EpochOutcome, spec: Any) -> Stop | None:
     return Stop("converged", "plateau", o.epoch, "; ".join(parts))
 
 
+def _memorization(o: EpochOutcome, spec: Any) -> Stop | None:
+    stop = spec.training.stop
+    if stop is None or not stop.memorization or o.epoch < stop.min_epochs:
+        return None
+    found = {ev: v for ev, v in o.onsets.items() if v.state == "onset"}
+    if not found:
+        return None
+    parts = [f"{ev} memorization onset at epoch {v.epoch} (resolved at {v.detected}; {v.reason})"
+             for ev, v in sorted(found.items())]  # fmt: skip
+    return Stop("converged", "memorization", o.epoch, "; ".join(parts))
+
+
 def _budget(o: EpochOutcome, spec: Any) -> Stop | None:
     if o.epoch < spec.training.epochs:
         return None
     return Stop("finished", "budget", o.epoch, f"trained all {spec.training.epochs} epochs")
 
 
-STOPPING_RULES: dict[str, StopRule] = {"diverged": _diverged, "plateau": _plateau, "budget": _budget}
+STOPPING_RULES: dict[str, StopRule] = {
+    "diverged": _diverged, "plateau": _plateau, "memorization": _memorization, "budget": _budget,
+}  # fmt: skip
 
 
 def first_stop(outcome: EpochOutcome, spec: Any) -> Stop | None:
@@ -125,3 +186,23 @@ def bootstrap_settings(spec: Any) -> BootstrapSettings:
 def plateau_rule(spec: Any) -> PlateauRule:
     """The plateau rule a trial decides with: ``evaluation.plateau``, its margin resolved by the spec."""
     return PlateauRule(**spec.evaluation.plateau.rule_fields())
+
+
+def onset_rule(spec: Any) -> OnsetRule:
+    """The memorization-onset rule a trial decides with: ``evaluation.onset``."""
+    return OnsetRule(**spec.evaluation.onset.rule_fields())
+
+
+def onsets(spec: Any, history: EvaluationHistory) -> dict[str, Onset]:
+    """The onset rule on every evaluation's curve of the spec's memorization score (empty when it is not logged)."""
+    return history.onsets(onset_rule(spec), spec.evaluation.onset.score)
+
+
+def onset_metrics(found: Mapping[str, Onset]) -> dict[str, float]:
+    """The onset verdicts as metrics at the evaluated epoch (``keys.onset_key``): state, onset epoch, rise."""
+    out: dict[str, float] = {}
+    for ev, v in found.items():
+        out[keys.onset_key(ev, "state")] = ONSET_STATES.index(v.state)
+        out[keys.onset_key(ev, "epoch")] = v.epoch if v.epoch is not None else math.nan
+        out[keys.onset_key(ev, "rise")] = v.rise
+    return out

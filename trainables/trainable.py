@@ -49,6 +49,8 @@ from trainables.stopping import (
     Stop,
     bootstrap_settings,
     first_stop,
+    onset_metrics,
+    onsets,
     plateau_rule,
 )  # fmt: skip
 from trainables.training import epoch_seed, fit_epoch
@@ -183,8 +185,9 @@ def run_epoch(
     outcome = EpochOutcome(epoch, metrics[keys.TRAIN_LOSS], {})
     if math.isfinite(outcome.loss) and _evaluation_due(ctx.spec, epoch):
         scores, verdicts = evaluate_epoch(ctx, run, guides, history, epoch)
-        metrics |= scores
-        outcome = EpochOutcome(epoch, outcome.loss, verdicts)
+        found = onsets(ctx.spec, history)  # the memorization-onset rule (analysis/onset.py) where it is logged
+        metrics |= scores | onset_metrics(found)
+        outcome = EpochOutcome(epoch, outcome.loss, verdicts, found)
     stop = first_stop(outcome, ctx.spec)
     run.log_metrics(metrics, epoch)
     report_epoch(ctx, session, progress, run, outcome, stop, metrics)
@@ -269,6 +272,8 @@ def restore_history(ctx: TrialContext, run: TrialRun, epoch: int) -> EvaluationH
             e = keys.parse_evaluation_file(name)
             if e is not None and e <= epoch and _evaluation_due(ctx.spec, e):
                 history.add(eval_id, e, arrays["logits"])
+                history.add_arrays(eval_id, e, arrays, ctx.spec.evaluation.inception_score.bootstrap,
+                                   ctx.spec.evaluation.seed)  # fmt: skip
     return history
 
 
@@ -279,7 +284,8 @@ def decide_restored(
     (its driver died before Ray Tune recorded the end) ends again with the same decision instead of training on."""
     if progress.epoch == 0 or not _evaluation_due(ctx.spec, progress.epoch):
         return None
-    outcome = EpochOutcome(progress.epoch, 0.0, _verdicts(ctx, history))  # a checkpointed epoch had a finite loss
+    # a checkpointed epoch had a finite loss
+    outcome = EpochOutcome(progress.epoch, 0.0, _verdicts(ctx, history), onsets(ctx.spec, history))
     stop = first_stop(outcome, ctx.spec)
     if stop is not None:
         log.info("%s: restored at epoch %d, where it had already stopped (%s)", ctx.name, progress.epoch, stop.rule)
@@ -347,6 +353,7 @@ def evaluate_epoch(
                     ctx.runtime.data_dir)  # fmt: skip
         metrics |= res.metrics(isc.extractor, ev.num_samples)
         history.add(res.sampler_id, epoch, res.logits)
+        history.add_scores(res.sampler_id, epoch, res.scores)
         if isc.keep_logits:
             arrays = {"logits": res.logits} | res.arrays  # the scores' per-image arrays (nearest-neighbour distances)
             arrays |= {"labels": res.labels.numpy()} if res.labels is not None else {}

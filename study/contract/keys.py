@@ -7,9 +7,9 @@ score (``IS_STATS``): ``mean`` and ``std`` (torch-fidelity's mean and split std,
 the generator's IS at any n) and ``inf`` (IS-infinity, Chong & Forsyth 2020) with ``inf_ci_low``/``inf_ci_high``.
 FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics). The memorization scores
 (trainables/scores.py) are fractions: ``memorization_pixel`` / ``memorization_feature`` (``mean``, ``se``,
-``ci_low``/``ci_high``, and ``held_out``, the held-out images' fraction), as are ``precision`` / ``recall``
-(``mean``, ``se``, ``ci_low``/``ci_high``). Per-image arrays a score keeps sit in the evaluation's npz under
-``score_array(score, name)`` (``memorization_pixel.nn1``).
+``ci_low``/``ci_high``, and ``held_out``, the held-out images' fraction, with ``held_out_se``), as are
+``precision`` / ``recall`` (``mean``, ``se``, ``ci_low``/``ci_high``). Per-image arrays a score keeps sit in the
+evaluation's npz under ``score_array(score, name)`` (``memorization_pixel.nn1``).
 
 The trial status vocabulary (``Status``) is shared by the trial, the runner and the report.
 """
@@ -154,7 +154,7 @@ def parse_report_key(key: object) -> tuple[ReportKind, str] | None:
 
 
 SCORES = ("is", "fid", "kid", "memorization_pixel", "memorization_feature", "precision", "recall")
-FRACTION_STATS = ("mean", "se", "ci_low", "ci_high", "held_out")
+FRACTION_STATS = ("mean", "se", "ci_low", "ci_high", "held_out", "held_out_se")
 IS_STATS = ("mean", "std", "se", "ci_low", "ci_high", "inf", "inf_ci_low", "inf_ci_high")
 _ID = r"[A-Za-z0-9_.:+-]+"
 _SCORE_RE = re.compile(
@@ -237,6 +237,12 @@ def parse_reference_key(key: str) -> tuple[str, str, int, str, str] | None:
 def convergence_key(evaluation: str, stat: Literal["state", "plateau_epoch"]) -> str:
     """The plateau rule's verdict on one evaluation curve at each evaluated epoch (state: STATE_CODES)."""
     return f"convergence/{evaluation}/{stat}"
+
+
+def onset_key(evaluation: str, stat: Literal["state", "epoch", "rise"]) -> str:
+    """The memorization-onset rule's verdict (analysis/onset.py) on one evaluation's memorized-fraction curve at each
+    evaluated epoch (state: an index into ``analysis.onset.ONSET_STATES``; epoch: the onset epoch, NaN before)."""
+    return f"onset/{evaluation}/{stat}"
 
 
 def sample_size_key(extractor: str, evaluation: str, stat: str) -> str:

@@ -17,6 +17,9 @@ from study.contract.spec.performance import PerformanceSpec
 from study.contract.spec.samplers import SamplerSpec
 
 StudyName = str
+# The memorization-onset rule's defaults (analysis/onset.py calibrates them and reads them from here)
+ONSET_MARGIN = 0.05  # fraction units: five percentage points of the generated images
+ONSET_PERSISTENCE = 2  # consecutive evaluations resolved above the margin
 TRAINING_SECTIONS = ("dataset", "dynamics", "network", "class_conditional", "training")
 
 
@@ -71,12 +74,37 @@ class PlateauSpec(Strict):
         return fields | {"margin": float(m), "relative": False}
 
 
+class OnsetSpec(Strict):
+    """The memorization-onset rule (analysis/onset.py) of the stopper and the report: the memorized fraction of
+    ``score`` (one of ``inception_score.extra_metrics``) risen above its held-out level by more than ``margin``, in
+    fraction units (0.05 = 5 percentage points of the generated images), stated before looking. The other defaults
+    are the calibrated ones (the rule's docstring gives the rates)."""
+
+    score: Literal["memorization_feature", "memorization_pixel"] = Field(
+        "memorization_feature", description="the memorized fraction the rule reads"
+    )
+    margin: float = Field(ONSET_MARGIN, gt=0.0, lt=1.0, description="delta in fraction units (0.05 = 5 points)")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="one-sided confidence of each evaluation's test")
+    persistence: int = Field(ONSET_PERSISTENCE, ge=1, le=100, description="consecutive evaluations above delta")
+    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="evaluations at or before this epoch are ignored")
+
+    def rule_fields(self) -> dict[str, Any]:
+        """The rule's parameters (``analysis.onset.OnsetRule(**...)``)."""
+        return self.model_dump(exclude={"score"})
+
+
 class StopSpec(Strict):
-    """Early stopping (opt-in): end a trial as ``converged`` once its evaluation curves plateaued or peaked under
-    ``evaluation.plateau`` at that rule's ``persistence`` consecutive evaluations."""
+    """Early stopping (opt-in): end a trial as ``converged`` (stopped early; the stop-rule tag says which rule)
+    once its evaluation curves plateaued or peaked under ``evaluation.plateau`` at that rule's ``persistence``
+    consecutive evaluations (``plateau``), or, with ``memorization``, once any evaluation's memorized fraction
+    shows an onset under ``evaluation.onset``."""
 
     curves: Literal["all", "any"] = Field("all", description="stop when all (or any) evaluation curves plateaued")
     min_epochs: int = Field(0, ge=0, description="never stop before this epoch")
+    plateau: bool = Field(True, description="stop when the evaluation curves plateaued (evaluation.plateau)")
+    memorization: bool = Field(
+        False, description="stop when memorization begins: evaluation.onset says `onset` on any evaluation's curve"
+    )
 
 
 class TrainingSpec(Strict):
@@ -181,6 +209,9 @@ class EvaluationSpec(Strict):
     )
     inception_score: InceptionScoreSpec = Field(default_factory=InceptionScoreSpec)
     plateau: PlateauSpec = Field(default_factory=PlateauSpec, description="the plateau rule of the stopper and report")
+    onset: OnsetSpec = Field(
+        default_factory=OnsetSpec, description="the memorization-onset rule of the stopper and report"
+    )
     grid_images: int = Field(64, ge=0, le=1024, description="samples shown in the logged grid (0 = none)")
 
     @property
@@ -286,6 +317,14 @@ class StudySpec(Strict):
             raise ValueError(
                 "training.stop decides from the kept per-image logits (a resumed trial re-reads them): "
                 "set evaluation.inception_score.keep_logits to true"
+            )
+        stop, onset = self.training.stop, self.evaluation.onset
+        if stop is not None and not (stop.plateau or stop.memorization):
+            raise ValueError("training.stop stops on nothing: set plateau or memorization to true")
+        if stop is not None and stop.memorization and onset.score not in self.evaluation.inception_score.extra_metrics:
+            raise ValueError(
+                f"training.stop.memorization reads {onset.score} (evaluation.onset.score): add it to "
+                "evaluation.inception_score.extra_metrics"
             )
         return self
 
