@@ -49,6 +49,22 @@ def micro_spec(name: str = "micro", **overrides: Any) -> dict[str, Any]:
     return spec
 
 
+def sqlite_trial_runtime(tmp_path: Path, name: str, weights: Path) -> tuple[Any, Any, str]:
+    """A trial's ``Runtime`` logging into a fresh SQLite MLflow store under ``tmp_path`` (a parent run made for it),
+    with the client and the trial's experiment id."""
+    import uuid
+
+    from mlflow import MlflowClient
+
+    from trainables.trainable import Runtime
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    eid = client.create_experiment(name, artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(eid, tags={"study.role": "parent"}).info.run_id
+    return Runtime(uri, eid, parent, uuid.uuid4().hex[:8], name, str(tmp_path), str(weights), False), client, eid
+
+
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     import json
 

@@ -4,14 +4,12 @@ precision and recall as torch-fidelity computes them, and a trial that logs them
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import micro_spec
-from mlflow import MlflowClient
+from conftest import micro_spec, sqlite_trial_runtime
 from torch_fidelity.metric_prc import prc_features_to_metric
 
 from analysis.neighbours import COPY_RATIO, bootstrap_fraction, copy_flags
@@ -22,7 +20,7 @@ from study.contract.store import connect
 from trainables.data import digits_tensors
 from trainables.metrics import image_metrics, reference_features, to_uint8, training_set
 from trainables.scores import SCORES, ScoreSettings, TrainingSet, _inside, _prc_balls, compute_scores, nearest_two
-from trainables.trainable import LocalSession, Runtime, run_trial
+from trainables.trainable import LocalSession, run_trial
 
 MEMORIZATION = ("memorization_pixel", "memorization_feature")
 ALL = (*MEMORIZATION, "precision", "recall", "fid", "kid")
@@ -135,11 +133,7 @@ def test_precision_and_recall_are_torch_fidelitys_with_intervals() -> None:
 
 
 def test_a_trial_logs_every_score_with_intervals_and_the_distances(classifier_r8, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = MlflowClient(uri)
-    eid = client.create_experiment("mem", artifact_location=str(tmp_path / "artifacts"))
-    parent = client.create_run(eid, tags={"study.role": "parent"}).info.run_id
-    runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "mem", str(tmp_path), str(classifier_r8[0]), False)
+    runtime, client, eid = sqlite_trial_runtime(tmp_path, "mem", classifier_r8[0])
     spec = micro_spec(**{"training.epochs": 1, "evaluation.samplers": [{"kind": "ddim", "steps": 3}],
                          "evaluation.inception_score": {"extra_metrics": list(ALL), "bootstrap": 200},
                          "dataset.subset": {"size": 64, "seed": 0}, "grid": {}})  # fmt: skip
@@ -154,7 +148,7 @@ def test_a_trial_logs_every_score_with_intervals_and_the_distances(classifier_r8
     assert keys.score_key("memorization_pixel", "digits-cnn", 40, "ddim-3", "held_out") in logged
     assert keys.score_key("fid", "digits-cnn", 40, "ddim-3", "value") in logged
     assert keys.score_key("kid", "digits-cnn", 40, "ddim-3", "mean") in logged
-    arrays = load_run_arrays(connect(uri), run.info.run_id, keys.evaluation_dir("ddim-3"))
+    arrays = load_run_arrays(connect(runtime.tracking_uri), run.info.run_id, keys.evaluation_dir("ddim-3"))
     kept = arrays[keys.evaluation_file(1)]
     index = kept[keys.score_array("memorization_pixel", "nn_index")]
     assert kept["logits"].shape[0] == 40 and index.shape == (40,) and index.max() < 64  # the 64-image subset

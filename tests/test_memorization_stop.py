@@ -5,14 +5,12 @@ rebuilt identically from the logged distances on restore, and logged per evaluat
 from __future__ import annotations
 
 import math
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import micro_spec
-from mlflow import MlflowClient
+from conftest import micro_spec, sqlite_trial_runtime
 
 from analysis.onset import ONSET_STATES, OnsetRule, assess_onset
 from study.contract import keys
@@ -28,7 +26,7 @@ from trainables.stopping import (
     onset_rule,
     onsets,
 )  # fmt: skip
-from trainables.trainable import LocalSession, Runtime, run_trial
+from trainables.trainable import LocalSession, run_trial
 
 
 def _spec(**over: object) -> StudySpec:
@@ -105,11 +103,7 @@ def test_a_restored_history_recomputes_the_same_fractions_from_the_logged_distan
 
 
 def test_a_trial_logs_the_onset_verdict_of_every_evaluation(classifier_r8, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = MlflowClient(uri)
-    eid = client.create_experiment("onset", artifact_location=str(tmp_path / "artifacts"))
-    parent = client.create_run(eid, tags={"study.role": "parent"}).info.run_id
-    runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "onset", str(tmp_path), str(classifier_r8[0]), False)
+    runtime, client, eid = sqlite_trial_runtime(tmp_path, "onset", classifier_r8[0])
     spec = micro_spec(**{"training.epochs": 2, "evaluation.samplers": [{"kind": "ddim", "steps": 3}],
                          "evaluation.inception_score": {"extra_metrics": ["memorization_feature"], "bootstrap": 100},
                          "training.stop": {"memorization": True, "plateau": False},
