@@ -79,3 +79,33 @@ def test_uint8_training_sets_stay_uint8() -> None:
     assert torch.equal(cut.train.labels, idx) and torch.equal(cut.train.images[:, 0, 0, 0], idx.to(torch.uint8))
     plain = ImageData("toy", TensorDataset(torch.zeros(10, 1, 2, 2)), None, 1, 2, 0, "")
     assert len(training_subset(plain, 4, 3).train) == 4 and training_subset(plain, 4, 3).key == ""
+
+
+def test_an_epoch_of_a_stated_size_cycles_fresh_permutations_of_a_small_training_set() -> None:
+    """``training.epoch_size``: a subset of 64 images trains as many steps per epoch as the full set."""
+    from trainables.performance import device_batches, indexed_batches
+    from trainables.training import epoch_order
+
+    order = epoch_order(64, 1347, torch.Generator().manual_seed(3))
+    counts = torch.bincount(order, minlength=64)
+    assert order.shape == (1347,) and set(counts.tolist()) == {21, 22}  # 1347 = 21 x 64 + 3
+    assert sorted(order[:64].tolist()) == list(range(64)) and not torch.equal(order[:64], order[64:128])
+    # one size: one pass, exactly the order the loader-free batches of a whole pass use
+    images, labels = torch.arange(10.0).view(10, 1), torch.arange(10)
+    once = epoch_order(10, 10, torch.Generator().manual_seed(1))
+    one = [y.tolist() for _, y in indexed_batches(images, labels, 4, once)]
+    assert sorted(sum(one, [])) == list(range(10)) and [len(b) for b in one] == [4, 4, 2]
+    whole = [y.tolist() for _, y in device_batches(images, labels, 4, torch.Generator().manual_seed(1))]
+    assert sorted(sum(whole, [])) == list(range(10))
+
+
+def test_epoch_size_is_a_validated_training_field() -> None:
+    from study.contract.spec import StudySpec
+
+    spec = micro_spec()
+    assert StudySpec.model_validate(spec).training.epoch_size is None
+    spec["training"]["epoch_size"] = 1347
+    assert StudySpec.model_validate(spec).training.epoch_size == 1347
+    spec["training"]["epoch_size"] = 0
+    with pytest.raises(ValidationError):
+        StudySpec.model_validate(spec)

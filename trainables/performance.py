@@ -141,7 +141,14 @@ def device_batches(
     generator=generator)`` yields, without a loader: the loader's iterator first draws its base seed from the
     generator, then its ``RandomSampler`` draws ``randperm(n, generator)``."""
     torch.empty((), dtype=torch.int64).random_(generator=generator)  # the loader iterator's base seed
-    order = torch.randperm(images.shape[0], generator=generator).to(images.device)
-    for lo in range(0, images.shape[0], batch_size):
+    yield from indexed_batches(images, labels, batch_size, torch.randperm(images.shape[0], generator=generator))
+
+
+def indexed_batches(
+    images: Tensor, labels: Tensor, batch_size: int, order: Tensor
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Batches of a dataset held on the device, taken in ``order`` (indices; repeats allowed)."""
+    order = order.to(images.device)
+    for lo in range(0, order.shape[0], batch_size):
         idx = order[lo : lo + batch_size]
         yield images[idx], labels[idx]

@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +37,7 @@ from trainables.networks import build_network, count_parameters
 from trainables.performance import (
     device_batches,
     inactive_switches,
+    indexed_batches,
     prepare_network,
     sampling_network,
     to_input,
@@ -53,7 +54,7 @@ from trainables.stopping import (
     onsets,
     plateau_rule,
 )  # fmt: skip
-from trainables.training import epoch_seed, fit_epoch
+from trainables.training import epoch_order, epoch_seed, fit_epoch
 
 log = logging.getLogger(__name__)
 Tensor = torch.Tensor
@@ -293,15 +294,25 @@ def decide_restored(
     return stop
 
 
+def epoch_batches(ctx: TrialContext, batch_size: int, epoch_size: int | None, order: torch.Generator) -> Iterable:
+    """One epoch's shuffled batches: a pass over the training set, or ``epoch_size`` images (``epoch_order``)."""
+    if epoch_size is None:
+        return (device_batches(*ctx.device_data, batch_size, order) if ctx.device_data is not None
+                else DataLoader(ctx.data.train, batch_size=batch_size, shuffle=True, generator=order))  # fmt: skip
+    idx = epoch_order(len(ctx.data.train), epoch_size, order)
+    return (indexed_batches(*ctx.device_data, batch_size, idx) if ctx.device_data is not None
+            else DataLoader(ctx.data.train, batch_size=batch_size, sampler=idx.tolist()))  # fmt: skip
+
+
 def train_epoch(ctx: TrialContext, progress: Progress, epoch: int) -> dict[str, float]:
-    """One pass over the training set (Adam, EMA, optional warm-up and clipping); metrics at step = epoch."""
+    """One epoch: a pass over the training set, or ``training.epoch_size`` images (Adam, EMA, optional warm-up and
+    clipping); metrics at step = epoch."""
     tr = ctx.spec.training
     seed = epoch_seed(tr.seed, epoch)
     torch.manual_seed(seed)
     gen = torch.Generator(ctx.device).manual_seed(seed)
     order = torch.Generator().manual_seed(seed)
-    batches = (device_batches(*ctx.device_data, tr.batch_size, order) if ctx.device_data is not None
-               else DataLoader(ctx.data.train, batch_size=tr.batch_size, shuffle=True, generator=order))  # fmt: skip
+    batches = epoch_batches(ctx, tr.batch_size, tr.epoch_size, order)
     perf, net = ctx.spec.performance, ctx.train_net if ctx.train_net is not None else ctx.net
 
     def loss_of(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:

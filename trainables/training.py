@@ -20,6 +20,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def epoch_order(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """The indices of an epoch of ``size`` images drawn from a training set of ``n`` (``training.epoch_size``):
+    whole shuffled passes, each a fresh permutation, cut at ``size``; every image appears ``size // n`` or one
+    more times."""
+    passes = -(-size // n)
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])[:size]
+
+
 def fit_epoch(
     net: torch.nn.Module,
     opt: torch.optim.Optimizer,

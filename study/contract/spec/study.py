@@ -120,6 +120,12 @@ class TrainingSpec(Strict):
     ema_decay: float = Field(0.9999, ge=0.0, lt=1.0)
     ema_warmup: bool = Field(True, description="decay = min(ema_decay, (1+n)/(10+n)) as in score_sde")
     seed: int = Field(0, ge=0, le=SEED_MAX)
+    epoch_size: int | None = Field(
+        None, ge=1, le=10**9,
+        description="training images per epoch, cycled over the training set and reshuffled at each pass (default: "
+        "one pass). Set it when the training-set size is a grid axis, so an epoch is the same number of optimizer "
+        "steps in every trial: the time scales of generalization and memorization are measured in steps",
+    )
     eval_every: int = Field(
         5, ge=1, le=MAX_EPOCHS, description="evaluate every N epochs (and always at the last epoch)"
     )
