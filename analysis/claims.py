@@ -13,6 +13,7 @@ otherwise (shared/STATISTICS.md section 4: "not significant" is not "no effect")
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -23,10 +24,12 @@ from analysis.convergence import (
     Difference,
     difference,
     noise_of,
+    onset_of,
     plateau_range,
     seed_mean,
     verdict_of,
 )
+from analysis.onset import Onset
 from analysis.plateau import Verdict
 from analysis.runs import StudyRuns
 from analysis.tables import keyed
@@ -153,6 +156,39 @@ def _earlier(study: StudyRuns, verdicts: dict, ca: Curve, cb: Curve) -> tuple[st
     return v, f"{_label(study, ca, cb)}: plateau {ta} vs {tb}"
 
 
+def onset_range(o: Onset | None, first: int, last: int) -> tuple[float, float]:
+    """The onset epoch's 95 % range: its estimate's range; later than the last evaluation when the rule resolved
+    the curve below the margin there (``no onset``); anywhere from the first evaluation on when undetermined (the
+    fraction may already be rising: an unresolved onset is not a late one)."""
+    if o is not None and o.state == "onset" and o.epoch is not None:
+        lo = o.epoch_low if o.epoch_low is not None else o.epoch
+        hi = o.epoch_high if o.epoch_high is not None else o.epoch
+        return float(lo), float(hi)
+    if o is not None and o.state == "no onset":
+        return last + 0.5, math.inf
+    return float(first), math.inf
+
+
+def _later(study: StudyRuns, onsets: dict, ca: Curve, cb: Curve) -> tuple[str, str]:
+    def text(o: Onset | None, last: int) -> str:
+        if o is None:
+            return "not measured"
+        if o.state == "onset":
+            lo, hi = onset_range(o, 0, last)
+            return f"{o.epoch} [{lo:.0f}-{hi:.0f}]"
+        return f"none (> {last})" if o.state == "no onset" else f"undetermined at {last}"
+
+    (ea, eb) = (_curve_epochs(study, ca), _curve_epochs(study, cb))
+    if not ea or not eb:
+        return "no data", f"{_label(study, ca, cb)}: not evaluated"
+    oa, ob = onset_of(onsets, *ca), onset_of(onsets, *cb)
+    if oa is None or ob is None:
+        return "no data", f"{_label(study, ca, cb)}: no memorization score logged"
+    (lo_a, hi_a), (lo_b, hi_b) = onset_range(oa, ea[0], ea[-1]), onset_range(ob, eb[0], eb[-1])
+    v = "supported" if lo_a > hi_b else "contradicted" if hi_a < lo_b else "unresolved"
+    return v, f"{ca[0]} vs {cb[0]} / {ca[1]}: memorization onset {text(oa, ea[-1])} vs {text(ob, eb[-1])}"
+
+
 def _below(study: StudyRuns, claim: object, c: Curve) -> tuple[str, str]:
     sc = study.scores
     g = sc[(sc["trial"] == c[0]) & (sc["evaluation"] == c[1])].dropna(subset=["is_mean"])
@@ -163,8 +199,11 @@ def _below(study: StudyRuns, claim: object, c: Curve) -> tuple[str, str]:
     return v, f"{c[0]} / {c[1]}: best IS {g['is_mean'].max():.2f} (upper 95% bound {hi:.2f}) vs {value:g}"
 
 
-def check_claims(study: StudyRuns, verdicts: dict[CurveKey, Verdict], claims: list) -> list[ClaimCheck]:
-    """The verdict of every claim (see the module docstring)."""
+def check_claims(
+    study: StudyRuns, verdicts: dict[CurveKey, Verdict], claims: list, onsets: dict[CurveKey, Onset] | None = None
+) -> list[ClaimCheck]:
+    """The verdict of every claim (see the module docstring); ``onsets``: the memorization-onset verdicts
+    (``memorizes_later``)."""
     out = []
     for claim in claims:
         if claim.kind == "below":
@@ -173,6 +212,8 @@ def check_claims(study: StudyRuns, verdicts: dict[CurveKey, Verdict], claims: li
             pairs = _pairs(study, claim)
             if claim.kind == "converges_earlier":
                 results = [_earlier(study, verdicts, ca, cb) for ca, cb in pairs]
+            elif claim.kind == "memorizes_later":
+                results = [_later(study, onsets or {}, ca, cb) for ca, cb in pairs]
             else:
                 groups = _seed_groups(study, pairs)
                 level = 1 - 0.05 / max(len(groups), 1)

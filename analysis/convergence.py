@@ -142,6 +142,11 @@ def verdict_of(found: dict[CurveKey, Verdict], trial: str, evaluation: str) -> V
     return next((v for k, v in found.items() if (k[0], k[1]) == (trial, evaluation)), None)
 
 
+def onset_of(found: dict[CurveKey, Onset], trial: str, evaluation: str) -> Onset | None:
+    """The memorization-onset verdict of a (trial, evaluation) curve (any extractor and n)."""
+    return next((o for k, o in found.items() if (k[0], k[1]) == (trial, evaluation)), None)
+
+
 def plateau_range(v: Verdict | None, last_epoch: int) -> tuple[float, float]:
     """The plateau epoch's 95 % range; a curve without a plateau is censored: later than its last evaluation."""
     if v is None or v.epoch is None:

@@ -353,7 +353,8 @@ def render_report(
     arm = arm_table(study, found)
     diffs = differences_table(study)
     found_findings = findings(study, found)
-    checks = check_claims(study, found, claims or [])
+    onset_found, fractions = onset_verdicts(study)
+    checks = check_claims(study, found, claims or [], onset_found)
     ranking = ranking_table(conv, study.axes)
     findings_table(found_findings).to_csv(out_dir / "findings.csv", index=False)
     if checks:
@@ -364,7 +365,6 @@ def render_report(
     diffs.to_csv(out_dir / "differences.csv", index=False)
     if not arm.empty:
         arm.to_csv(out_dir / "arms.csv", index=False)
-    onset_found, fractions = onset_verdicts(study)
     memorization = {t: trial_onset_rule(study.params.get(t, {})) for t in {k[0] for k in onset_found}}
     window = window_table(study, found, onset_found, {t: s for t, (s, _) in memorization.items()})
     if not window.empty:

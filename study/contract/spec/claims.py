@@ -7,6 +7,8 @@ for every matching pair of curves:
 
 * ``better``: a > b;  ``not_worse``: a > b - margin;  ``equivalent``: |a - b| < margin;
 * ``converges_earlier``: a's plateau epoch <= b's (a curve that never plateaued is censored at its last epoch);
+* ``memorizes_later``: a's memorization-onset epoch > b's (``evaluation.onset``; a curve resolved free of an onset
+  through its last evaluation is censored there, an undetermined one is unknown);
 * ``below``: a stays below ``value`` (e.g. a sampler whose samples stay noisy).
 
 Verdicts (shared/STATISTICS.md section 4): *supported* when the claimed sign is resolved (the 95 % interval
@@ -21,7 +23,7 @@ from pydantic import Field, model_validator
 
 from study.contract.spec.base import Strict
 
-ClaimKind = Literal["better", "not_worse", "equivalent", "converges_earlier", "below"]
+ClaimKind = Literal["better", "not_worse", "equivalent", "converges_earlier", "memorizes_later", "below"]
 
 
 class Side(Strict):
