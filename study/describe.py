@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from study.contract.spec import Trial
+from study.contract.spec import StudySpec, Trial
 from trainables.data import image_shape
 from trainables.dynamics import build_dynamics
 from trainables.networks import build_network, count_parameters
@@ -22,6 +22,25 @@ def network_parameters(spec: Any) -> int:
     return count_parameters(net)
 
 
+def _stop_rules(spec: StudySpec) -> list[str]:
+    """The early-stopping rules a trial runs under, as sentences (``training.stop``)."""
+    stop = spec.training.stop
+    if stop is None:
+        return []
+    floor = f", not before epoch {stop.min_epochs}" if stop.min_epochs else ""
+    out = []
+    if stop.plateau:
+        p = spec.evaluation.plateau
+        out.append(f"early, once {stop.curves} IS curves plateaued or peaked (margin {p.margin} IS, "
+                   f"{p.confidence:.0%} confidence) at {p.persistence} evaluations in a row{floor}")  # fmt: skip
+    if stop.memorization:
+        o = spec.evaluation.onset
+        out.append(f"early, once memorization begins: {o.score} above its held-out level by more than "
+                   f"{o.margin:g} ({o.confidence:.0%} confidence) at {o.persistence} evaluations in a row"
+                   f"{floor}")  # fmt: skip
+    return out
+
+
 def describe_trial(trial: Trial) -> list[str]:
     spec = trial.spec
     axes = ", ".join(f"{k}={v}" for k, v in trial.axes.items()) or "(no grid)"
@@ -31,17 +50,14 @@ def describe_trial(trial: Trial) -> list[str]:
     facts = "  ".join(f"{k}={v:.3g}" for k, v in summary.items())
     lines.append(f"    dynamics  {spec.dynamics.kind}: {facts}")
     tr = spec.training
+    epoch = f"epochs of {tr.epoch_size} images" if tr.epoch_size is not None else "epochs"
+    subset = getattr(spec.dataset, "subset", None)
+    data = f" on a subset of {subset.size} training images (seed {subset.seed})" if subset is not None else ""
     lines.append(
-        f"    training  {tr.epochs} epochs, batch {tr.batch_size}, {tr.optimizer} lr {tr.lr:g}, "
+        f"    training  {tr.epochs} {epoch}{data}, batch {tr.batch_size}, {tr.optimizer} lr {tr.lr:g}, "
         f"EMA {tr.ema_decay:g}, seed {tr.seed}, IS every {tr.eval_every} epochs"
     )
-    if tr.stop is not None:
-        p = spec.evaluation.plateau
-        lines.append(
-            f"    stop      early, once {tr.stop.curves} IS curves plateaued or peaked (margin {p.margin} IS, "
-            f"{p.confidence:.0%} confidence) at {p.persistence} evaluations in a row, not before epoch "
-            f"{tr.stop.min_epochs}"
-        )
+    lines += [f"    stop      {rule}" for rule in _stop_rules(spec)]
     ev = spec.evaluation
     for eval_id, s, g in ev.evaluations:
         # a guided step adds one classifier forward + backward per network evaluation (ADM Alg. 1/2)
