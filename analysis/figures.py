@@ -353,3 +353,32 @@ def plot_sample_grids(grids: Mapping[str, Mapping[int, np.ndarray]], path: Path,
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot_copies(rows: Mapping[str, Mapping[str, tuple[np.ndarray, str]]], path: Path, *, title: str) -> Path | None:
+    """Memorization's most-copied images (trainables/scores.py ``copies_grid``): a row per trial and evaluation
+    (``rows``' keys), its chosen evaluations left to right ({column title: (image, caption below it)})."""
+    rows = {r: g for r, g in rows.items() if g}
+    if not rows:
+        return None
+    ncols = max(len(g) for g in rows.values())
+    width = max(img.shape[1] / max(img.shape[0], 1) for g in rows.values() for img, _ in g.values())
+    fig = Figure(figsize=(min(1.2 * width + 0.5, 9) * ncols + 1.5, 2.2 * len(rows) + 0.6), layout="constrained")
+    axs = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, (label, g) in enumerate(rows.items()):
+        for c in range(ncols):
+            ax = axs[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(g):
+                ax.set_axis_off()
+                continue
+            heading, (img, caption) = list(g.items())[c]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+            ax.set_title(heading, fontsize=9)
+            ax.set_xlabel(caption, fontsize=7)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    return path

@@ -7,6 +7,8 @@ Layout written into ``out_dir``::
     figures/scores.png        (when logged) every other score: FID, KID, ...
     figures/loss.png          training loss per trial (log y)
     figures/generalization.png (memorization logged) IS and the memorized fraction on one time axis per trial
+    figures/copies.png        (memorization images logged) per trial, its most-copied generated images above their
+                              nearest training images at the onset and the latest evaluation
     generalization_window.csv (memorization logged) per trial and evaluation: IS plateau epoch and memorization
                               onset epoch with their ranges (analysis/onset.py)
     convergence.csv           one row per (trial, evaluation, extractor, n_samples) curve: state, plateau epoch and
@@ -31,10 +33,13 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from analysis.claims import ClaimCheck, check_claims, claims_table
 from analysis.convergence import arms, bootstrap_of, onset_verdicts, trial_onset_rule, verdict_of, verdicts
 from analysis.figures import (
     plot_arms,
+    plot_copies,
     plot_generalization,
     plot_is_vs_epoch,
     plot_loss,
@@ -60,6 +65,7 @@ from analysis.tables import (
     to_markdown,
     window_table,
 )
+from study.contract import keys
 from study.contract.experiment import run_link, view_link
 from study.contract.keys import chart_view_id
 from study.contract.store import connect
@@ -75,6 +81,14 @@ ARMS_FIGURE = "figures/arms.png"
 SCORES_FIGURE = "figures/scores.png"
 LOSS_FIGURE = "figures/loss.png"
 WINDOW_FIGURE = "figures/generalization.png"
+COPIES_FIGURE = "figures/copies.png"
+COPIES_TEXT = (
+    "The most-copied generated images of each trial, at its memorization onset (the first evaluation at or after "
+    "the onset epoch) and at its latest evaluation, under the score the onset rule reads: the top row holds the "
+    "generated images with the smallest ratio d1/d2 of the distances to their nearest and second-nearest training "
+    "image (most copy-like first; ratios below each panel, a copy is below 1/3), the bottom row each one's nearest "
+    "training image (in feature space for `memorization_feature`, shown in pixels)."
+)
 WINDOW_TEXT = (
     "The two time scales of training (Bonnaire et al. 2025): when the samples stop improving (the IS plateau, "
     "plateau rule above) and when the model starts copying its training set (memorization onset). The memorized "
@@ -168,7 +182,9 @@ def _sections(
         ("Convergence", [f"Plateau rule: {rule.describe()}.", STATES_TEXT, UNCERTAINTY], "convergence", None),
     ]
     if WINDOW_FIGURE in figures:
-        out.append(("Generalization window", [WINDOW_TEXT, *(window or [])], "window", WINDOW_FIGURE))
+        copies = [COPIES_TEXT] if COPIES_FIGURE in figures else []
+        out.append(("Generalization window", [WINDOW_TEXT, *(window or []), *copies], "window",
+                    [WINDOW_FIGURE, *([COPIES_FIGURE] if copies else [])]))  # fmt: skip
     if ARMS_FIGURE in figures:
         out.append(("Arms (mean over seeds)", ["Trials that differ only in `training.seed`: the mean curve with a "
                     "95 % t-interval across seeds, and the plateau epochs of the seeds."], "arms", ARMS_FIGURE))
@@ -309,6 +325,57 @@ def _sample_figures(study: StudyRuns, found: dict, out_dir: Path) -> list[str]:
     return out
 
 
+def _ratios(study: StudyRuns, trial: str, evaluation: str, score: str, epoch: int, k: int) -> str:
+    """The ``k`` smallest d1/d2 ratios of an evaluation, from its logged distances (the copies grid's order)."""
+    from analysis.runs import load_evaluation_arrays
+
+    try:
+        arrays = load_evaluation_arrays(study, trial, evaluation, epoch)
+    except Exception as e:  # noqa: BLE001 - a missing artifact must not stop the report
+        log.warning("no distances of %s / %s at epoch %d (%s)", trial, evaluation, epoch, e)
+        return ""
+    nn1, nn2 = (arrays.get(keys.score_array(score, a)) for a in ("nn1", "nn2"))
+    if nn1 is None or nn2 is None:
+        return ""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(nn1 == 0, 0.0, nn1.astype(np.float64) / nn2)
+    return "d1/d2: " + " ".join(f"{r:.2f}" for r in np.sort(ratio, kind="stable")[:k])
+
+
+def _copies_figure(study: StudyRuns, onsets: dict, out_dir: Path) -> list[str]:
+    """Per trial and evaluation with an onset verdict: its ``copies`` images at the onset and the latest evaluation
+    (``COPIES_TEXT``), as one figure; [] when no trial logged them."""
+    from analysis.runs import load_logged_images
+
+    rows = {}
+    for (trial, evaluation, _, _), o in sorted(onsets.items()):
+        score = trial_onset_rule(study.params.get(trial, {}))[0]
+        onset = o.epoch if o.state == "onset" and o.epoch is not None else None
+
+        def chosen(logged: list[int], onset: int | None = onset) -> list[int]:
+            after = [e for e in logged if onset is not None and e >= onset]
+            return ([after[0]] if after else []) + logged[-1:]
+
+        try:
+            images = load_logged_images(study, trial, keys.score_image_key(score, "copies", evaluation), chosen)
+        except Exception as e:  # noqa: BLE001 - missing images must not stop the report
+            log.warning("no copies images of %s / %s (%s)", trial, evaluation, e)
+            continue
+        if not images:
+            continue
+        first_onset = next((e for e in sorted(images) if onset is not None and e >= onset), None)
+        panels = {}
+        for epoch, img in sorted(images.items()):
+            what = ", ".join(w for w, e in (("onset", first_onset), ("latest", max(images))) if e == epoch)
+            cell = (img.shape[0] - 1) // 2  # two rows of square images, 1-px padding
+            k = (img.shape[1] - 1) // cell if cell > 0 else 0
+            panels[f"epoch {epoch} ({what})"] = (img, _ratios(study, trial, evaluation, score, epoch, k))
+        rows[f"{trial}\n{evaluation}, {score.removeprefix('memorization_')}"] = panels
+    title = (f"{study.study_name}: most-copied generated images\n"
+             "(top row) above their nearest training images (bottom row)")  # fmt: skip
+    return [COPIES_FIGURE] if plot_copies(rows, out_dir / COPIES_FIGURE, title=title) else []
+
+
 def write_report(
     tracking_uri: str,
     study_name: str,
@@ -386,6 +453,7 @@ def render_report(
                            title=f"{study_name}: generalization window (IS and memorization)",
                            splits={t: bootstrap_of(study.params.get(t, {})).splits for t in trials}):  # fmt: skip
         figures.append(WINDOW_FIGURE)
+        figures += _copies_figure(study, onset_found, out_dir)
     figures += _sample_figures(study, found, out_dir)
 
     tables_md = {"convergence": to_markdown(display_convergence(conv, study.axes)),

@@ -319,14 +319,41 @@ def load_images(study: StudyRuns, run_id: str, folder: str, keep: Callable[[str]
     return out
 
 
+def _run_id(study: StudyRuns, trial: str) -> str:
+    return str(study.trials.set_index("trial").loc[trial, "run_id"])
+
+
+def load_logged_images(
+    study: StudyRuns, trial: str, key: str, epochs: Iterable[int] | Callable[[list[int]], Iterable[int]]
+) -> dict[int, np.ndarray]:
+    """The images a trial logged under the image ``key`` (``keys.image_key``, ``keys.score_image_key``) at
+    ``epochs`` (those that exist; or a function choosing among the logged epochs, sorted), by epoch. Only the
+    chosen files are downloaded."""
+    client = study.tracker or connect(study.tracking_uri)
+    run_id = _run_id(study, trial)
+    logged = {}
+    for path in client.list_artifacts(run_id, "images"):
+        parsed = keys.parse_image_file(path.rsplit("/", 1)[-1])
+        if parsed is not None and parsed[0] == key:
+            logged[parsed[1]] = path.rsplit("/", 1)[-1]
+    wanted = set(epochs(sorted(logged)) if callable(epochs) else epochs)
+    names = {logged[e] for e in wanted if e in logged}
+    images = load_images(study, run_id, "images", lambda name: name in names)
+    return {keys.parse_image_file(name)[1]: img for name, img in images.items()}  # type: ignore[index]
+
+
 def load_sample_grids(study: StudyRuns, trial: str, evaluation: str, epochs: Iterable[int]) -> dict[int, np.ndarray]:
     """The sample grids a trial logged for ``evaluation`` at ``epochs`` (those that exist), by epoch."""
-    wanted, key = set(epochs), keys.image_key(evaluation)
-    run_id = str(study.trials.set_index("trial").loc[trial, "run_id"])
+    return load_logged_images(study, trial, keys.image_key(evaluation), epochs)
 
-    def keep(name: str) -> bool:
-        parsed = keys.parse_image_file(name)
-        return parsed is not None and parsed[0] == key and parsed[1] in wanted
 
-    images = load_images(study, run_id, "images", keep)
-    return {keys.parse_image_file(name)[1]: img for name, img in images.items()}  # type: ignore[index]
+def load_evaluation_arrays(study: StudyRuns, trial: str, evaluation: str, epoch: int) -> dict[str, np.ndarray]:
+    """The arrays of one evaluation at one epoch (``evaluations/<id>/epoch-<e>.npz``: logits, the scores'
+    per-image arrays); empty when the trial kept none. Downloads that file only."""
+    client = study.tracker or connect(study.tracking_uri)
+    run_id, folder = _run_id(study, trial), keys.evaluation_dir(evaluation)
+    path = f"{folder}/{keys.evaluation_file(epoch)}"
+    if path not in {p for p in client.list_artifacts(run_id, folder)}:
+        return {}
+    with tempfile.TemporaryDirectory() as d, np.load(client.download(run_id, path, Path(d))) as z:
+        return {k: z[k] for k in z.files}

@@ -4,6 +4,7 @@ precision and recall as torch-fidelity computes them, and a trial that logs them
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,16 @@ from study.contract.spec.load import expand
 from study.contract.store import connect
 from trainables.data import digits_tensors
 from trainables.metrics import image_metrics, reference_features, to_uint8, training_set
-from trainables.scores import SCORES, ScoreSettings, TrainingSet, _inside, _prc_balls, compute_scores, nearest_two
+from trainables.scores import (
+    SCORES,
+    ScoreSettings,
+    TrainingSet,
+    _inside,
+    _prc_balls,
+    compute_scores,
+    copies_grid,
+    nearest_two,
+)
 from trainables.trainable import LocalSession, run_trial
 
 MEMORIZATION = ("memorization_pixel", "memorization_feature")
@@ -73,7 +83,7 @@ def test_planted_copies_are_found_within_the_interval(rate: float) -> None:
     assert all(SCORES[n].needs == {"training_set"} for n in MEMORIZATION)
     train, gen_px, gen_ft, copy = planted(rate, seed=int(rate * 10))
     settings = ScoreSettings(bootstrap=1000, seed=3, training=train)
-    scores, arrays = compute_scores({"f": gen_ft}, {"fid": "f", "isc": "f"}, list(MEMORIZATION), settings, gen_px)
+    scores, arrays, _ = compute_scores({"f": gen_ft}, {"fid": "f", "isc": "f"}, list(MEMORIZATION), settings, gen_px)
     for name in MEMORIZATION:
         s = scores[name]
         # the criterion flags exactly the planted images, and the interval covers the planting rate
@@ -84,6 +94,66 @@ def test_planted_copies_are_found_within_the_interval(rate: float) -> None:
         assert d1.shape == d2.shape == (400,) and arrays[keys.score_array(name, "held_out_nn1")].shape == (100,)
         assert copy_flags(d1, d2).mean() == s["mean"]  # recomputable from the logged distances
         assert keys.parse_score_array(keys.score_array(name, "nn_index")) == (name, "nn_index")
+
+
+def _cell(grid: np.ndarray, row: int, col: int, size: int = 8) -> np.ndarray:
+    """The image at (row, col) of a 1-px padded grid of ``size`` x ``size`` images (first channel: grey)."""
+    y, x = 1 + row * (size + 1), 1 + col * (size + 1)
+    return grid[y : y + size, x : x + size, 0]
+
+
+@pytest.mark.parametrize("n", [30, 5])
+def test_the_copies_grid_shows_planted_copies_first_beside_their_training_images(n: int) -> None:
+    rng = np.random.default_rng(7)
+    train_px = torch.from_numpy(rng.integers(0, 256, (50, 1, 8, 8)).astype(np.uint8))
+    train_ft = torch.from_numpy(rng.normal(size=(50, 16)).astype(np.float32))
+    gen_px = torch.from_numpy(rng.integers(0, 256, (n, 1, 8, 8)).astype(np.uint8))
+    gen_ft = torch.from_numpy(rng.normal(size=(n, 16)).astype(np.float32))
+    planted = {4: 10, 1: 3, 2: 40} if n < 10 else {17: 10, 5: 3, 2: 40}  # generated index -> training image copied
+    for g, t in planted.items():
+        gen_px[g], gen_ft[g] = train_px[t], train_ft[t]
+    near = 0 if n < 10 else 20  # a near copy (small perturbation): copy-like, after the exact ones
+    if n >= 10:
+        gen_px[near] = (train_px[7].int() + torch.from_numpy(rng.integers(-2, 3, (1, 8, 8)))).clamp(0, 255).byte()
+        gen_ft[near] = train_ft[7] + 0.01
+    settings = ScoreSettings(bootstrap=0, training=TrainingSet(train_px, train_ft))
+    res = compute_scores({"f": gen_ft}, {"fid": "f", "isc": "f"}, list(MEMORIZATION), settings, gen_px)
+    assert set(res.images) == {(name, "copies") for name in MEMORIZATION}
+    assert all("copies" not in s for s in res.scores.values()) and not any("copies" in a for a in res.arrays)
+    k = min(8, n)
+    for name in MEMORIZATION:
+        grid = res.images[(name, "copies")]
+        assert grid.dtype == np.uint8 and grid.shape == (2 * 9 + 1, k * 9 + 1, 3), name
+        # exact copies first, each above the training image it copies: in pixel space at ratio 0 exactly, so ties
+        # go by index; in feature space at ratio 0 up to float rounding (any order among themselves)
+        first = [next(i for i in planted if np.array_equal(gen_px[i, 0].numpy(), _cell(grid, 0, c))) for c in range(3)]
+        order = sorted(planted) if name == "memorization_pixel" else first
+        assert sorted(first) == sorted(planted) and first == order, name
+        for col, g in enumerate(order):
+            assert np.array_equal(_cell(grid, 0, col), gen_px[g, 0].numpy()), (name, col)
+            assert np.array_equal(_cell(grid, 1, col), train_px[planted[g], 0].numpy()), (name, col)
+        if n >= 10:  # then the near copy, beside the image it was made from
+            assert np.array_equal(_cell(grid, 0, 3), gen_px[near, 0].numpy()), name
+            assert np.array_equal(_cell(grid, 1, 3), train_px[7, 0].numpy()), name
+        # every column pairs a generated image with its nearest training image (nn_index)
+        index = res.arrays[keys.score_array(name, "nn_index")]
+        for col in range(k):
+            g = next(i for i in range(n) if np.array_equal(gen_px[i, 0].numpy(), _cell(grid, 0, col)))
+            assert np.array_equal(_cell(grid, 1, col), train_px[index[g], 0].numpy()), (name, col)
+    none = ScoreSettings(bootstrap=0, training=TrainingSet(train_px, train_ft), copies=0)
+    assert compute_scores({"f": gen_ft}, {"fid": "f"}, list(MEMORIZATION), none, gen_px).images == {}
+    # feature space without the generated pixels: no image (the pairs are shown in pixels)
+    assert compute_scores({"f": gen_ft}, {"fid": "f"}, ["memorization_feature"], settings).images == {}
+
+
+def test_copies_grid_breaks_ties_by_index_and_takes_exact_copies_of_repeated_images() -> None:
+    train = torch.zeros(3, 1, 2, 2, dtype=torch.uint8)
+    train[2] = 200  # images 0 and 1 are the same: a copy of either has nn1 = nn2 = 0
+    gen = torch.stack([train[2] // 2, train[0], train[2]])
+    d1, d2, idx = nearest_two(gen.float(), train.float())
+    grid = copies_grid(gen, train, d1, d2, idx, k=2)
+    assert grid.shape == (2 * 3 + 1, 2 * 3 + 1, 3)
+    assert _cell(grid, 0, 0, 2).tolist() == [[0, 0], [0, 0]] and _cell(grid, 0, 1, 2).tolist() == [[200] * 2] * 2
 
 
 def test_a_model_returning_training_images_scores_all_and_held_out_none(classifier_r8, tmp_path: Path) -> None:
@@ -116,7 +186,7 @@ def test_precision_and_recall_are_torch_fidelitys_with_intervals() -> None:
 
     settings = ScoreSettings(bootstrap=500, seed=0, reference=Ref())
     for gen in (narrow, shifted):
-        scores, arrays = compute_scores({"f": gen}, {"fid": "f", "isc": "f"}, ["precision", "recall"], settings)
+        scores, arrays, _ = compute_scores({"f": gen}, {"fid": "f", "isc": "f"}, ["precision", "recall"], settings)
         theirs = prc_features_to_metric(gen, real, prc_neighborhood=3, prc_batch_size=10000, save_cpu_ram=False,
                                         verbose=False)  # fmt: skip
         assert not arrays
@@ -134,6 +204,7 @@ def test_precision_and_recall_are_torch_fidelitys_with_intervals() -> None:
 
 def test_a_trial_logs_every_score_with_intervals_and_the_distances(classifier_r8, tmp_path: Path) -> None:
     runtime, client, eid = sqlite_trial_runtime(tmp_path, "mem", classifier_r8[0])
+    runtime = replace(runtime, log_images=True)
     spec = micro_spec(**{"training.epochs": 1, "evaluation.samplers": [{"kind": "ddim", "steps": 3}],
                          "evaluation.inception_score": {"extra_metrics": list(ALL), "bootstrap": 200},
                          "dataset.subset": {"size": 64, "seed": 0}, "grid": {}})  # fmt: skip
@@ -154,3 +225,10 @@ def test_a_trial_logs_every_score_with_intervals_and_the_distances(classifier_r8
     assert kept["logits"].shape[0] == 40 and index.shape == (40,) and index.max() < 64  # the 64-image subset
     held = kept[keys.score_array("memorization_feature", "held_out_nn1")]
     assert held.shape == (450,)  # the held-out set stays whole
+    # the most-copied images of each memorization score, logged beside the sample grid (keys.score_image_key)
+    logged_images = {keys.parse_image_file(p.path.rsplit("/", 1)[-1])
+                     for p in client.list_artifacts(run.info.run_id, "images")} - {None}  # fmt: skip
+    for name in MEMORIZATION:
+        key = keys.score_image_key(name, "copies", "ddim-3")
+        assert (key, 1) in logged_images and keys.parse_score_image_key(key) == (name, "copies", "ddim-3")
+    assert (keys.image_key("ddim-3"), 1) in logged_images

@@ -1,17 +1,19 @@
 """The report's generalization window (issue 21 item 3): per trial that logged a memorization score, IS and the
 memorized fraction on one time axis and a table of the IS plateau epoch beside the memorization-onset epoch, from
-a study logged to the in-memory tracker (the tracking contract, no MLflow); a study without memorization scores
-gets neither."""
+a study logged to the in-memory tracker (the tracking contract, no MLflow), with the most-copied images the trials
+logged (issue 21 item 1); a study without memorization scores gets neither."""
 
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.convergence import onset_verdicts
-from analysis.report import WINDOW_FIGURE, render_report
+from analysis.report import COPIES_FIGURE, WINDOW_FIGURE, render_report
 from analysis.runs import load_study
 from study.contract import keys
 from study.contract.memory_backend import MemoryTracker
@@ -46,6 +48,17 @@ def _log_trial(t: MemoryTracker, exp: str, trial: str, label: str, onset: int | 
     params = {"training.epochs": "120", "evaluation.onset.margin": "0.05", "evaluation.onset.persistence": "2",
               "evaluation.onset.score": "memorization_feature", "evaluation.plateau.margin": "0.25"}  # fmt: skip
     t.log_batch(run, points, params, {})
+    if memorization:  # the copies image (2 rows of 4 images of 8x8, 1-px padding) and the distances, every 20 epochs
+        for e in EPOCHS[3::4]:
+            shade = 50 + e  # each epoch's image its own grey, to tell them apart in the figure
+            t.log_image(run, np.full((19, 37, 3), shade, np.uint8),
+                        keys.score_image_key("memorization_feature", "copies", "ddim-3"), e)  # fmt: skip
+            nn1, nn2 = np.array([0.5, 0.0, 2.0, 1.0, 3.0]), np.array([1.0, 4.0, 4.0, 5.0, 3.5])
+            with tempfile.TemporaryDirectory() as d:
+                path = Path(d) / keys.evaluation_file(e)
+                np.savez(path, **{keys.score_array("memorization_feature", "nn1"): nn1,
+                                  keys.score_array("memorization_feature", "nn2"): nn2})  # fmt: skip
+                t.log_artifact(run, path, keys.evaluation_dir("ddim-3"))
     t.set_status(run, "FINISHED")
 
 
@@ -81,6 +94,30 @@ def test_the_report_states_the_generalization_window_per_trial(tmp_path: Path) -
     assert f"t1_size=1437 under ddim-3: IS plateau at epoch {t1['plateau_epoch']}" in text
     assert "memorization onset at epoch" in text and "no memorization onset by epoch 120" in text
     assert "Generalization window" in (tmp_path / "index.html").read_text()
+    # the most-copied images: t0 at its onset (the first logged at or after ~70) and latest, t1 latest only
+    assert f"![Generalization window]({COPIES_FIGURE})" in text and "most-copied generated images" in text
+    assert (tmp_path / COPIES_FIGURE).stat().st_size > 5_000
+    assert text.index(f"({WINDOW_FIGURE})") < text.index(f"({COPIES_FIGURE})") < text.index("## Paired differences")
+
+
+def test_the_copies_figure_shows_the_onset_and_latest_evaluations(tmp_path: Path, monkeypatch) -> None:
+    import analysis.report as report_module
+
+    shown: dict = {}
+    plot = report_module.plot_copies
+    monkeypatch.setattr(report_module, "plot_copies", lambda rows, path, title: shown.update(rows) or plot(
+        rows, path, title=title))  # fmt: skip
+    tracker, name = _study(memorization=True)
+    study = load_study("memory:", name, with_logits=False, tracker=tracker)
+    render_report(study, tmp_path)
+    t0, t1 = shown["t0_size=64\nddim-3, feature"], shown["t1_size=1437\nddim-3, feature"]
+    onset = pd.read_csv(tmp_path / "generalization_window.csv").set_index("trial").loc["t0_size=64", "onset_epoch"]
+    first = min(e for e in EPOCHS[3::4] if e >= onset)
+    assert list(t0) == [f"epoch {first} (onset)", "epoch 120 (latest)"] and list(t1) == ["epoch 120 (latest)"]
+    img, caption = t0["epoch 120 (latest)"]
+    assert img.shape[:2] == (19, 37) and caption == "d1/d2: 0.00 0.20 0.50 0.50"  # 4 columns: the 4 smallest
+    assert np.allclose(img[..., 0], (50 + 120) / 255, atol=0.01)
+    assert np.allclose(t0[f"epoch {first} (onset)"][0][..., 0], (50 + first) / 255, atol=0.01)
 
 
 def test_a_study_without_memorization_scores_has_no_window(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from study.contract import keys
 from study.contract.experiment import ensure_experiment
 from study.contract.keys import parse_image_file
 from study.contract.memory_backend import MemoryTracker
@@ -79,16 +80,21 @@ def test_a_reopened_run_logs_each_step_once(tracker: Tracker, tmp_path: Path) ->
     first = _open(tracker, eid)
     for epoch in (1, 2, 3):
         first.log_metrics({"train/loss": float(epoch), "train/seconds": 10.0 * epoch}, epoch)
-    first.log_image(np.zeros((8, 8, 3), dtype=np.uint8), "samples/ddim-3", 2)
+    copies = keys.score_image_key("memorization_pixel", "copies", "ddim-3:cfg-2.0")  # a score's image, guided
+    for key in ("samples/ddim-3", copies):
+        first.log_image(np.zeros((8, 8, 3), dtype=np.uint8), key, 2)
     replay = _open(tracker, eid, run_id=first.run_id)  # as after a kill: the checkpoint names the run
     for epoch in (2, 3, 4):
         replay.log_metrics({"train/loss": float(epoch), "train/seconds": 99.0}, epoch)
-    replay.log_image(np.zeros((8, 8, 3), dtype=np.uint8), "samples/ddim-3", 2)
+    for key in ("samples/ddim-3", copies):
+        replay.log_image(np.zeros((8, 8, 3), dtype=np.uint8), key, 2)
     seconds = tracker.history(first.run_id, "train/seconds")
     assert sorted((p.step, p.value) for p in seconds) == [(1, 10.0), (2, 20.0), (3, 30.0), (4, 99.0)]
     assert sorted(p.step for p in tracker.history(first.run_id, "train/loss")) == [1, 2, 3, 4]
-    images = [p for p in tracker.list_artifacts(first.run_id, "images") if parse_image_file(p.rsplit("/", 1)[-1])]
-    assert len(images) == 1
+    images = [parse_image_file(p.rsplit("/", 1)[-1]) for p in tracker.list_artifacts(first.run_id, "images")]
+    assert sorted(i for i in images if i) == [(copies, 2), ("samples/ddim-3", 2)]
+    assert keys.parse_score_image_key(copies) == ("memorization_pixel", "copies", "ddim-3:cfg-2.0")
+    assert keys.parse_score_image_key("samples/ddim-3") is None
 
 
 def test_an_outage_is_spooled_and_replayed_without_duplicates(tmp_path: Path) -> None:

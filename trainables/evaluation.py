@@ -45,6 +45,7 @@ class EvalResult(HasScores):
     targets: Tensor | None = None  # guidance target labels (guided evaluations)
     target_accuracy: float | None = None  # share of samples the trained classifier assigns to their target
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # scores' per-image arrays (keys.score_array)
+    images: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # scores' images (keys.score_image_key)
 
     def metrics(self, extractor: str, num_samples: int) -> dict[str, float]:
         """Every score statistic and the sampling cost under their keys (study/contract/keys.py)."""
@@ -228,5 +229,5 @@ def score(
         acc = target_accuracy(evaluation.judge, samples.to(device), labels, eval_spec.batch_size)
     return EvalResult(
         evaluation.id, m.scores, stored_logits(m.logits), seconds, nfe, grid, labels, labels if guided else None, acc,
-        m.arrays,
+        m.arrays, m.images,
     )  # fmt: skip

@@ -485,6 +485,7 @@ class ImageScores(HasScores):
     scores: dict[str, dict[str, float]]
     logits: Tensor  # [N, classes] float32: what every IS statistic is computed from
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # per-image arrays of scores (keys.score_array)
+    images: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # scores' images by (score, name)
 
 
 def image_metrics(
@@ -506,8 +507,8 @@ def image_metrics(
     weights = extractor_weights(extractor, weights_path)
     layers = {feature: metric_layer(extractor, feature) for feature in {SCORES[n].feature for n in names} | {"isc"}}
     feats = extract_features(images, extractor, weights, tuple(layers.values()), batch_size)
-    scores, arrays = compute_scores(feats, layers, list(names), settings, images)
-    return ImageScores(scores, feats[layers["isc"]], arrays)
+    scores, arrays, shown = compute_scores(feats, layers, list(names), settings, images)
+    return ImageScores(scores, feats[layers["isc"]], arrays, shown)
 
 
 def inception_score(

@@ -7,8 +7,9 @@ at that layer, possibly a sample of ``reference_samples`` images; ``training_set
 and features with the held-out set beside it, ``TrainingSet``), and a function from a ``ScoreInput`` (the
 evaluation's features and uint8 images) to its statistics. A function may also return per-image arrays
 (numpy values): they are kept in the evaluation's artifact (``evaluations/<E>/epoch-<e>.npz``, under
-``keys.score_array``) so the statistic can be recomputed under any other criterion. Adding a score is a function
-here, an entry in ``SCORES`` and its name in the spec's ``extra_metrics`` literal.
+``keys.score_array``) so the statistic can be recomputed under any other criterion, and images (``ScoreImage``,
+uint8 [H, W, C]): the trial logs each at every evaluation under ``keys.score_image_key`` beside its sample grid.
+Adding a score is a function here, an entry in ``SCORES`` and its name in the spec's ``extra_metrics`` literal.
 
 * ``is``: torch-fidelity's mean and split std (the literature's numbers), plus ``se`` / ``ci_low`` / ``ci_high``
   from the bootstrap over the generated images and ``inf`` (IS-infinity), both from analysis/stats.py.
@@ -20,7 +21,11 @@ here, an entry in ``SCORES`` and its name in the spec's ``extra_metrics`` litera
   (bootstrap over the generated images) and ``held_out``, the same fraction for the held-out images (real images
   the model never saw: the criterion's false-copy baseline, the memorization-onset rule's baseline,
   analysis/onset.py) with ``held_out_se`` (bootstrap over the held-out images). Arrays: ``nn1``, ``nn2``,
-  ``nn_index`` (generated -> train) and ``held_out_nn1``, ``held_out_nn2`` (held-out -> train).
+  ``nn_index`` (generated -> train) and ``held_out_nn1``, ``held_out_nn2`` (held-out -> train). Image: ``copies``
+  (``copies_grid``), the ``ScoreSettings.copies`` generated images with the smallest ratio nn1 / nn2 (the most
+  copy-like first, ties by index) in the top row, each one's nearest training image below it. Both scores show
+  pixels: ``memorization_feature`` pairs each generated image with the training image nearest in *feature* space
+  (its ``nn_index``), drawn from the generated and training pixels (no image without the generated pixels).
 * ``precision`` / ``recall``: Kynkaanniemi et al. 2019 ("Improved precision and recall metric for assessing
   generative models", NeurIPS, Eqs. 1-3; k = 3) as torch-fidelity >= 0.4.0 computes them (generated = input1,
   real = input2 = the training-set reference): ``mean`` is torch-fidelity's number. Precision's interval
@@ -42,6 +47,7 @@ from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics
 from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import calc_cdist_full, prc_features_to_metric
+from torchvision.utils import make_grid
 
 from analysis.neighbours import bootstrap_fraction, copy_flags
 from analysis.stats import bootstrap_is, is_infinity
@@ -53,6 +59,7 @@ INFINITY_REPLICATES = 200
 PRC_NEIGHBORHOOD = 3  # k of Kynkaanniemi et al. 2019 (their default, and torch-fidelity's prc_neighborhood)
 # rows of generated images per distance block: bounds a float64 block at rows x training images x 8 bytes
 NN_ROWS = 1024
+COPIES = 8  # generated images in a memorization score's ``copies`` image (the most copy-like)
 Need = Literal["reference", "training_set"]
 
 
@@ -80,6 +87,7 @@ class ScoreSettings:
     seed: int = 0
     reference: object | None = None  # trainables.metrics.ReferenceFeatures
     training: TrainingSet | None = None  # for scores that need the whole training set (memorization)
+    copies: int = COPIES  # images in the memorization scores' ``copies`` grid (0: none)
 
 
 class HasScores:
@@ -103,7 +111,15 @@ class ScoreInput(NamedTuple):
     images: Tensor | None = None
 
 
-ScoreOutput = dict[str, float | np.ndarray]  # stats (floats) and per-image arrays (kept in the artifact)
+@dataclass(frozen=True)
+class ScoreImage:
+    """An image a score returns (uint8 [H, W, C]): logged at each evaluation under ``keys.score_image_key``."""
+
+    pixels: np.ndarray
+
+
+# stats (floats), per-image arrays (kept in the artifact) and images (logged)
+ScoreOutput = dict[str, float | np.ndarray | ScoreImage]
 
 
 @dataclass(frozen=True)
@@ -120,10 +136,12 @@ class Score:
 
 
 class ScoreResults(NamedTuple):
-    """{score: {stat: value}} and the per-image arrays under ``keys.score_array`` names."""
+    """{score: {stat: value}}, the per-image arrays under ``keys.score_array`` names and the images by
+    (score, image name) (``keys.score_image_key`` formats their MLflow key with the evaluation id)."""
 
     scores: dict[str, dict[str, float]]
     arrays: dict[str, np.ndarray]
+    images: dict[tuple[str, str], np.ndarray]
 
 
 def stored_logits(logits: Tensor) -> np.ndarray:
@@ -177,12 +195,34 @@ def nearest_two(x: Tensor, y: Tensor, rows: int = NN_ROWS) -> tuple[Tensor, Tens
     return torch.cat(d1), torch.cat(d2), torch.cat(idx)
 
 
-def _memorization(generated: Tensor, train: Tensor, held_out: Tensor | None, cfg: ScoreSettings) -> ScoreOutput:
+def copy_ratios(d1: Tensor, d2: Tensor) -> Tensor:
+    """nn1 / nn2 per image, 0 for an exact copy (nn1 == 0, also when a repeated training image makes nn2 0)."""
+    d1, d2 = d1.double(), d2.double()
+    return torch.where(d1 == 0, torch.zeros_like(d1), d1 / d2)
+
+
+def copies_grid(generated: Tensor, train: Tensor, d1: Tensor, d2: Tensor, index: Tensor, k: int = COPIES) -> np.ndarray:
+    """The ``k`` (or all, if fewer) generated uint8 images [N, C, H, W] with the smallest nn1 / nn2 (``copy_ratios``;
+    the most copy-like first, ties by index) in the top row, each one's nearest training image (``train[index]``)
+    below it: uint8 [H, W, 3] with 1-px padding, as the sample grid."""
+    ratio = copy_ratios(d1, d2).numpy()
+    top = torch.from_numpy(np.argsort(ratio, kind="stable")[:k].copy())
+    pairs = torch.cat([generated.cpu()[top], train.cpu()[index.cpu()[top].long()]])
+    return make_grid(pairs, nrow=len(top), padding=1).permute(1, 2, 0).contiguous().numpy()
+
+
+def _memorization(
+    generated: Tensor, train: Tensor, held_out: Tensor | None, cfg: ScoreSettings,
+    pixels: tuple[Tensor, Tensor] | None = None,
+) -> ScoreOutput:  # fmt: skip
     """The copy fraction (analysis/neighbours.py) of ``generated`` against ``train``, its bootstrap over the
-    generated images, the held-out baseline, and the distances as arrays."""
+    generated images, the held-out baseline, the distances as arrays and, given ``pixels`` (the generated and
+    training uint8 images, in the order of ``generated`` and ``train``), the ``copies`` image."""
     d1, d2, idx = nearest_two(generated, train)
     out: ScoreOutput = dict(bootstrap_fraction(copy_flags(d1.numpy(), d2.numpy()), cfg.bootstrap, cfg.seed).stats())
     out |= {"nn1": d1.float().numpy(), "nn2": d2.float().numpy(), "nn_index": idx.int().numpy()}
+    if pixels is not None and cfg.copies > 0:
+        out["copies"] = ScoreImage(copies_grid(*pixels, d1, d2, idx, cfg.copies))
     if held_out is not None:
         h1, h2, _ = nearest_two(held_out, train)
         held = bootstrap_fraction(copy_flags(h1.numpy(), h2.numpy()), cfg.bootstrap, cfg.seed)
@@ -203,12 +243,14 @@ def _memorization_pixel(x: ScoreInput, cfg: ScoreSettings) -> ScoreOutput:
         raise ValueError("memorization_pixel needs the generated images")
     t = _training(cfg)
     held = t.held_out_pixels.float() if t.held_out_pixels is not None else None
-    return _memorization(x.images.float(), t.pixels.float(), held, cfg)
+    return _memorization(x.images.float(), t.pixels.float(), held, cfg, (x.images, t.pixels))
 
 
 def _memorization_feature(x: ScoreInput, cfg: ScoreSettings) -> ScoreOutput:
     t = _training(cfg)
-    return _memorization(x.features, t.features, t.held_out_features, cfg)
+    # the pairs are found in feature space and shown in pixels: TrainingSet's pixels and features share an order
+    pixels = (x.images, t.pixels) if x.images is not None else None
+    return _memorization(x.features, t.features, t.held_out_features, cfg, pixels)
 
 
 def _prc_balls(points: Tensor) -> Tensor:
@@ -258,9 +300,10 @@ def compute_scores(
     images: Tensor | None = None,
 ) -> ScoreResults:
     """The scores ``names`` from ``features`` (layer -> [N, D]; ``layers``: feature -> layer) and the uint8
-    ``images``: their stats, and their per-image arrays under ``keys.score_array`` names."""
+    ``images``: their stats, their per-image arrays under ``keys.score_array`` names and their images."""
     scores: dict[str, dict[str, float]] = {}
     arrays: dict[str, np.ndarray] = {}
+    shown: dict[tuple[str, str], np.ndarray] = {}
     for name in names:
         score = SCORES[name]
         if score.needs_reference and cfg.reference is None:
@@ -268,6 +311,7 @@ def compute_scores(
         if "training_set" in score.needs and cfg.training is None:
             raise ValueError(f"score {name!r} needs the training set (pixels, features and held-out set)")
         out = score.compute(ScoreInput(features[layers[score.feature]], images), cfg)
-        scores[name] = {k: float(v) for k, v in out.items() if not isinstance(v, np.ndarray)}
+        scores[name] = {k: float(v) for k, v in out.items() if not isinstance(v, (np.ndarray, ScoreImage))}
         arrays |= {keys.score_array(name, k): v for k, v in out.items() if isinstance(v, np.ndarray)}
-    return ScoreResults(scores, arrays)
+        shown |= {(name, k): v.pixels for k, v in out.items() if isinstance(v, ScoreImage)}
+    return ScoreResults(scores, arrays, shown)

@@ -371,6 +371,9 @@ def evaluate_epoch(
             run.log_arrays(f"{keys.evaluation_dir(res.sampler_id)}/{keys.evaluation_file(epoch)}", **arrays)
         if ctx.runtime.log_images and res.grid is not None:
             run.log_image(res.grid.numpy(), key=keys.image_key(res.sampler_id), step=epoch)
+        for (name, image), pixels in res.images.items():  # what a score shows (memorization: its most-copied images)
+            if ctx.runtime.log_images:
+                run.log_image(pixels, key=keys.score_image_key(name, image, res.sampler_id), step=epoch)
         if evaluation.guided:
             # in lockstep the seconds are shares by network rows, so their ratio would not measure guidance's cost
             metrics |= _guidance_metrics(res, None if perf.batch_evaluations else unguided.get(evaluation.sampler.id))

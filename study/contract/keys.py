@@ -9,7 +9,9 @@ FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics). The
 (trainables/scores.py) are fractions: ``memorization_pixel`` / ``memorization_feature`` (``mean``, ``se``,
 ``ci_low``/``ci_high``, and ``held_out``, the held-out images' fraction, with ``held_out_se``), as are
 ``precision`` / ``recall`` (``mean``, ``se``, ``ci_low``/``ci_high``). Per-image arrays a score keeps sit in the
-evaluation's npz under ``score_array(score, name)`` (``memorization_pixel.nn1``).
+evaluation's npz under ``score_array(score, name)`` (``memorization_pixel.nn1``); images a score returns
+are logged at each evaluation under ``score_image_key(score, image, evaluation)``
+(``memorization_pixel.copies/ddim-20``: the most-copied generated images beside their nearest training images).
 
 The trial status vocabulary (``Status``) is shared by the trial, the runner and the report.
 """
@@ -257,6 +259,25 @@ def sample_size_key(extractor: str, evaluation: str, stat: str) -> str:
 def image_key(evaluation: str) -> str:
     """MLflow image keys reject ':' (guided ids): ``samples/<sampler>/<guidance>``."""
     return "samples/" + evaluation.replace(":", "/")
+
+
+def score_image_key(score: str, image: str, evaluation: str) -> str:
+    """An image a score returns at each evaluation (trainables/scores.py ``ScoreImage``), logged beside the sample
+    grid: ``<score>.<image>/<sampler>[/<guidance>]`` (``memorization_pixel.copies/ddim-20``; ':' as in
+    :func:`image_key`)."""
+    return f"{score_array(score, image)}/" + evaluation.replace(":", "/")
+
+
+_SCORE_IMAGE_RE = re.compile(r"^(?P<score>[a-z_]+)\.(?P<image>[a-z_]+)/(?P<evaluation>.+)$")
+
+
+def parse_score_image_key(key: str) -> tuple[str, str, str] | None:
+    """(score, image, evaluation) of a :func:`score_image_key`; None for any other image key (sample grids)."""
+    m = _SCORE_IMAGE_RE.match(key)
+    if m is None:
+        return None
+    sampler, _, guidance = m["evaluation"].partition("/")
+    return m["score"], m["image"], f"{sampler}:{guidance}" if guidance else sampler
 
 
 _IMAGE_FILE = re.compile(r"^(?P<key>.+)\+step\+(?P<step>\d+)\+timestamp\+\d+\+[0-9a-f-]+\.png$")
