@@ -177,7 +177,8 @@ def trainable_row(epochs: int) -> dict[str, Any]:
         tracker = connect(uri)
         eid = ensure_experiment(tracker, "bench", f"{d}/artifacts")
         parent = create_parent_run(tracker, eid, "bench", "", "bench", ROOT / "specs/quickstart.yaml", [], {})
-        runtime = Runtime(uri, eid, parent, "bench", "bench", str(Path(d) / "data"), _extractor_weights(), False)
+        runtime = Runtime(uri, eid, parent, "bench", "bench", str(Path(d) / "data"), str(Path(d) / "cache"),
+                          extractor_weights=_extractor_weights(), log_images=False)  # fmt: skip
         run_trial(trial, runtime, LocalSession(Path(d) / "ckpt"), tracker=tracker)
         (run_id,) = tracker.find_runs(eid, {"study.trial": "bench"})
         history = sorted(tracker.history(run_id, "train/epoch_seconds"), key=lambda m: m.step)
@@ -234,7 +235,7 @@ def study_row() -> dict[str, Any]:
         weights, _ = prepare_extractor(spec, cache)
         costs["extractor_cached_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        reference_scores(spec, weights, Path(d) / "data")
+        reference_scores(spec, weights, Path(d) / "data", Path(d) / "cache")
         costs["reference_scores_s"] = time.perf_counter() - t0
     total = sum(costs.values())
     return costs | {"total_s": total, "quickstart_wall_s": QUICKSTART_WALL_S, "share": total / QUICKSTART_WALL_S,

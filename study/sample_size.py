@@ -43,7 +43,8 @@ import torch
 
 from study.contract.keys import ROLE_SAMPLE_SIZE, TAG_PARENT, TAG_ROLE, TAG_STUDY, TAG_TRIAL, sample_size_key
 from study.contract.spec import StudySpec, Trial, load_study, spec_fingerprint
-from study.runner import StudyError
+from study.paths import StudyPaths
+from study.runner import StudyError, prepare_extractor
 from trainables.files import load_tensors
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ def sample_size_study(
     storage: str | Path = "studies",
     seed: int | None = None,
     extractor_weights: str | None = None,
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> SampleSizeResult:
     """IS (and FID) of one trial checkpoint against the number of samples N: the paper's Fig. A.1.
 
@@ -120,18 +123,20 @@ def sample_size_study(
     report prints (``t0_schedule=linear(scale=1)``) or Ray Tune's folder name for it. ``epoch``: the checkpoint
     (default the latest kept). ``seed``: the initial noise (default ``evaluation.seed``, the trial's own).
     ``extractor_weights``: the feature extractor's weights (default: prepared as ``study run`` does).
+    ``data_dir``, ``cache_dir``: as for ``study run`` (default ``<storage>/.data``, ``<storage>/.cache``).
     Raises ``StudyError`` / ``ValueError``.
     """
     handle = resolve_study(study_dir_or_spec, storage)
-    storage = handle.directory.parent  # a study given by its directory lives in that directory's storage
+    # a study given by its directory lives in that directory's storage
+    paths = StudyPaths.resolve(handle.directory.parent, handle.name, data_dir, cache_dir)
     chosen = pick_trial(handle, trial)
     ev = chosen.spec.evaluation
     sampler = pick_evaluation(chosen.spec, eval_id)
     sizes = check_sizes(sizes, ev.inception_score.splits)
     ckpt = load_checkpoint(trial_directory(handle.directory / "tune", chosen.name), epoch)
     seed = ev.seed if seed is None else seed
-    weights = extractor_weights or prepare_weights(handle.base, storage)
-    ctx = rebuild_model(handle, chosen, ckpt, weights, storage)
+    weights = extractor_weights or prepare_extractor(handle.base, paths.cache)[0]  # as ``study run`` prepares it
+    ctx = rebuild_model(handle, chosen, ckpt, weights, paths)
     samples, nfe, seconds = sample(ctx, sampler, sizes[-1], seed)
     features = extract(samples, ctx, weights)
     table, inf = score(features, sizes, chosen.spec, seed)
@@ -208,14 +213,6 @@ def check_sizes(sizes: list[int], splits: int) -> list[int]:
     return out
 
 
-def prepare_weights(base: StudySpec, storage: str | Path) -> str | None:
-    """The extractor's weights as ``study run`` prepares them (digits-cnn: the shipped weights, checked)."""
-    from study.paths import StudyPaths
-    from study.runner import prepare_extractor
-
-    return prepare_extractor(base, StudyPaths.resolve(storage, base.name).cache)[0]
-
-
 # ------------------------------------------------------------------------------------------- load checkpoint
 
 # Ray Tune replaces these characters in a trial's folder name (``ray.tune.experiment.trial.Trial._generate_dirname``,
@@ -270,15 +267,14 @@ def load_checkpoint(trial_dir: Path, epoch: int | None = None) -> Checkpoint:
     return Checkpoint(path, chosen, state)
 
 
-def rebuild_model(handle: StudyHandle, trial: Trial, ckpt: Checkpoint, weights: str | None, storage: str | Path) -> Any:
+def rebuild_model(handle: StudyHandle, trial: Trial, ckpt: Checkpoint, weights: str | None, paths: StudyPaths) -> Any:
     """The trial's network, dynamics and data exactly as the trial builds them, with the checkpoint's EMA weights."""
     from study.contract.store import connect
-    from study.paths import StudyPaths
     from trainables.trainable import Runtime, build
 
     s = handle.state
     runtime = Runtime(s["tracking_uri"], s["experiment_id"], s["parent_run_id"], s["instance"], handle.name,
-                      str(StudyPaths.resolve(storage, handle.name).data), weights, log_images=False)  # fmt: skip
+                      str(paths.data), str(paths.cache), extractor_weights=weights, log_images=False)  # fmt: skip
     ctx = build(trial, runtime, connect(runtime.tracking_uri))
     ctx.ema.load_state_dict(ckpt.state["ema"])
     ctx.ema.model.eval()
@@ -329,7 +325,6 @@ def sample(ctx: Any, sampler: Any, num_samples: int, seed: int) -> tuple[torch.T
 
 def extract(images: torch.Tensor, ctx: Any, weights: str | None) -> Features:
     """ONE feature pass over all images: IS logits, plus FID features and the training-set reference if asked."""
-    from trainables.data import prepared_dir
     from trainables.metrics import extract_features, metric_layer, reference_features
     from trainables.metrics import extractor_weights as resolve_weights
 
@@ -344,7 +339,7 @@ def extract(images: torch.Tensor, ctx: Any, weights: str | None) -> Features:
     if not with_fid:
         return Features(logits, None, None)
     data = ctx.data
-    ref = reference_features(data.train, data.key, isc.extractor, weights, prepared_dir(ctx.runtime.data_dir),
+    ref = reference_features(data.train, data.key, isc.extractor, weights, Path(ctx.runtime.cache_dir),
                              isc.reference_samples, ev.batch_size)  # fmt: skip
     return Features(logits, feats[layers["fid"]], ref)
 

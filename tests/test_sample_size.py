@@ -65,8 +65,10 @@ def micro_study(tmp_path_factory: pytest.TempPathFactory, classifier_r8: tuple[P
     (storage / name / "study.json").write_text(json.dumps(state))
     _, trials = load_study(spec)
     trial = trials[1]
+    paths = StudyPaths.resolve(storage, name)
     runtime = Runtime(state["tracking_uri"], state["experiment_id"], state["parent_run_id"], state["instance"], name,
-                      str(StudyPaths.resolve(storage, name).data), str(classifier_r8[0]), log_images=False)  # fmt: skip
+                      str(paths.data), str(paths.cache), extractor_weights=str(classifier_r8[0]),
+                      log_images=False)  # fmt: skip
     session = LocalSession(root / "local")
     for epochs, folder in ((1, "checkpoint_000000"), (2, "checkpoint_000001")):
         spec_json = trial.spec.model_dump(mode="json")

@@ -20,8 +20,7 @@ def test_each_preparation_stage_logs_its_duration(tmp_path: Path, cache_dir: Pat
     plan = Plan.load(write_spec(tmp_path / "s.yaml", micro_spec("stages")))
     paths = StudyPaths.resolve(tmp_path / "studies", "stages")
     caplog.set_level(logging.INFO, logger="study.runner")
-    with paths.environment():
-        prepare(plan, paths, Stages())
+    prepare(plan, paths, Stages())
     lines = [r.getMessage() for r in caplog.records if r.name == "study.runner"]
     for stage in ("data", "IS extractor", "reference scores", "guidance classifiers"):
         assert sum(bool(re.fullmatch(STAGE_LINE.format(stage), line)) for line in lines) == 1, (stage, lines)
