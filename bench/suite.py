@@ -74,8 +74,8 @@ def machine() -> dict[str, Any]:
 
 
 def _spec(path: str, **overrides: Any) -> Any:
-    from study.contract.spec import load_study
     from study.contract.spec.load import expand, read_yaml
+    from study.plan import Plan, checked
 
     raw, _ = read_yaml(ROOT / path)
     for dotted, value in overrides.items():
@@ -85,8 +85,8 @@ def _spec(path: str, **overrides: Any) -> Any:
             node = node.setdefault(p, {})
         node[last] = value
     if not overrides:
-        return load_study(ROOT / path)[1][0].spec
-    return expand(raw)[1][0].spec
+        return Plan.load(ROOT / path).trials[0].spec
+    return checked(expand(raw), str(ROOT / path))[1][0].spec  # the plan's check, as ``validate`` and ``run``
 
 
 # ------------------------------------------------------------------------------------------------ samplers
@@ -452,13 +452,14 @@ def refusal_row() -> dict[str, Any]:
     import socket
 
     from study.cluster import check_cluster
-    from study.contract.spec import SpecError, load_study
+    from study.contract.spec import SpecError
     from study.contract.spec.load import read_yaml
     from study.contract.store import connect
+    from study.plan import Plan
 
     def refuse_spec(path: Path) -> None:
         try:
-            load_study(path)
+            Plan.load(path)
         except SpecError:
             return
         raise AssertionError(f"{path} was accepted")

@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from study.contract.spec import SpecError, StudySpec, load_study
+from study.contract.spec import SpecError, StudySpec
 
 log = logging.getLogger("study")
 
@@ -114,11 +114,12 @@ def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, 
     path ``run`` prints) or by its spec."""
     from study.contract.store import resolve_tracking
     from study.paths import locate_study
+    from study.plan import Plan
 
     target = Path(target_arg)
     base = None
     if target.suffix in (".yaml", ".yml") and target.is_file():
-        base, _ = load_study(target)
+        base = Plan.load(target).base  # read, expanded and checked as ``validate`` and ``run`` do
         name, spec_uri = base.name, base.tracking.tracking_uri
     else:
         (name, storage_dir), spec_uri = locate_study(target_arg, storage), None
@@ -129,7 +130,7 @@ def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, 
         state = json.loads(state_file.read_text())
         uri, experiment = state["tracking_uri"], state["experiment"]
         if base is None and Path(state.get("spec", "")).is_file():
-            base, _ = load_study(state["spec"])  # the claims to check live in the study's spec
+            base = Plan.load(state["spec"]).base  # the claims to check live in the study's spec
     else:
         tracking = resolve_tracking(spec_uri)
         uri, experiment = tracking.tracking_uri, tracking.experiment_prefix + name

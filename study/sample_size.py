@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from study.contract.keys import ROLE_SAMPLE_SIZE, TAG_PARENT, TAG_ROLE, TAG_STUDY, TAG_TRIAL, sample_size_key
-from study.contract.spec import StudySpec, Trial, load_study, spec_fingerprint
+from study.contract.spec import StudySpec, Trial
 from study.paths import StudyPaths
 from study.runner import StudyError, prepare_extractor
 from trainables.files import load_tensors
@@ -159,11 +159,13 @@ def resolve_study(target: str | Path, storage: str | Path = "studies") -> StudyH
     spec would rebuild networks that do not match the checkpoints.
     """
     from study.paths import locate_study
+    from study.plan import Plan
 
     path = Path(target)
     spec_given = path.suffix in (".yaml", ".yml") and path.is_file()
-    if spec_given:
-        name = load_study(path)[0].name
+    plan = Plan.load(path) if spec_given else None  # read, expanded and checked as ``validate`` and ``run`` do
+    if plan is not None:
+        name = plan.base.name
     else:  # a name under storage, or the study's directory as ``run`` prints it
         name, storage = locate_study(target, storage)
     directory = Path(storage).resolve() / name
@@ -175,8 +177,9 @@ def resolve_study(target: str | Path, storage: str | Path = "studies") -> StudyH
     spec_path = path if spec_given else Path(state["spec"])
     if not spec_path.is_file():
         raise StudyError(f"the spec {spec_path} recorded in {state_file} is gone; pass the spec file instead")
-    base, trials = load_study(spec_path)
-    if spec_fingerprint(trials) != state["fingerprint"]:
+    plan = plan or Plan.load(spec_path)
+    base, trials = plan.base, plan.trials
+    if plan.fingerprint != state["fingerprint"]:
         raise StudyError(f"{spec_path} no longer expands to the trials study {name!r} was run with; "
                          "its checkpoints would not match")  # fmt: skip
     return StudyHandle(name, directory, state, base, trials)

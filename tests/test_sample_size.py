@@ -172,3 +172,19 @@ def test_trial_directory_follows_the_recorded_name(tmp_path: Path) -> None:
     (tune / "other").mkdir()
     (tune / "other" / "params.json").write_text("{not json")
     assert trial_directory(tune, name) == moved
+
+
+def test_every_command_that_builds_trials_refuses_an_incompatible_spec_as_validate_does(
+    tmp_path: Path, capsys
+) -> None:
+    """sample-size, report and compare read the spec through the plan's compatibility check: a sampler that cannot
+    sample the dynamics is the same SpecError (exit code 2, same message) as ``validate`` prints."""
+    spec = write_spec(tmp_path / "bad.yaml", micro_spec("bad", **{"dynamics": {"kind": "ncsnv2", "num_levels": 10},
+                                                                  "grid": {}}))  # fmt: skip
+    assert main(["validate", str(spec)]) == 2
+    expected = capsys.readouterr().err
+    assert "cannot sample 'ncsnv2'" in expected
+    for argv in (["sample-size", str(spec), "--trial", "t0", "--eval", EVAL, "--n", "20"],
+                 ["report", str(spec)], ["compare", str(spec), str(spec)]):  # fmt: skip
+        assert main([*argv, "--storage", str(tmp_path / "studies")]) == 2, argv
+        assert capsys.readouterr().err == expected, argv
