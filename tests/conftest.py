@@ -75,12 +75,6 @@ def write_spec(path: Path, spec: dict[str, Any]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache directory per test session (guidance classifiers train once), passed as a value where used."""
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="session")
 def classifier_r8() -> tuple[Path, float]:
     """The shipped digits-cnn weights at 8x8 (what every digits study scores with)."""
     from trainables.digits_classifier import shipped_digits_classifier

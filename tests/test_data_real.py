@@ -180,8 +180,7 @@ def folder_spec(root: Path, **fields: object) -> object:
     ).dataset  # fmt: skip
 
 
-def test_image_folder_flat_resizes_and_centre_crops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
+def test_image_folder_flat_resizes_and_centre_crops(tmp_path: Path) -> None:
     root = tmp_path / "ffhq"
     _save(_wide_image((255, 0, 0)), root / "a.png")
     _save(_wide_image((0, 255, 0), (20, 30)).convert("L").convert("RGB"), root / "b.jpg")  # tall, grey JPEG
@@ -195,8 +194,7 @@ def test_image_folder_flat_resizes_and_centre_crops(tmp_path: Path, monkeypatch:
     assert d.train[1][1] == 0 and d.train[0][0].shape == (3, 8, 8)
 
 
-def test_image_folder_class_subfolders_give_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
+def test_image_folder_class_subfolders_give_labels(tmp_path: Path) -> None:
     root = tmp_path / "imagenet"
     for cls, colour in (("n02", (0, 0, 200)), ("n01", (200, 0, 0))):
         for i in range(2):
@@ -211,7 +209,6 @@ def test_image_folder_class_subfolders_give_labels(tmp_path: Path, monkeypatch: 
 
 
 def test_image_folder_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "faces"
     for i in range(3):
         _save(Image.new("RGB", (16, 16), (i * 40, 0, 0)), root / f"{i}.png")
@@ -227,7 +224,6 @@ def test_image_folder_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatc
     assert torch.equal(first.train.images, second.train.images) and first.key == second.key
 
     monkeypatch.undo()
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
     _save(Image.new("RGB", (16, 16), (255, 255, 255)), root / "1.png")  # changed file -> new cache entry
     os.utime(root / "1.png", ns=(1, 1))
     third = load_dataset(folder_spec(root), tmp_path, tmp_path / "cache")

@@ -185,14 +185,13 @@ def test_missing_inception_weights_offline(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_micro_study_on_tiny_cifar_logs_inception_metrics(
-    inception_weights: Path, tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inception_weights: Path, tiny_cifar: Path, tmp_path: Path
 ) -> None:
     """One trial (no Ray) on the tiny archive: train 1 epoch, DDIM 2 steps, 20 samples, IS + FID + KID."""
     from study.contract.spec.load import expand
     from study.runner import prepare_extractor
     from trainables.trainable import LocalSession, Runtime, run_trial
 
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
     isc = {"extractor": INCEPTION, "splits": 2, "shuffle": False, "weights_path": str(inception_weights),
            "extra_metrics": ["fid", "kid"], "reference_samples": 4}  # fmt: skip
     spec = {

@@ -59,10 +59,9 @@ def test_cached_classifiers_are_refused(tmp_path: Path, marker: Path) -> None:
     assert not marker.exists()
 
 
-def test_prepared_data_is_refused(tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prepared_data_is_refused(tmp_path: Path, marker: Path) -> None:
     from PIL import Image
 
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "folder"
     root.mkdir()
     Image.new("RGB", (8, 8)).save(root / "0.png")
