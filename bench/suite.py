@@ -74,8 +74,8 @@ def machine() -> dict[str, Any]:
 
 
 def _spec(path: str, **overrides: Any) -> Any:
-    from study.contract.spec import load_study
     from study.contract.spec.load import expand, read_yaml
+    from study.plan import Plan, checked
 
     raw, _ = read_yaml(ROOT / path)
     for dotted, value in overrides.items():
@@ -85,8 +85,8 @@ def _spec(path: str, **overrides: Any) -> Any:
             node = node.setdefault(p, {})
         node[last] = value
     if not overrides:
-        return load_study(ROOT / path)[1][0].spec
-    return expand(raw)[1][0].spec
+        return Plan.load(ROOT / path).trials[0].spec
+    return checked(expand(raw), str(ROOT / path))[1][0].spec  # the plan's check, as ``validate`` and ``run``
 
 
 # ------------------------------------------------------------------------------------------------ samplers
@@ -177,7 +177,8 @@ def trainable_row(epochs: int) -> dict[str, Any]:
         tracker = connect(uri)
         eid = ensure_experiment(tracker, "bench", f"{d}/artifacts")
         parent = create_parent_run(tracker, eid, "bench", "", "bench", ROOT / "specs/quickstart.yaml", [], {})
-        runtime = Runtime(uri, eid, parent, "bench", "bench", str(Path(d) / "data"), _extractor_weights(), False)
+        runtime = Runtime(uri, eid, parent, "bench", "bench", str(Path(d) / "data"), str(Path(d) / "cache"),
+                          extractor_weights=_extractor_weights(), log_images=False)  # fmt: skip
         run_trial(trial, runtime, LocalSession(Path(d) / "ckpt"), tracker=tracker)
         (run_id,) = tracker.find_runs(eid, {"study.trial": "bench"})
         history = sorted(tracker.history(run_id, "train/epoch_seconds"), key=lambda m: m.step)
@@ -234,7 +235,7 @@ def study_row() -> dict[str, Any]:
         weights, _ = prepare_extractor(spec, cache)
         costs["extractor_cached_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        reference_scores(spec, weights, Path(d) / "data")
+        reference_scores(spec, weights, Path(d) / "data", Path(d) / "cache")
         costs["reference_scores_s"] = time.perf_counter() - t0
     total = sum(costs.values())
     return costs | {"total_s": total, "quickstart_wall_s": QUICKSTART_WALL_S, "share": total / QUICKSTART_WALL_S,
@@ -451,13 +452,14 @@ def refusal_row() -> dict[str, Any]:
     import socket
 
     from study.cluster import check_cluster
-    from study.contract.spec import SpecError, load_study
+    from study.contract.spec import SpecError
     from study.contract.spec.load import read_yaml
     from study.contract.store import connect
+    from study.plan import Plan
 
     def refuse_spec(path: Path) -> None:
         try:
-            load_study(path)
+            Plan.load(path)
         except SpecError:
             return
         raise AssertionError(f"{path} was accepted")

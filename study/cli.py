@@ -10,9 +10,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from study.contract.spec import SpecError, StudySpec, load_study
+from study.contract.spec import SpecError, StudySpec
 
 log = logging.getLogger("study")
+
+# The environment variables that choose the defaults of --data-dir and --cache-dir (README); read here only.
+DATA_ENV, CACHE_ENV = "STUDY_DATA_DIR", "STUDY_CACHE_DIR"
 
 INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
 
@@ -40,7 +43,8 @@ def _validate(args: argparse.Namespace) -> int:
     print(describe_study(base, trials))
     # Missing data or weights are warnings here (the spec is valid; another machine may have the files);
     # `study run` stops with exit code 2 on the same problems.
-    for problem in preflight(base, StudyPaths.resolve("studies", base.name).data):
+    paths = StudyPaths.resolve("studies", base.name, args.data_dir, args.cache_dir)
+    for problem in preflight(base, paths.data, paths.cache):
         print(f"warning: {problem}", file=sys.stderr)
     return 0
 
@@ -57,10 +61,12 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _resume_command(args: argparse.Namespace) -> str:
-    """The command that resumes this study: the same spec, storage and cluster, never ``--fresh``."""
+    """The command that resumes this study: the same spec, storage, directories and cluster, never ``--fresh``."""
     words = ["python", "-m", "study", "run", args.spec]
     words += ["--storage", args.storage] if args.storage != "studies" else []
     words += ["--address", args.address] if args.address else []
+    for option, value, env in (("--data-dir", args.data_dir, DATA_ENV), ("--cache-dir", args.cache_dir, CACHE_ENV)):
+        words += [option, value] if value and value != os.environ.get(env) else []  # given on the command line
     return shlex.join(words)
 
 
@@ -68,7 +74,8 @@ def _run(args: argparse.Namespace) -> int:
     from study.runner import StudyInterrupted, run_study
 
     try:
-        outcome = run_study(args.spec, address=args.address, storage=args.storage, fresh=args.fresh)
+        outcome = run_study(args.spec, address=args.address, storage=args.storage, data_dir=args.data_dir,
+                            cache_dir=args.cache_dir, fresh=args.fresh)  # fmt: skip
     except StudyInterrupted as e:
         print(f"\ninterrupted during {e.stage}: {e.saved}. Resume with: {_resume_command(args)}", file=sys.stderr,
               flush=True)  # fmt: skip
@@ -107,11 +114,12 @@ def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, 
     path ``run`` prints) or by its spec."""
     from study.contract.store import resolve_tracking
     from study.paths import locate_study
+    from study.plan import Plan
 
     target = Path(target_arg)
     base = None
     if target.suffix in (".yaml", ".yml") and target.is_file():
-        base, _ = load_study(target)
+        base = Plan.load(target).base  # read, expanded and checked as ``validate`` and ``run`` do
         name, spec_uri = base.name, base.tracking.tracking_uri
     else:
         (name, storage_dir), spec_uri = locate_study(target_arg, storage), None
@@ -122,7 +130,7 @@ def _resolve_study(target_arg: str, storage: str) -> tuple[str, str, str, Path, 
         state = json.loads(state_file.read_text())
         uri, experiment = state["tracking_uri"], state["experiment"]
         if base is None and Path(state.get("spec", "")).is_file():
-            base, _ = load_study(state["spec"])  # the claims to check live in the study's spec
+            base = Plan.load(state["spec"]).base  # the claims to check live in the study's spec
     else:
         tracking = resolve_tracking(spec_uri)
         uri, experiment = tracking.tracking_uri, tracking.experiment_prefix + name
@@ -203,9 +211,18 @@ def _sample_size(args: argparse.Namespace) -> int:
 
     sizes = [int(n) for n in args.n.split(",") if n.strip()]
     result = sample_size_study(args.study, args.trial, args.eval, sizes, epoch=args.epoch, storage=args.storage,
-                               seed=args.seed)  # fmt: skip
+                               seed=args.seed, data_dir=args.data_dir, cache_dir=args.cache_dir)  # fmt: skip
     print("\n".join(summary_lines(result)))
     return 0
+
+
+def _add_directories(p: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--cache-dir``: the only place the environment chooses them (their defaults)."""
+    p.add_argument("--data-dir", default=os.environ.get(DATA_ENV) or None,
+                   help=f"datasets (default: ${DATA_ENV}, else <storage>/.data)")  # fmt: skip
+    p.add_argument("--cache-dir", default=os.environ.get(CACHE_ENV) or None,
+                   help=f"prepared data, reference features, trained classifiers (default: ${CACHE_ENV}, else "
+                   "<storage>/.cache)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("validate", help="validate a spec and print its expanded trials")
     p.add_argument("spec")
+    _add_directories(p)
     p.set_defaults(fn=_validate)
 
     p = sub.add_parser("schema", help="print the JSON Schema of study specs (for editor autocompletion)")
@@ -232,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", help="Ray cluster address (e.g. auto); default: a local Ray started for this run")
     p.add_argument("--storage", default="studies", help="study state directory (default: ./studies)")
     p.add_argument("--fresh", action="store_true", help="discard this study's checkpoints and start over")
+    _add_directories(p)
     p.set_defaults(fn=_run)
 
     p = sub.add_parser("compare", help="several studies' curves and findings in one report, when comparable")
@@ -255,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", required=True, help="comma-separated sample counts, e.g. 100,200,500,1000")
     p.add_argument("--seed", type=int, help="initial-noise seed (default: evaluation.seed, the trial's own)")
     p.add_argument("--storage", default="studies")
+    _add_directories(p)
     p.set_defaults(fn=_sample_size)
 
     args = parser.parse_args(argv)

@@ -1,24 +1,21 @@
-"""Where a study keeps everything on disk, resolved once from ``--storage`` and the environment.
+"""Where a study keeps everything on disk, resolved once from ``--storage``, ``--data-dir`` and ``--cache-dir``.
 
 ``<storage>/<name>/`` holds the study's own state (``study.json``, Ray Tune's ``tune/`` directory with the trial
-checkpoints, ``report/``). Two directories are shared by every study of a storage: ``STUDY_DATA_DIR`` (default
-``<storage>/.data``: datasets and their downloads) and ``STUDY_CACHE_DIR`` (default ``<storage>/.cache``: trained
+checkpoints, ``report/``). Two directories are shared by every study of a storage: the data directory (default
+``<storage>/.data``: datasets and their downloads) and the cache directory (default ``<storage>/.cache``: trained
 extractors and guidance classifiers, prepared image folders, FID/KID reference features). The README documents
-both; :meth:`StudyPaths.environment` hands the resolved pair to everything that runs during a study, trials
-included, so every cached artefact lands where the README says.
+both. They travel as values: the driver passes them to what it prepares and to each trial in its runtime
+(``trainables.trainable.Runtime``); nothing reads them from the environment except the command line, where two
+variables choose the options' defaults (``study.cli.DATA_ENV``, ``study.cli.CACHE_ENV``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-DATA_ENV, CACHE_ENV = "STUDY_DATA_DIR", "STUDY_CACHE_DIR"
 
 
 class UnsafePath(Exception):
@@ -35,15 +32,17 @@ class StudyPaths:
     cache: Path
 
     @classmethod
-    def resolve(cls, storage: str | Path, name: str, env: Mapping[str, str] | None = None) -> StudyPaths:
-        """Paths of study ``name`` under ``storage``; ``env`` (default ``os.environ``) may move data and cache."""
-        env = os.environ if env is None else env
+    def resolve(
+        cls, storage: str | Path, name: str, data: str | Path | None = None, cache: str | Path | None = None
+    ) -> StudyPaths:
+        """Paths of study ``name`` under ``storage``; ``data`` and ``cache`` (default ``<storage>/.data`` and
+        ``<storage>/.cache``) move the shared directories."""
         if not name or name in {".", ".."} or "/" in name or "\\" in name or "\0" in name:
             raise UnsafePath(f"study name {name!r} is not a plain directory name")
         root = Path(storage).expanduser().absolute()
-        data = Path(env.get(DATA_ENV) or root / ".data").expanduser().resolve()
-        cache = Path(env.get(CACHE_ENV) or root / ".cache").expanduser().resolve()
-        return cls(root.resolve(), root.resolve() / name, data, cache)
+        data_dir = Path(data or root / ".data").expanduser().resolve()
+        cache_dir = Path(cache or root / ".cache").expanduser().resolve()
+        return cls(root.resolve(), root.resolve() / name, data_dir, cache_dir)
 
     @property
     def tune(self) -> Path:
@@ -63,24 +62,6 @@ class StudyPaths:
     def spool(self) -> Path:
         """Tracking writes an outage kept back, one ``<trial>.jsonl`` each (``study.contract.runlog.Spool``)."""
         return self.study / "spool"
-
-    @contextlib.contextmanager
-    def environment(self) -> Iterator[None]:
-        """``STUDY_DATA_DIR`` and ``STUDY_CACHE_DIR`` set to this study's directories for the block's duration.
-
-        Local Ray workers inherit the driver's environment; trials on other nodes get the same values through
-        their runtime (``trainables.trainable.Runtime``).
-        """
-        previous = {k: os.environ.get(k) for k in (DATA_ENV, CACHE_ENV)}
-        os.environ[DATA_ENV], os.environ[CACHE_ENV] = str(self.data), str(self.cache)
-        try:
-            yield
-        finally:
-            for k, v in previous.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
     def check_writable(self) -> list[str]:
         """Problems that would stop the study writing its state, data or cache (each names the directory)."""

@@ -2,8 +2,9 @@
 
 The contract (``study.contract.spec``) says whether a spec is well formed: pydantic only, no torch. Whether each trial's
 samplers and guidance can run on its dynamics is the trial library's knowledge (``trainables.compat``); it is
-checked here, once per plan, by ``validate`` and ``run`` alike, and reported as a ``SpecError`` like any other
-problem of the file.
+checked here, once per plan, and reported as a ``SpecError`` like any other problem of the file. Every path that
+builds trials from a spec file goes through ``Plan.load`` (``validate``, ``run``, ``report``, ``compare``,
+``sample-size``, ``bench``), so each refuses the same spec with the same message.
 """
 
 from __future__ import annotations

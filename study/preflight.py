@@ -17,7 +17,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def _dataset_problems(spec: Any, data_dir: Path, fetch: bool) -> list[str]:
+def _dataset_problems(spec: Any, data_dir: Path, cache_dir: Path, fetch: bool) -> list[str]:
     from trainables import data
 
     ds = spec.dataset
@@ -28,7 +28,7 @@ def _dataset_problems(spec: Any, data_dir: Path, fetch: bool) -> list[str]:
     problems = []
     if fetch:
         try:
-            decl.fetch(ds, data_dir)
+            decl.fetch(ds, data_dir, cache_dir)
         except (data.DatasetUnavailable, ValueError, OSError) as e:
             problems.append(str(e))
     problems = problems or decl.problems(ds, data_dir)  # a look after fetching: a declaration may fetch nothing
@@ -58,15 +58,15 @@ def _extractor_problems(spec: Any, fetch: bool) -> list[str]:
     return metrics.extractor_decl(isc.extractor).problems(spec, fetch)
 
 
-def preflight(spec: Any, data_dir: str | Path, *, fetch: bool = False) -> list[str]:
+def preflight(spec: Any, data_dir: str | Path, cache_dir: str | Path, *, fetch: bool = False) -> list[str]:
     """Problems that would stop the trials of ``spec`` (a ``StudySpec``); empty when it can run here.
 
     ``fetch=True`` (the ``study run`` driver) downloads what is missing when allowed and prepares image-folder
-    caches; ``fetch=False`` (``study validate``) only looks. The digits classifier is trained on demand and never
-    a problem.
+    caches (under ``cache_dir``); ``fetch=False`` (``study validate``) only looks. The digits classifier is trained
+    on demand and never a problem.
     """
-    data_dir = Path(data_dir).expanduser().resolve()
-    problems = _dataset_problems(spec, data_dir, fetch) + _extractor_problems(spec, fetch)
+    data_dir, cache_dir = Path(data_dir).expanduser().resolve(), Path(cache_dir).expanduser().resolve()
+    problems = _dataset_problems(spec, data_dir, cache_dir, fetch) + _extractor_problems(spec, fetch)
     for p in problems:
         log.debug("preflight: %s", p)
     return problems

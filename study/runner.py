@@ -145,7 +145,7 @@ def prepare_extractor(spec: StudySpec, cache_dir: Path) -> tuple[str | None, dic
         raise StudyError(str(e)) from None
 
 
-def reference_scores(spec: StudySpec, weights: str | None, data_dir: Path) -> dict[str, float]:
+def reference_scores(spec: StudySpec, weights: str | None, data_dir: Path, cache_dir: Path) -> dict[str, float]:
     """IS of real training images and of Gaussian noise at the study's sample count: the curve's bounds."""
     import torch
 
@@ -155,7 +155,7 @@ def reference_scores(spec: StudySpec, weights: str | None, data_dir: Path) -> di
     ev, isc = spec.evaluation, spec.evaluation.inception_score
     if not extractor_decl(isc.extractor).fast_on_cpu and not torch.cuda.is_available():
         return {}  # Inception on CPU takes minutes for a few thousand images; skip the references there
-    data = load_dataset(spec.dataset, data_dir)
+    data = load_dataset(spec.dataset, data_dir, cache_dir)
     n = min(ev.num_samples, len(data.train))
     real = torch.stack([data.train[i][0] for i in range(n)])
     noise = torch.randn(real.shape, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
@@ -216,6 +216,8 @@ def run_study(
     *,
     address: str | None = None,
     storage: str | Path = "studies",
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
     fresh: bool = False,
     write_report: bool = True,
 ) -> StudyOutcome:
@@ -223,24 +225,24 @@ def run_study(
 
     Phases: plan (read the spec) -> check (paths, resources, resumability) -> prepare (data, extractor, reference
     scores, guidance classifiers) -> track (experiment, parent run) -> launch (Ray Tune) -> conclude (statuses,
-    report). Everything derived goes to one cache, ``STUDY_CACHE_DIR`` or ``<storage>/.cache`` (``StudyPaths``).
+    report). Datasets live in ``data_dir``, everything derived goes to one cache, ``cache_dir`` (defaults
+    ``<storage>/.data`` and ``<storage>/.cache``: ``StudyPaths``), handed to each trial in its runtime.
     """
     plan = Plan.load(spec_path)
     try:
-        paths = StudyPaths.resolve(storage, plan.base.name)
+        paths = StudyPaths.resolve(storage, plan.base.name, data_dir, cache_dir)
     except UnsafePath as e:
         raise StudyError(str(e)) from None
     stage = Stages()
     try:
-        with paths.environment():
-            with stage("pre-flight checks"):
-                state = check(plan, paths, address, fresh)
-            prepared = prepare(plan, paths, stage)
-            with stage("tracking"):
-                tracked = track(plan, paths, prepared, state)
-            results = launch(plan, paths, prepared, tracked, address, stage)
-            with stage("report"):
-                return conclude(plan, paths, tracked, results, write_report)
+        with stage("pre-flight checks"):
+            state = check(plan, paths, address, fresh)
+        prepared = prepare(plan, paths, stage)
+        with stage("tracking"):
+            tracked = track(plan, paths, prepared, state)
+        results = launch(plan, paths, prepared, tracked, address, stage)
+        with stage("report"):
+            return conclude(plan, paths, tracked, results, write_report)
     except KeyboardInterrupt:
         raise StudyInterrupted(stage.current, _saved(paths, stage.current)) from None
 
@@ -302,15 +304,15 @@ def prepare(plan: Plan, paths: StudyPaths, stage: Stages | None = None) -> Prepa
 
     stage = stage or Stages()
     with stage("data"):
-        problems = preflight(plan.base, paths.data, fetch=True)
+        problems = preflight(plan.base, paths.data, paths.cache, fetch=True)
         if not problems:  # a gridded subset size must fit its training set in every trial, not only the base's
-            problems = subset_problems([t.spec.dataset for t in plan.trials], paths.data)
+            problems = subset_problems([t.spec.dataset for t in plan.trials], paths.data, paths.cache)
     if problems:
         raise StudyError("cannot start, fix these first:\n" + "\n".join(f"  - {p}" for p in problems))
     with stage("IS extractor"):
         weights, facts = prepare_extractor(plan.base, paths.cache)
     with stage("reference scores"):
-        references = facts | reference_scores(plan.base, weights, paths.data)
+        references = facts | reference_scores(plan.base, weights, paths.data, paths.cache)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     classifiers: dict[str, ClassifierJob] = {}
     with stage("guidance classifiers"):
@@ -378,10 +380,10 @@ def launch(
     runtime = Runtime(
         tracking_uri=tracked.tracking.tracking_uri, experiment_id=tracked.experiment_id,
         parent_run_id=tracked.parent_run_id, instance=tracked.instance, study=plan.base.name,
-        data_dir=str(paths.data), extractor_weights=prepared.extractor_weights,
+        data_dir=str(paths.data), cache_dir=str(paths.cache), extractor_weights=prepared.extractor_weights,
         log_images=plan.base.tracking.log_images,
         classifier_weights={job.key: str(job.path.resolve()) for job in prepared.classifiers} or None,
-        cache_dir=str(paths.cache), spool_dir=str(paths.spool),
+        spool_dir=str(paths.spool),
     )  # fmt: skip
     # Ray processes already running under this process (a cluster a test or notebook started here) are not ours
     # to stop: only those started from here on are

@@ -42,8 +42,9 @@ import pandas as pd
 import torch
 
 from study.contract.keys import ROLE_SAMPLE_SIZE, TAG_PARENT, TAG_ROLE, TAG_STUDY, TAG_TRIAL, sample_size_key
-from study.contract.spec import StudySpec, Trial, load_study, spec_fingerprint
-from study.runner import StudyError
+from study.contract.spec import StudySpec, Trial
+from study.paths import StudyPaths
+from study.runner import StudyError, prepare_extractor
 from trainables.files import load_tensors
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ def sample_size_study(
     storage: str | Path = "studies",
     seed: int | None = None,
     extractor_weights: str | None = None,
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> SampleSizeResult:
     """IS (and FID) of one trial checkpoint against the number of samples N: the paper's Fig. A.1.
 
@@ -120,18 +123,20 @@ def sample_size_study(
     report prints (``t0_schedule=linear(scale=1)``) or Ray Tune's folder name for it. ``epoch``: the checkpoint
     (default the latest kept). ``seed``: the initial noise (default ``evaluation.seed``, the trial's own).
     ``extractor_weights``: the feature extractor's weights (default: prepared as ``study run`` does).
+    ``data_dir``, ``cache_dir``: as for ``study run`` (default ``<storage>/.data``, ``<storage>/.cache``).
     Raises ``StudyError`` / ``ValueError``.
     """
     handle = resolve_study(study_dir_or_spec, storage)
-    storage = handle.directory.parent  # a study given by its directory lives in that directory's storage
+    # a study given by its directory lives in that directory's storage
+    paths = StudyPaths.resolve(handle.directory.parent, handle.name, data_dir, cache_dir)
     chosen = pick_trial(handle, trial)
     ev = chosen.spec.evaluation
     sampler = pick_evaluation(chosen.spec, eval_id)
     sizes = check_sizes(sizes, ev.inception_score.splits)
     ckpt = load_checkpoint(trial_directory(handle.directory / "tune", chosen.name), epoch)
     seed = ev.seed if seed is None else seed
-    weights = extractor_weights or prepare_weights(handle.base, storage)
-    ctx = rebuild_model(handle, chosen, ckpt, weights, storage)
+    weights = extractor_weights or prepare_extractor(handle.base, paths.cache)[0]  # as ``study run`` prepares it
+    ctx = rebuild_model(handle, chosen, ckpt, weights, paths)
     samples, nfe, seconds = sample(ctx, sampler, sizes[-1], seed)
     features = extract(samples, ctx, weights)
     table, inf = score(features, sizes, chosen.spec, seed)
@@ -154,11 +159,13 @@ def resolve_study(target: str | Path, storage: str | Path = "studies") -> StudyH
     spec would rebuild networks that do not match the checkpoints.
     """
     from study.paths import locate_study
+    from study.plan import Plan
 
     path = Path(target)
     spec_given = path.suffix in (".yaml", ".yml") and path.is_file()
-    if spec_given:
-        name = load_study(path)[0].name
+    plan = Plan.load(path) if spec_given else None  # read, expanded and checked as ``validate`` and ``run`` do
+    if plan is not None:
+        name = plan.base.name
     else:  # a name under storage, or the study's directory as ``run`` prints it
         name, storage = locate_study(target, storage)
     directory = Path(storage).resolve() / name
@@ -170,8 +177,9 @@ def resolve_study(target: str | Path, storage: str | Path = "studies") -> StudyH
     spec_path = path if spec_given else Path(state["spec"])
     if not spec_path.is_file():
         raise StudyError(f"the spec {spec_path} recorded in {state_file} is gone; pass the spec file instead")
-    base, trials = load_study(spec_path)
-    if spec_fingerprint(trials) != state["fingerprint"]:
+    plan = plan or Plan.load(spec_path)
+    base, trials = plan.base, plan.trials
+    if plan.fingerprint != state["fingerprint"]:
         raise StudyError(f"{spec_path} no longer expands to the trials study {name!r} was run with; "
                          "its checkpoints would not match")  # fmt: skip
     return StudyHandle(name, directory, state, base, trials)
@@ -206,14 +214,6 @@ def check_sizes(sizes: list[int], splits: int) -> list[int]:
     if not out or out[0] < low:
         raise ValueError(f"--n needs sample counts of at least {low} (inception_score.splits = {splits}), got {sizes}")
     return out
-
-
-def prepare_weights(base: StudySpec, storage: str | Path) -> str | None:
-    """The extractor's weights as ``study run`` prepares them (digits-cnn: the shipped weights, checked)."""
-    from study.paths import StudyPaths
-    from study.runner import prepare_extractor
-
-    return prepare_extractor(base, StudyPaths.resolve(storage, base.name).cache)[0]
 
 
 # ------------------------------------------------------------------------------------------- load checkpoint
@@ -270,15 +270,14 @@ def load_checkpoint(trial_dir: Path, epoch: int | None = None) -> Checkpoint:
     return Checkpoint(path, chosen, state)
 
 
-def rebuild_model(handle: StudyHandle, trial: Trial, ckpt: Checkpoint, weights: str | None, storage: str | Path) -> Any:
+def rebuild_model(handle: StudyHandle, trial: Trial, ckpt: Checkpoint, weights: str | None, paths: StudyPaths) -> Any:
     """The trial's network, dynamics and data exactly as the trial builds them, with the checkpoint's EMA weights."""
     from study.contract.store import connect
-    from study.paths import StudyPaths
     from trainables.trainable import Runtime, build
 
     s = handle.state
     runtime = Runtime(s["tracking_uri"], s["experiment_id"], s["parent_run_id"], s["instance"], handle.name,
-                      str(StudyPaths.resolve(storage, handle.name).data), weights, log_images=False)  # fmt: skip
+                      str(paths.data), str(paths.cache), extractor_weights=weights, log_images=False)  # fmt: skip
     ctx = build(trial, runtime, connect(runtime.tracking_uri))
     ctx.ema.load_state_dict(ckpt.state["ema"])
     ctx.ema.model.eval()
@@ -329,7 +328,6 @@ def sample(ctx: Any, sampler: Any, num_samples: int, seed: int) -> tuple[torch.T
 
 def extract(images: torch.Tensor, ctx: Any, weights: str | None) -> Features:
     """ONE feature pass over all images: IS logits, plus FID features and the training-set reference if asked."""
-    from trainables.data import prepared_dir
     from trainables.metrics import extract_features, metric_layer, reference_features
     from trainables.metrics import extractor_weights as resolve_weights
 
@@ -344,7 +342,7 @@ def extract(images: torch.Tensor, ctx: Any, weights: str | None) -> Features:
     if not with_fid:
         return Features(logits, None, None)
     data = ctx.data
-    ref = reference_features(data.train, data.key, isc.extractor, weights, prepared_dir(ctx.runtime.data_dir),
+    ref = reference_features(data.train, data.key, isc.extractor, weights, Path(ctx.runtime.cache_dir),
                              isc.reference_samples, ev.batch_size)  # fmt: skip
     return Features(logits, feats[layers["fid"]], ref)
 

@@ -62,21 +62,15 @@ def sqlite_trial_runtime(tmp_path: Path, name: str, weights: Path) -> tuple[Any,
     client = MlflowClient(uri)
     eid = client.create_experiment(name, artifact_location=str(tmp_path / "artifacts"))
     parent = client.create_run(eid, tags={"study.role": "parent"}).info.run_id
-    return Runtime(uri, eid, parent, uuid.uuid4().hex[:8], name, str(tmp_path), str(weights), False), client, eid
+    runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], name, str(tmp_path), str(tmp_path / "cache"),
+                      extractor_weights=str(weights), log_images=False)  # fmt: skip
+    return runtime, client, eid
 
 
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     import json
 
     path.write_text(json.dumps(spec))  # JSON is YAML 1.2
-    return path
-
-
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One digits classifier per test session (training it takes a few seconds)."""
-    path = tmp_path_factory.mktemp("cache")
-    os.environ["STUDY_CACHE_DIR"] = str(path)
     return path
 
 

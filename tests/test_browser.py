@@ -105,9 +105,10 @@ def micro_study(browser: Browser, classifier_r8, tmp_path_factory: pytest.TempPa
                                                           experiment_id, parent, instance))  # as `run` does
     assert link is not None
     weights = str(classifier_r8[0])
-    refs = reference_scores(base, weights, root / "data")
+    refs = reference_scores(base, weights, root / "data", root / "cache")
     client.log_batch(parent, metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in refs.items()])
-    runtime = Runtime(uri, experiment_id, parent, instance, base.name, str(root / "data"), weights, True)
+    runtime = Runtime(uri, experiment_id, parent, instance, base.name, str(root / "data"), str(root / "cache"),
+                      extractor_weights=weights, log_images=True)  # fmt: skip
     for t in trials:
         assert run_trial(t, runtime, LocalSession(root / t.name)) == "finished"
     client.set_terminated(parent, "FINISHED")

@@ -106,7 +106,7 @@ def test_network_is_blocked() -> None:
 def test_cifar10_archive_is_read_with_labels_and_pixel_layout(tmp_path: Path) -> None:
     _, members = make_cifar_archive(tmp_path / "cifar10")
     spec = cifar_spec()
-    d = load_dataset(spec, tmp_path)
+    d = load_dataset(spec, tmp_path, tmp_path / "cache")
     assert (d.name, d.channels, d.resolution, d.num_classes) == ("cifar10", 3, 32, 10)
     assert image_shape(spec) == (3, 32, 32) and len(d.train) == 20 and len(d.held_out) == 4
     x, y = d.train[5]  # the second image of data_batch_2
@@ -115,7 +115,7 @@ def test_cifar10_archive_is_read_with_labels_and_pixel_layout(tmp_path: Path) ->
     assert float(x[1, 2, 3]) == pytest.approx(raw[1 * 1024 + 2 * 32 + 3] / 127.5 - 1)  # channel-major rows
     assert x.min() >= -1 and x.max() <= 1
     assert d.train.images.dtype == torch.uint8  # held as uint8 in memory
-    assert d.key == load_dataset(spec, tmp_path).key and d.key.startswith("cifar10-train-r32-")
+    assert d.key == load_dataset(spec, tmp_path, tmp_path / "cache").key and d.key.startswith("cifar10-train-r32-")
 
 
 def test_cifar10_extracted_folder_and_explicit_root(tmp_path: Path) -> None:
@@ -123,9 +123,9 @@ def test_cifar10_extracted_folder_and_explicit_root(tmp_path: Path) -> None:
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "elsewhere", filter="data")
     archive.unlink()
-    d = load_dataset(cifar_spec(root=str(tmp_path / "elsewhere"), download=False), tmp_path / "unused")
+    d = load_dataset(cifar_spec(root=str(tmp_path / "elsewhere"), download=False), tmp_path / "unused", tmp_path)
     assert torch.equal(d.train.images[0].flatten(), torch.from_numpy(members["data_batch_1"]["data"][0]))
-    d2 = load_dataset(cifar_spec(root="elsewhere"), tmp_path)  # relative to the data directory
+    d2 = load_dataset(cifar_spec(root="elsewhere"), tmp_path, tmp_path / "cache")  # relative to the data directory
     assert torch.equal(d.train.images, d2.train.images)
 
 
@@ -143,15 +143,15 @@ def test_torchvision_integrity_check_rejects_a_user_made_archive(tmp_path: Path)
 def test_cifar10_missing_offline_names_url_and_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     expected = f"download {data.CIFAR10_URL} and place it at {tmp_path / 'cifar10' / 'cifar-10-python.tar.gz'}"
     with pytest.raises(DatasetUnavailable) as err:  # download allowed: it is tried, fails, and says why
-        load_dataset(cifar_spec(), tmp_path)
+        load_dataset(cifar_spec(), tmp_path, tmp_path / "cache")
     assert expected in str(err.value) and "download failed" in str(err.value)
     assert not list((tmp_path / "cifar10").glob("*"))  # no partial file left behind
     with pytest.raises(DatasetUnavailable, match="place it at") as err:
-        load_dataset(cifar_spec(download=False), tmp_path)
+        load_dataset(cifar_spec(download=False), tmp_path, tmp_path / "cache")
     assert expected in str(err.value)
     monkeypatch.setenv("STUDY_OFFLINE", "1")
     with pytest.raises(DatasetUnavailable, match="STUDY_OFFLINE") as err:
-        load_dataset(cifar_spec(), tmp_path)
+        load_dataset(cifar_spec(), tmp_path, tmp_path / "cache")
     assert expected in str(err.value)
 
 
@@ -180,14 +180,13 @@ def folder_spec(root: Path, **fields: object) -> object:
     ).dataset  # fmt: skip
 
 
-def test_image_folder_flat_resizes_and_centre_crops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
+def test_image_folder_flat_resizes_and_centre_crops(tmp_path: Path) -> None:
     root = tmp_path / "ffhq"
     _save(_wide_image((255, 0, 0)), root / "a.png")
     _save(_wide_image((0, 255, 0), (20, 30)).convert("L").convert("RGB"), root / "b.jpg")  # tall, grey JPEG
     _save(Image.new("RGB", (8, 8), (10, 20, 30)), root / "c.jpeg")
     (root / "notes.txt").write_text("not an image")
-    d = load_dataset(folder_spec(root, filter="box"), tmp_path)
+    d = load_dataset(folder_spec(root, filter="box"), tmp_path, tmp_path / "cache")
     assert (len(d.train), d.channels, d.resolution, d.num_classes) == (3, 3, 8, 0)
     img = d.train.images[0]
     assert img.shape == (3, 8, 8) and img[0].min() == 255 and img[2].max() == 0  # side bands cropped away
@@ -195,27 +194,25 @@ def test_image_folder_flat_resizes_and_centre_crops(tmp_path: Path, monkeypatch:
     assert d.train[1][1] == 0 and d.train[0][0].shape == (3, 8, 8)
 
 
-def test_image_folder_class_subfolders_give_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
+def test_image_folder_class_subfolders_give_labels(tmp_path: Path) -> None:
     root = tmp_path / "imagenet"
     for cls, colour in (("n02", (0, 0, 200)), ("n01", (200, 0, 0))):
         for i in range(2):
             _save(Image.new("RGB", (12, 10), colour), root / cls / f"{i}.JPEG")
-    d = load_dataset(folder_spec(root), tmp_path)
+    d = load_dataset(folder_spec(root), tmp_path, tmp_path / "cache")
     assert d.num_classes == 2 and [d.train[i][1] for i in range(4)] == [0, 0, 1, 1]  # n01 sorts first
     assert d.train.images[0][0].float().mean() > 150
-    assert load_dataset(folder_spec(root, labels="none"), tmp_path).num_classes == 0
+    assert load_dataset(folder_spec(root, labels="none"), tmp_path, tmp_path / "cache").num_classes == 0
     _save(Image.new("RGB", (8, 8)), root / "stray.png")
     with pytest.raises(ValueError, match="mixes images"):
-        load_dataset(folder_spec(root), tmp_path)
+        load_dataset(folder_spec(root), tmp_path, tmp_path / "cache")
 
 
 def test_image_folder_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "faces"
     for i in range(3):
         _save(Image.new("RGB", (16, 16), (i * 40, 0, 0)), root / f"{i}.png")
-    first = load_dataset(folder_spec(root), tmp_path)
+    first = load_dataset(folder_spec(root), tmp_path, tmp_path / "cache")
     cached = list((tmp_path / "cache" / "image_folder").glob("*.pt"))
     assert len(cached) == 1
 
@@ -223,23 +220,22 @@ def test_image_folder_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatc
         raise AssertionError("decoded again although the prepared tensor is cached")
 
     monkeypatch.setattr(data, "decode_image", no_decode)
-    second = load_dataset(folder_spec(root), tmp_path)
+    second = load_dataset(folder_spec(root), tmp_path, tmp_path / "cache")
     assert torch.equal(first.train.images, second.train.images) and first.key == second.key
 
     monkeypatch.undo()
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
     _save(Image.new("RGB", (16, 16), (255, 255, 255)), root / "1.png")  # changed file -> new cache entry
     os.utime(root / "1.png", ns=(1, 1))
-    third = load_dataset(folder_spec(root), tmp_path)
+    third = load_dataset(folder_spec(root), tmp_path, tmp_path / "cache")
     assert third.train.images[1].min() == 255 and third.key != first.key
-    other = load_dataset(folder_spec(root, resolution=4), tmp_path)  # resolution is part of the key
+    other = load_dataset(folder_spec(root, resolution=4), tmp_path, tmp_path / "cache")  # resolution is part of the key
     assert other.train.images.shape[-1] == 4
     assert len(list((tmp_path / "cache" / "image_folder").glob("*.pt"))) == 3
 
 
 def test_image_folder_missing_is_reported(tmp_path: Path) -> None:
     with pytest.raises(DatasetUnavailable, match="does not exist"):
-        load_dataset(folder_spec(tmp_path / "nowhere"), tmp_path)
+        load_dataset(folder_spec(tmp_path / "nowhere"), tmp_path, tmp_path / "cache")
 
 
 def test_dataset_spec_union_is_strict() -> None:
@@ -343,5 +339,5 @@ def test_preflight_flags_extractor_dataset_mismatch_and_unlabelled_conditioning(
     _save(Image.new("RGB", (8, 8)), root / "0.png")
     d = _study_dict(tmp_path, {"kind": "image_folder", "root": str(root), "resolution": 8}, {"extractor": "digits-cnn"})
     d["class_conditional"] = True
-    problems = preflight(StudySpec.model_validate(d), tmp_path, fetch=True)
+    problems = preflight(StudySpec.model_validate(d), tmp_path, tmp_path / "cache", fetch=True)
     assert any("needs labels" in p for p in problems) and any("only scores the digits" in p for p in problems)

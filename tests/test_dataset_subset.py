@@ -43,31 +43,33 @@ def test_subset_is_a_grid_axis_left_out_of_the_base() -> None:
 
 
 def test_digits_subset_is_fixed_seeded_nested_and_leaves_held_out_whole(tmp_path: Path) -> None:
-    full = load_dataset(digits(), tmp_path)
+    full = load_dataset(digits(), tmp_path, tmp_path / "cache")
     assert len(full.train) == DIGITS_TRAIN
-    small, big = load_dataset(digits(size=64), tmp_path), load_dataset(digits(size=256), tmp_path)
+    small = load_dataset(digits(size=64), tmp_path, tmp_path / "cache")
+    big = load_dataset(digits(size=256), tmp_path, tmp_path / "cache")
     assert len(small.train) == 64 and len(big.train) == 256 and len(small.held_out) == len(full.held_out)  # type: ignore
     x_full, x_small, x_big = (d.train.tensors[0] for d in (full, small, big))  # type: ignore[attr-defined]
     rows = {tuple(r.flatten().tolist()) for r in x_full}
     assert all(tuple(r.flatten().tolist()) in rows for r in x_small)  # training images, not held-out ones
     big_rows = {tuple(r.flatten().tolist()) for r in x_big}
     assert all(tuple(r.flatten().tolist()) in big_rows for r in x_small)  # nested: one permutation's prefixes
-    again = load_dataset(digits(size=64), tmp_path)
+    again = load_dataset(digits(size=64), tmp_path, tmp_path / "cache")
     assert torch.equal(again.train.tensors[0], x_small)  # type: ignore[attr-defined]
-    other = load_dataset(digits(size=64, seed=1), tmp_path)
+    other = load_dataset(digits(size=64, seed=1), tmp_path, tmp_path / "cache")
     assert not torch.equal(other.train.tensors[0], x_small)  # type: ignore[attr-defined]
     # caches of training-set features are keyed by the exact images
     assert len({full.key, small.key, big.key, other.key}) == 4
-    assert load_dataset(digits(size=DIGITS_TRAIN), tmp_path).key == full.key  # all of it: the same data
+    # all of it: the same data
+    assert load_dataset(digits(size=DIGITS_TRAIN), tmp_path, tmp_path / "cache").key == full.key
 
 
 def test_subset_larger_than_the_training_set_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=rf"subset.size is 1400, .* has only {DIGITS_TRAIN} images"):
-        load_dataset(digits(size=1400), tmp_path)
+        load_dataset(digits(size=1400), tmp_path, tmp_path / "cache")
     specs = [digits(size=64), digits(size=5000), digits(size=2000), digits()]
-    problems = subset_problems(specs, tmp_path)
+    problems = subset_problems(specs, tmp_path, tmp_path / "cache")
     assert len(problems) == 1 and "subset.size is 5000" in problems[0]  # the largest size per dataset, once
-    assert subset_problems([digits(size=64), digits()], tmp_path) == []
+    assert subset_problems([digits(size=64), digits()], tmp_path, tmp_path / "cache") == []
 
 
 def test_uint8_training_sets_stay_uint8() -> None:

@@ -70,7 +70,7 @@ def test_readme_dataset_registers_validates_preflights_and_loads(
 
     images, labels = tmp_path / "npy" / "images.npy", tmp_path / "npy" / "labels.npy"
     for fetch in (False, True):  # validate looks; run fetches (nothing to fetch here) and looks again
-        problems = preflight(spec, tmp_path, fetch=fetch)
+        problems = preflight(spec, tmp_path, tmp_path / "cache", fetch=fetch)
         how = "numpy.save the uint8 images [N, 3, 8, 8] and the labels [N] there"
         assert problems == [f"{images} is missing: {how}", f"{labels} is missing: {how}"]
 
@@ -78,16 +78,18 @@ def test_readme_dataset_registers_validates_preflights_and_loads(
     images.parent.mkdir()
     np.save(images, rng.integers(0, 256, (6, 3, 8, 8), dtype=np.uint8))
     np.save(labels, np.array([0, 1, 2, 0, 1, 2]))
-    assert preflight(spec, tmp_path, fetch=False) == [] and preflight(spec, tmp_path, fetch=True) == []
+    assert preflight(spec, tmp_path, tmp_path / "cache", fetch=False) == []
+    assert preflight(spec, tmp_path, tmp_path / "cache", fetch=True) == []
 
-    loaded = data.load_dataset(spec.dataset, tmp_path)
+    loaded = data.load_dataset(spec.dataset, tmp_path, tmp_path / "cache")
     x, y = loaded.train[4]
     assert (loaded.channels, loaded.resolution, loaded.num_classes, len(loaded.train)) == (3, 8, 3, 6)
     assert x.shape == (3, 8, 8) and -1.0 <= x.min() and x.max() <= 1.0 and y == 1
-    assert loaded.key.startswith("npy-") and loaded.key == data.load_dataset(spec.dataset, tmp_path).key
+    assert loaded.key.startswith("npy-")
+    assert loaded.key == data.load_dataset(spec.dataset, tmp_path, tmp_path / "cache").key
 
     digits_cnn = study(model, {"kind": "npy", "resolution": 8}, {"extractor": "digits-cnn"})
-    assert preflight(digits_cnn, tmp_path) == [
+    assert preflight(digits_cnn, tmp_path, tmp_path / "cache") == [
         "the digits-cnn extractor only scores the digits dataset, not npy: "
         "set evaluation.inception_score.extractor: inception-v3-compat"
     ]
@@ -101,9 +103,10 @@ def test_readme_dataset_registers_validates_preflights_and_loads(
 def test_a_kind_without_declaration_is_a_clear_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = study(StudySpec, {"kind": "cifar10", "download": False}, {"extractor": "inception-v3-compat"})
     monkeypatch.setattr(data, "DATASETS", {k: v for k, v in data.DATASETS.items() if k != "cifar10"})
-    assert preflight(spec, tmp_path)[0] == "dataset kind 'cifar10' has no declaration in trainables.data.DATASETS"
+    problems = preflight(spec, tmp_path, tmp_path / "cache")
+    assert problems[0] == "dataset kind 'cifar10' has no declaration in trainables.data.DATASETS"
     with pytest.raises(ValueError, match="no declaration"):
-        data.load_dataset(spec.dataset, tmp_path)
+        data.load_dataset(spec.dataset, tmp_path, tmp_path / "cache")
 
 
 def test_builtin_declarations() -> None:

@@ -36,7 +36,8 @@ CASES = {
 def _run(tmp_path: Path, classifier_r8, perf: dict) -> tuple[float, dict[str, torch.Tensor], torch.Tensor]:
     overrides = {"performance": perf, "resources.gpus": 1 if DEVICE == "cuda" else 0, "training.epochs": 1}
     _, trials = expand(micro_spec(**overrides))
-    runtime = Runtime("memory:", "1", "p", "i", "micro", str(tmp_path), str(classifier_r8[0]), False)
+    runtime = Runtime("memory:", "1", "p", "i", "micro", str(tmp_path), str(tmp_path / "cache"),
+                      extractor_weights=str(classifier_r8[0]), log_images=False)  # fmt: skip
     ctx = build(trials[0], runtime, MemoryTracker())
     loss = train_epoch(ctx, Progress(), 1)["train/loss"]
     from trainables.performance import sampling_network
@@ -91,7 +92,8 @@ def test_batched_evaluations_match_one_at_a_time(tmp_path: Path, classifier_r8) 
 
     overrides = {"resources.gpus": 1 if DEVICE == "cuda" else 0, "training.epochs": 1}
     _, trials = expand(micro_spec(**overrides))
-    runtime = Runtime("memory:", "1", "p", "i", "micro", str(tmp_path), str(classifier_r8[0]), False)
+    runtime = Runtime("memory:", "1", "p", "i", "micro", str(tmp_path), str(tmp_path / "cache"),
+                      extractor_weights=str(classifier_r8[0]), log_images=False)  # fmt: skip
     ctx = build(trials[0], runtime, MemoryTracker())
     train_epoch(ctx, Progress(), 1)
     small = NoisyClassifier(channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(4,),

@@ -208,8 +208,9 @@ def test_guided_trial_logs_target_accuracy_and_overhead(store, classifier_r8, tm
     job = ensure_noisy_classifier(t.spec, tmp_path / "data", tmp_path / "cache")
     weights = {job.key: str(job.path.resolve())}
     runtime = Runtime(
-        uri, eid, parent, instance, "micro", str(tmp_path / "data"), str(classifier_r8[0]), True, weights
-    )
+        uri, eid, parent, instance, "micro", str(tmp_path / "data"), str(tmp_path / "cache"),
+        extractor_weights=str(classifier_r8[0]), log_images=True, classifier_weights=weights,
+    )  # fmt: skip
     assert run_trial(t, runtime, LocalSession(tmp_path / "ckpt")) == "finished"
     [run] = client.search_runs(
         [eid], filter_string=f"tags.`study.instance` = '{instance}' and tags.`study.role` = 'trial'"

@@ -82,7 +82,7 @@ def _ctrl_c_and_check(tmp_path: Path, proc: subprocess.Popen, ray_tmp: str, n: i
     return err
 
 
-def test_ctrl_c_during_ray_start_up_and_during_trials_then_resume(tmp_path: Path, cache_dir: Path) -> None:
+def test_ctrl_c_during_ray_start_up_and_during_trials_then_resume(tmp_path: Path) -> None:
     # a trial name with parentheses, as the quickstart's: Ray Tune spells its folder differently
     spec = write_spec(tmp_path / "ctrlc.yaml", _spec("ctrlc") | {
         "grid": {"dynamics.schedule": [{"kind": "linear", "scale": 1.0}, {"kind": "cosine"}]}})  # fmt: skip

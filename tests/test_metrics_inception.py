@@ -144,7 +144,7 @@ def test_inception_is_matches_torch_fidelity_with_local_weights(inception_weight
     from study.contract.spec.datasets import Cifar10Data
     from trainables.data import load_dataset
 
-    images = load_dataset(Cifar10Data(), tiny_cifar).train.images[:6]
+    images = load_dataset(Cifar10Data(), tiny_cifar, tiny_cifar / "cache").train.images[:6]
     ours = inception_score(images, INCEPTION, inception_weights, splits=2, shuffle=False)
     theirs = direct(images, isc=True, isc_splits=2, samples_shuffle=False, feature_extractor=INCEPTION,
                     feature_extractor_weights_path=str(inception_weights))  # fmt: skip
@@ -185,14 +185,13 @@ def test_missing_inception_weights_offline(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_micro_study_on_tiny_cifar_logs_inception_metrics(
-    inception_weights: Path, tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inception_weights: Path, tiny_cifar: Path, tmp_path: Path
 ) -> None:
     """One trial (no Ray) on the tiny archive: train 1 epoch, DDIM 2 steps, 20 samples, IS + FID + KID."""
     from study.contract.spec.load import expand
     from study.runner import prepare_extractor
     from trainables.trainable import LocalSession, Runtime, run_trial
 
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
     isc = {"extractor": INCEPTION, "splits": 2, "shuffle": False, "weights_path": str(inception_weights),
            "extra_metrics": ["fid", "kid"], "reference_samples": 4}  # fmt: skip
     spec = {
@@ -213,7 +212,8 @@ def test_micro_study_on_tiny_cifar_logs_inception_metrics(
     client = MlflowClient(uri)
     eid = client.create_experiment("cifar-micro", artifact_location=str(tmp_path / "artifacts"))
     parent = client.create_run(eid).info.run_id
-    runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "cifar-micro", str(tiny_cifar), weights, True)
+    runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "cifar-micro", str(tiny_cifar), str(tmp_path / "cache"),
+                      extractor_weights=weights, log_images=True)  # fmt: skip
     t = trials[0]
     assert run_trial(t, runtime, LocalSession(tmp_path / "ckpt")) == "finished"
 

@@ -65,7 +65,7 @@ def _history(base: str, run_id: str, key: str) -> list[int]:
 
 @pytest.mark.slow
 def test_trials_land_on_different_nodes_and_every_point_reaches_the_server(
-    cluster, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     args = ["--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -27,40 +26,52 @@ def _everything(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-def test_resolve_uses_the_storage_and_the_environment(tmp_path: Path) -> None:
-    paths = StudyPaths.resolve(tmp_path / "studies", "s1", env={})
+def test_resolve_uses_the_storage_and_the_directories_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "ignored"))  # only the command line reads it
+    paths = StudyPaths.resolve(tmp_path / "studies", "s1")
     assert paths.study == (tmp_path / "studies" / "s1").resolve()
     assert (paths.tune, paths.state, paths.report) == (paths.study / "tune", paths.study / "study.json",
                                                        paths.study / "report")  # fmt: skip
     assert paths.data == (tmp_path / "studies" / ".data").resolve()
     assert paths.cache == (tmp_path / "studies" / ".cache").resolve()
-    moved = StudyPaths.resolve(tmp_path / "studies", "s1", env={"STUDY_CACHE_DIR": str(tmp_path / "c")})
+    moved = StudyPaths.resolve(tmp_path / "studies", "s1", cache=tmp_path / "c")
     assert moved.cache == (tmp_path / "c").resolve() and moved.data == paths.data
 
 
-def test_environment_is_set_for_the_block_and_restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUDY_DATA_DIR", "/before")
+def test_the_cli_reads_the_directories_from_its_options_whose_defaults_the_environment_chooses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from study import cli
+
+    calls = []
+
+    def run_study(spec: str, **kw: object) -> None:
+        calls.append(kw)
+        raise KeyboardInterrupt  # stops the command before anything runs
+
+    monkeypatch.setattr("study.runner.run_study", run_study)
+    monkeypatch.setenv("STUDY_DATA_DIR", str(tmp_path / "d"))
     monkeypatch.delenv("STUDY_CACHE_DIR", raising=False)
-    paths = StudyPaths.resolve(tmp_path, "s", env={})
-    with paths.environment():
-        assert os.environ["STUDY_DATA_DIR"] == str(paths.data)
-        assert os.environ["STUDY_CACHE_DIR"] == str(paths.cache)
-    assert os.environ["STUDY_DATA_DIR"] == "/before" and "STUDY_CACHE_DIR" not in os.environ
+    cli.main(["run", "s.yaml", "--cache-dir", str(tmp_path / "c")])
+    assert (calls[-1]["data_dir"], calls[-1]["cache_dir"]) == (str(tmp_path / "d"), str(tmp_path / "c"))
+    monkeypatch.delenv("STUDY_DATA_DIR")
+    cli.main(["run", "s.yaml"])
+    assert (calls[-1]["data_dir"], calls[-1]["cache_dir"]) == (None, None)  # StudyPaths' <storage>/.data, .cache
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../x", "/abs", "a\\b", "a\0b"])
 def test_names_that_are_not_plain_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(UnsafePath):
-        StudyPaths.resolve(tmp_path, name, env={})
+        StudyPaths.resolve(tmp_path, name)
 
 
 def test_fresh_removes_only_the_study(tmp_path: Path) -> None:
     storage = _tree(tmp_path)
     before = _everything(tmp_path)
-    assert StudyPaths.resolve(storage, "mine", env={}).remove_study()
+    assert StudyPaths.resolve(storage, "mine").remove_study()
     gone = before - _everything(tmp_path)
     assert gone == {"studies/mine", "studies/mine/tune", "studies/mine/study.json"}
-    assert not StudyPaths.resolve(storage, "mine", env={}).remove_study()  # nothing there: nothing to do
+    assert not StudyPaths.resolve(storage, "mine").remove_study()  # nothing there: nothing to do
 
 
 def test_fresh_refuses_a_study_directory_that_is_a_symlink(tmp_path: Path) -> None:
@@ -68,7 +79,7 @@ def test_fresh_refuses_a_study_directory_that_is_a_symlink(tmp_path: Path) -> No
     (storage / "linked").symlink_to(storage / "other")
     before = _everything(tmp_path)
     with pytest.raises(UnsafePath, match="symlink"):
-        StudyPaths.resolve(storage, "linked", env={}).remove_study()
+        StudyPaths.resolve(storage, "linked").remove_study()
     assert _everything(tmp_path) == before
 
 
@@ -78,10 +89,10 @@ def test_fresh_refuses_a_study_that_holds_the_cache_or_the_working_directory(
     storage = _tree(tmp_path)
     before = _everything(tmp_path)
     with pytest.raises(UnsafePath, match="holds"):
-        StudyPaths.resolve(storage, "mine", env={"STUDY_CACHE_DIR": str(storage / "mine" / "cache")}).remove_study()
+        StudyPaths.resolve(storage, "mine", cache=storage / "mine" / "cache").remove_study()
     monkeypatch.chdir(storage / "mine" / "tune")
     with pytest.raises(UnsafePath, match="holds"):
-        StudyPaths.resolve(storage, "mine", env={}).remove_study()
+        StudyPaths.resolve(storage, "mine").remove_study()
     assert _everything(tmp_path) >= before
 
 
@@ -89,16 +100,16 @@ def test_fresh_through_the_storage_symlinked_elsewhere_still_removes_only_the_st
     """``--storage`` itself may be a symlink (a scratch disk); the study under its target is what goes."""
     real = _tree(tmp_path / "disk")
     (tmp_path / "link").symlink_to(real)
-    assert StudyPaths.resolve(tmp_path / "link", "mine", env={}).remove_study()
+    assert StudyPaths.resolve(tmp_path / "link", "mine").remove_study()
     assert not (real / "mine").exists() and (real / "other" / "study.json").exists()
 
 
 def test_unwritable_storage_is_refused_with_its_path(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    problems = StudyPaths.resolve(blocker / "studies", "s", env={}).check_writable()
+    problems = StudyPaths.resolve(blocker / "studies", "s").check_writable()
     assert problems and all(str(blocker) in p for p in problems)
-    assert StudyPaths.resolve(tmp_path / "ok", "s", env={}).check_writable() == []
+    assert StudyPaths.resolve(tmp_path / "ok", "s").check_writable() == []
 
 
 @pytest.mark.parametrize("name", ["..", "."])

@@ -82,7 +82,7 @@ def _assert_exact(client: MlflowClient, experiment: str) -> dict[str, int]:
     return starts
 
 
-def test_driver_killed_three_times_at_random_moments(tmp_path: Path, cache_dir: Path, monkeypatch) -> None:
+def test_driver_killed_three_times_at_random_moments(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     spec = write_spec(tmp_path / "kills.yaml", _spec("kills"))
@@ -122,7 +122,7 @@ def _trial_workers(driver: int) -> list[psutil.Process]:
 
 
 def test_trial_processes_killed_three_times_are_retried_from_their_checkpoints(
-    tmp_path: Path, cache_dir: Path, monkeypatch
+    tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

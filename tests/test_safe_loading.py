@@ -59,10 +59,9 @@ def test_cached_classifiers_are_refused(tmp_path: Path, marker: Path) -> None:
     assert not marker.exists()
 
 
-def test_prepared_data_is_refused(tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prepared_data_is_refused(tmp_path: Path, marker: Path) -> None:
     from PIL import Image
 
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "folder"
     root.mkdir()
     Image.new("RGB", (8, 8)).save(root / "0.png")
@@ -70,7 +69,7 @@ def test_prepared_data_is_refused(tmp_path: Path, marker: Path, monkeypatch: pyt
     files, _, _ = data.list_image_folder(spec, root)
     prepared = plant_checkpoint(data.image_folder_cache_path(spec, root, files, tmp_path / "cache"), marker)
     with pytest.raises(UnsafeFile, match=f"refused to load {prepared}"):
-        data.load_dataset(spec, tmp_path)
+        data.load_dataset(spec, tmp_path, tmp_path / "cache")
 
     reference = tmp_path / "cache" / "reference" / "toy-n4-digits-cnn-wnone-128.pt"
     plant_checkpoint(reference, marker)
@@ -100,7 +99,7 @@ def test_cifar10_batches_are_refused(tmp_path: Path, marker: Path, layout: str) 
     else:
         where = str(folder / "data_batch_3")
     with pytest.raises(UnsafeFile, match=f"refused to unpickle {where}: it is not the official CIFAR10 data_batch_3"):
-        data.load_dataset(Cifar10Data(download=False), tmp_path)
+        data.load_dataset(Cifar10Data(download=False), tmp_path, tmp_path / "cache")
     assert not marker.exists()
 
 
@@ -125,7 +124,8 @@ def test_inception_weights_are_hash_checked_before_unpickling(
         metrics.inception_score(images, metrics.INCEPTION, weights, splits=1)
     isc = {"extractor": "inception-v3-compat", "weights_path": str(weights)}
     spec = StudySpec.model_validate(_study_dict(tmp_path, {"kind": "cifar10", "download": False}, isc))
-    assert any(f"refused to load the Inception weights {weights}" in p for p in preflight(spec, tmp_path))
+    problems = preflight(spec, tmp_path, tmp_path / "cache")
+    assert any(f"refused to load the Inception weights {weights}" in p for p in problems)
     with pytest.raises(StudyError, match="refused to load the Inception weights"):
         prepare_extractor(spec, tmp_path / "cache")
     assert not marker.exists()
@@ -145,7 +145,8 @@ def test_a_planted_trial_checkpoint_stops_the_trial_before_it_runs(tmp_path: Pat
 
     plant_checkpoint(tmp_path / "ckpt" / CHECKPOINT_FILE, marker)
     _, trials = expand(micro_spec())
-    runtime = Runtime("memory:", "1", "parent", "inst", "micro", str(tmp_path), str(classifier_r8[0]), False)
+    runtime = Runtime("memory:", "1", "parent", "inst", "micro", str(tmp_path), str(tmp_path / "cache"),
+                      extractor_weights=str(classifier_r8[0]), log_images=False)  # fmt: skip
     with pytest.raises(UnsafeFile, match=CHECKPOINT_FILE):
         run_trial(trials[0], runtime, LocalSession(tmp_path / "ckpt"), tracker=MemoryTracker())
     assert not marker.exists()

@@ -65,8 +65,10 @@ def micro_study(tmp_path_factory: pytest.TempPathFactory, classifier_r8: tuple[P
     (storage / name / "study.json").write_text(json.dumps(state))
     _, trials = load_study(spec)
     trial = trials[1]
+    paths = StudyPaths.resolve(storage, name)
     runtime = Runtime(state["tracking_uri"], state["experiment_id"], state["parent_run_id"], state["instance"], name,
-                      str(StudyPaths.resolve(storage, name).data), str(classifier_r8[0]), log_images=False)  # fmt: skip
+                      str(paths.data), str(paths.cache), extractor_weights=str(classifier_r8[0]),
+                      log_images=False)  # fmt: skip
     session = LocalSession(root / "local")
     for epochs, folder in ((1, "checkpoint_000000"), (2, "checkpoint_000001")):
         spec_json = trial.spec.model_dump(mode="json")
@@ -170,3 +172,19 @@ def test_trial_directory_follows_the_recorded_name(tmp_path: Path) -> None:
     (tune / "other").mkdir()
     (tune / "other" / "params.json").write_text("{not json")
     assert trial_directory(tune, name) == moved
+
+
+def test_every_command_that_builds_trials_refuses_an_incompatible_spec_as_validate_does(
+    tmp_path: Path, capsys
+) -> None:
+    """sample-size, report and compare read the spec through the plan's compatibility check: a sampler that cannot
+    sample the dynamics is the same SpecError (exit code 2, same message) as ``validate`` prints."""
+    spec = write_spec(tmp_path / "bad.yaml", micro_spec("bad", **{"dynamics": {"kind": "ncsnv2", "num_levels": 10},
+                                                                  "grid": {}}))  # fmt: skip
+    assert main(["validate", str(spec)]) == 2
+    expected = capsys.readouterr().err
+    assert "cannot sample 'ncsnv2'" in expected
+    for argv in (["sample-size", str(spec), "--trial", "t0", "--eval", EVAL, "--n", "20"],
+                 ["report", str(spec)], ["compare", str(spec), str(spec)]):  # fmt: skip
+        assert main([*argv, "--storage", str(tmp_path / "studies")]) == 2, argv
+        assert capsys.readouterr().err == expected, argv

@@ -16,12 +16,11 @@ from study.runner import Stages, StudyInterrupted, prepare, run_study
 STAGE_LINE = r"stage {} done in \d+\.\d s"
 
 
-def test_each_preparation_stage_logs_its_duration(tmp_path: Path, cache_dir: Path, caplog) -> None:
+def test_each_preparation_stage_logs_its_duration(tmp_path: Path, caplog) -> None:
     plan = Plan.load(write_spec(tmp_path / "s.yaml", micro_spec("stages")))
     paths = StudyPaths.resolve(tmp_path / "studies", "stages")
     caplog.set_level(logging.INFO, logger="study.runner")
-    with paths.environment():
-        prepare(plan, paths, Stages())
+    prepare(plan, paths, Stages())
     lines = [r.getMessage() for r in caplog.records if r.name == "study.runner"]
     for stage in ("data", "IS extractor", "reference scores", "guidance classifiers"):
         assert sum(bool(re.fullmatch(STAGE_LINE.format(stage), line)) for line in lines) == 1, (stage, lines)
@@ -35,7 +34,7 @@ def test_an_interrupted_stage_is_named_and_logs_no_duration(caplog) -> None:
     assert stages.current == "Ray start-up" and not caplog.records
 
 
-def test_an_interrupt_before_ray_says_nothing_started(tmp_path: Path, cache_dir: Path, monkeypatch) -> None:
+def test_an_interrupt_before_ray_says_nothing_started(tmp_path: Path, monkeypatch) -> None:
     """Ctrl-C during the preparation (here: while the extractor is prepared) leaves no study behind."""
     import study.runner as runner
 

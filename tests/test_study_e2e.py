@@ -29,7 +29,7 @@ def _children(client: MlflowClient, experiment: str) -> tuple[list, list]:
     return parents, children
 
 
-def test_micro_study_end_to_end_then_resume(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_micro_study_end_to_end_then_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     spec = write_spec(tmp_path / "micro.yaml", micro_spec("e2e"))
@@ -64,7 +64,7 @@ def test_micro_study_end_to_end_then_resume(tmp_path: Path, cache_dir: Path, mon
     assert {r.info.run_id for r in children2} == {r.info.run_id for r in children} and len(parents2) == 1
 
 
-def test_diverging_trial_is_marked_and_the_study_goes_on(tmp_path: Path, cache_dir: Path, monkeypatch) -> None:
+def test_diverging_trial_is_marked_and_the_study_goes_on(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     spec = micro_spec(
@@ -94,7 +94,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         yield base
 
 
-def test_micro_study_against_an_mlflow_server(tmp_path: Path, cache_dir: Path, mlflow_server: str, monkeypatch) -> None:
+def test_micro_study_against_an_mlflow_server(tmp_path: Path, mlflow_server: str, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     spec = micro_spec("served", grid={"dynamics.schedule": [{"kind": "cosine"}]}, **{"training.epochs": 2})
@@ -135,7 +135,7 @@ def _loss_steps(client: MlflowClient, experiment: str, trial: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_killed_study_resumes_with_its_stopping_decisions(tmp_path: Path, cache_dir: Path, monkeypatch) -> None:
+def test_killed_study_resumes_with_its_stopping_decisions(tmp_path: Path, monkeypatch) -> None:
     """A real Ray Tune study whose driver is SIGKILLed mid-run: t0 has converged (stopped at epoch 5), t1 is
     running. Resumed, t0 stays converged and is not retrained; t1 continues from its checkpoint and, deciding from
     the evaluations it logged before the kill, stops at epoch 6 exactly as an uninterrupted run does."""

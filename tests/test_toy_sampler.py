@@ -78,7 +78,8 @@ def test_a_registered_sampler_runs_in_a_trial(toy, tmp_path: Path, classifier_r8
     _, trials = expand(micro_spec(**{"training.epochs": 1, "evaluation.samplers": [{"kind": "toy_ddim", "steps": 3}]}))
     store = MemoryTracker()
     eid = store.create_experiment("toy", None, {})
-    runtime = Runtime(store.uri, eid, "parent", "inst", "toy", str(tmp_path), str(classifier_r8[0]), False)
+    runtime = Runtime(store.uri, eid, "parent", "inst", "toy", str(tmp_path), str(tmp_path / "cache"),
+                      extractor_weights=str(classifier_r8[0]), log_images=False)  # fmt: skip
     assert run_trial(trials[0], runtime, LocalSession(tmp_path / "ckpt"), tracker=store) == "finished"
     (run,) = store.runs(eid)
     assert 1.0 <= run.metrics["is/digits-cnn/n40/toy-3/mean"] <= 10.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def _trial(**overrides: object) -> Trial:
 
 def _runtime(store: tuple[str, str, str], weights: Path, tmp_path: Path) -> Runtime:
     uri, eid, parent = store
-    return Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "micro", str(tmp_path), str(weights), True)
+    return Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "micro", str(tmp_path), str(tmp_path / "cache"),
+                   extractor_weights=str(weights), log_images=True)  # fmt: skip
 
 
 def test_logs_metrics_images_and_params(store, classifier_r8, tmp_path: Path) -> None:
@@ -155,7 +157,8 @@ def test_report_differences_are_paired_from_kept_logits(classifier_r8, tmp_path:
     client = MlflowClient(uri)
     eid = client.create_experiment("pairs", artifact_location=str(tmp_path / "artifacts"))
     parent = client.create_run(eid, tags={"study.role": "parent", "study.name": "pairs"}).info.run_id
-    runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "pairs", str(tmp_path), str(classifier_r8[0]), True)
+    runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "pairs", str(tmp_path), str(tmp_path / "cache"),
+                      extractor_weights=str(classifier_r8[0]), log_images=True)  # fmt: skip
     run_trial(_trial(), runtime, LocalSession(tmp_path / "p"))
     study = load_study(uri, "pairs")
     trial = study.trials["trial"].item()
@@ -174,3 +177,20 @@ def test_report_differences_are_paired_from_kept_logits(classifier_r8, tmp_path:
     assert "## Samples" in md and (tmp_path / "report" / "figures" / "samples_0.png").stat().st_size > 5_000
     compute = (tmp_path / "report" / "compute.csv").read_text()
     assert "cpu: " in compute and "train_minutes_per_90_epochs" in compute  # the device is named
+
+
+def test_a_trials_cache_is_the_one_its_runtime_names(store, classifier_r8, tmp_path: Path, monkeypatch) -> None:
+    """The cache travels as a value: two runtimes with different cache directories write their FID reference
+    features each into its own, with no environment variable set, and nothing lands next to the data."""
+    for var in ("STUDY_CACHE_DIR", "STUDY_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    trial = _trial(**{"training.epochs": 1, "evaluation.inception_score": {"extra_metrics": ["fid"]}})
+    uri, eid, parent = store
+    for name in ("a", "b"):
+        runtime = Runtime(uri, eid, parent, uuid.uuid4().hex[:8], "micro", str(tmp_path / "data"),
+                          str(tmp_path / f"cache-{name}"), extractor_weights=str(classifier_r8[0]),
+                          log_images=False)  # fmt: skip
+        assert run_trial(trial, runtime, LocalSession(tmp_path / f"ckpt-{name}")) == "finished"
+        assert list((tmp_path / f"cache-{name}" / "reference").glob("digits-*.pt"))
+    assert "STUDY_CACHE_DIR" not in os.environ
+    assert not (tmp_path / "data").exists() or not any(p.is_file() for p in (tmp_path / "data").rglob("*"))

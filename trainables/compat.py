@@ -4,7 +4,7 @@ A spec is well formed by the contract alone (study/contract/spec: pydantic only)
 can run on its dynamics is derived here from the declarations (trainables/samplers: the interface a sampler needs and
 whether it takes a classifier gradient; trainables/dynamics: the interfaces a family's sampling model provides), at
 the time of the check, so a sampler registered at run time (``register_sampler``) is checked like a built-in one.
-The driver runs the check when it plans a study (``study.plan.Plan.load``, used by ``validate`` and ``run``).
+The driver runs the check when it reads a spec (``study.plan.Plan.load``: every command that builds trials from one).
 """
 
 from __future__ import annotations

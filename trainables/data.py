@@ -115,26 +115,9 @@ class Uint8Images(Uint8Pixels):
         return self.images[i].float().div(127.5).sub(1.0), int(self.labels[i])
 
 
-def resolve_data_dir(data_dir: Path | str | None) -> Path:
-    """The driver's data directory; without one (a bare ``run_trial``), ``STUDY_DATA_DIR`` or ``studies/.data``."""
-    if data_dir is not None:
-        return Path(data_dir).expanduser().resolve()
-    return Path(os.environ.get("STUDY_DATA_DIR", "studies/.data")).expanduser().resolve()
-
-
-def prepared_dir(data_dir: Path | str | None) -> Path:
-    """Where derived data (decoded image tensors, reference features) is cached.
-
-    ``STUDY_CACHE_DIR`` when set (the driver and its local Ray workers share the environment), otherwise
-    ``<data dir>/.prepared``: trials only receive the data directory, and both must agree on one place.
-    """
-    env = os.environ.get("STUDY_CACHE_DIR")
-    return Path(env).expanduser().resolve() if env else resolve_data_dir(data_dir) / ".prepared"
-
-
-def dataset_root(spec: Any, data_dir: Path | str | None, default: str) -> Path:
+def dataset_root(spec: Any, data_dir: Path | str, default: str) -> Path:
     """``spec.root`` (absolute, or relative to the data directory), else ``<data dir>/<default>``."""
-    base = resolve_data_dir(data_dir)
+    base = Path(data_dir).expanduser().resolve()
     root = getattr(spec, "root", None)
     if root is None:
         return base / default
@@ -181,7 +164,7 @@ def digits_tensors(resolution: int = 16, held_out_fraction: float = 0.25, split_
     return x[idx_train], y[idx_train], x[idx_held], y[idx_held]
 
 
-def load_digits_data(spec: Any, data_dir: Path | None = None) -> ImageData:
+def load_digits_data(spec: Any, data_dir: Path, cache_dir: Path) -> ImageData:
     """The embedded default: ships with scikit-learn, so it works offline."""
     tx, ty, hx, hy = digits_tensors(spec.resolution, spec.held_out_fraction, spec.split_seed)
     key = f"digits-r{spec.resolution}-h{spec.held_out_fraction:g}-s{spec.split_seed}"
@@ -223,7 +206,7 @@ def fetch_cifar10(root: Path) -> Path:
         raise DatasetUnavailable(f"{cifar10_missing_message(root)} [download failed: {e}]") from e
 
 
-def ensure_cifar10(spec: Any, data_dir: Path | str | None, allow_download: bool | None = None) -> Path:
+def ensure_cifar10(spec: Any, data_dir: Path | str, allow_download: bool | None = None) -> Path:
     """Path of the CIFAR10 archive or extracted folder, downloading it when allowed; else ``DatasetUnavailable``."""
     root = dataset_root(spec, data_dir, "cifar10")
     source = cifar10_source(root)
@@ -319,7 +302,7 @@ def files_key(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def load_cifar10_data(spec: Any, data_dir: Path | None = None) -> ImageData:
+def load_cifar10_data(spec: Any, data_dir: Path, cache_dir: Path) -> ImageData:
     """CIFAR10 train split (labels kept) with the test split as held-out set, from the python archive."""
     source = ensure_cifar10(spec, data_dir)
     members = _read_cifar_members(source)
@@ -400,11 +383,12 @@ def image_folder_cache_path(spec: Any, root: Path, files: list[Path], cache_dir:
     return cache_dir / "image_folder" / f"{root.name}-r{spec.resolution}-{spec.filter}-{h.hexdigest()[:16]}.pt"
 
 
-def prepare_image_folder(spec: Any, data_dir: Path | str | None) -> tuple[dict[str, Any], Path]:
-    """Decode the folder once into a uint8 tensor file (reused while no file changes); returns (content, path)."""
+def prepare_image_folder(spec: Any, data_dir: Path | str, cache_dir: Path | str) -> tuple[dict[str, Any], Path]:
+    """Decode the folder once into a uint8 tensor file under ``cache_dir`` (reused while no file changes); returns
+    (content, path)."""
     root = dataset_root(spec, data_dir, "")
     files, labels, classes = list_image_folder(spec, root)
-    path = image_folder_cache_path(spec, root, files, prepared_dir(data_dir))
+    path = image_folder_cache_path(spec, root, files, Path(cache_dir).expanduser().resolve())
     if path.is_file():
         log.info("image folder %s: %d prepared images from %s", root, len(files), path)
         return load_tensors(path), path
@@ -425,9 +409,9 @@ def prepare_image_folder(spec: Any, data_dir: Path | str | None) -> tuple[dict[s
     return content, path
 
 
-def load_image_folder_data(spec: Any, data_dir: Path | None = None) -> ImageData:
+def load_image_folder_data(spec: Any, data_dir: Path, cache_dir: Path) -> ImageData:
     """FFHQ / ImageNet-style folders: RGB at ``spec.resolution``, labels from class sub-folders (or all 0)."""
-    content, path = prepare_image_folder(spec, data_dir)
+    content, path = prepare_image_folder(spec, data_dir, cache_dir)
     name = Path(content["root"]).name or "image_folder"
     train = Uint8Images(content["images"], content["labels"])
     return ImageData(name, train, None, 3, spec.resolution, len(content["classes"]), f"folder-{path.stem}")
@@ -453,7 +437,7 @@ def _nothing_missing(spec: Any, data_dir: Path) -> list[str]:
     return []
 
 
-def _nothing_to_fetch(spec: Any, data_dir: Path) -> None:
+def _nothing_to_fetch(spec: Any, data_dir: Path, cache_dir: Path) -> None:
     return None
 
 
@@ -461,20 +445,21 @@ def _nothing_to_fetch(spec: Any, data_dir: Path) -> None:
 class DatasetDecl:
     """One dataset kind, declared once (its spec model, same ``kind`` literal: study/contract/spec/datasets.py).
 
-    ``load(spec, data_dir)`` returns the images; ``classes(spec, data_dir)`` the number of labelled classes (0:
-    unlabelled) without decoding images; ``problems(spec, data_dir)`` what keeps it from loading here, only
-    looking (``study validate``); ``fetch(spec, data_dir)`` downloads or prepares it once in the driver
+    ``load(spec, data_dir, cache_dir)`` returns the images (anything derived from them, e.g. decoded tensors, is
+    cached under ``cache_dir``); ``classes(spec, data_dir)`` the number of labelled classes (0: unlabelled)
+    without decoding images; ``problems(spec, data_dir)`` what keeps it from loading here, only looking
+    (``study validate``); ``fetch(spec, data_dir, cache_dir)`` downloads or prepares it once in the driver
     (``study run``), raising ``DatasetUnavailable`` (or ``ValueError`` / ``OSError``) with the instruction;
     ``footprint(spec)`` its size.
     """
 
     kind: str
-    load: Callable[[Any, Path | None], ImageData]
+    load: Callable[[Any, Path, Path], ImageData]
     channels: int
     classes: Callable[[Any, Path], int]
     footprint: Callable[[Any], Footprint]
     problems: Callable[[Any, Path], list[str]] = _nothing_missing
-    fetch: Callable[[Any, Path], None] = _nothing_to_fetch
+    fetch: Callable[[Any, Path, Path], None] = _nothing_to_fetch
 
     def shape(self, spec: Any) -> tuple[int, int, int]:
         """(channels, height, width) of ``spec``'s images without loading them."""
@@ -497,12 +482,12 @@ def _image_folder_problems(spec: Any, data_dir: Path) -> list[str]:
     return []
 
 
-def _fetch_cifar10(spec: Any, data_dir: Path) -> None:
+def _fetch_cifar10(spec: Any, data_dir: Path, cache_dir: Path) -> None:
     ensure_cifar10(spec, data_dir)
 
 
-def _prepare_image_folder(spec: Any, data_dir: Path) -> None:
-    prepare_image_folder(spec, data_dir)  # decoded once by the driver instead of by every trial at once
+def _prepare_image_folder(spec: Any, data_dir: Path, cache_dir: Path) -> None:
+    prepare_image_folder(spec, data_dir, cache_dir)  # decoded once by the driver instead of by every trial at once
 
 
 def _image_folder_classes(spec: Any, data_dir: Path) -> int:
@@ -581,9 +566,10 @@ def training_subset(data: ImageData, size: int, seed: int) -> ImageData:
     return replace(data, train=train, key=f"{data.key}-sub{size}-s{seed}" if data.key else "")
 
 
-def load_dataset(spec: Any, data_dir: Path | None = None) -> ImageData:
-    """Load the dataset declared under ``spec.kind``, cut to ``spec.subset`` when it names one."""
-    data = dataset_decl(spec).load(spec, data_dir)
+def load_dataset(spec: Any, data_dir: Path | str, cache_dir: Path | str) -> ImageData:
+    """Load the dataset declared under ``spec.kind`` from ``data_dir`` (what it derives cached under
+    ``cache_dir``: ``StudyPaths``), cut to ``spec.subset`` when it names one."""
+    data = dataset_decl(spec).load(spec, Path(data_dir).expanduser().resolve(), Path(cache_dir).expanduser().resolve())
     subset = getattr(spec, "subset", None)
     if subset is None:
         return data
@@ -597,12 +583,12 @@ def image_shape(spec: Any) -> tuple[int, int, int]:
     return dataset_decl(spec).shape(spec)
 
 
-def dataset_problems(spec: Any, data_dir: Path | str | None) -> list[str]:
+def dataset_problems(spec: Any, data_dir: Path | str) -> list[str]:
     """What keeps ``spec``'s dataset from loading on this machine (without downloading or decoding anything)."""
-    return dataset_decl(spec).problems(spec, resolve_data_dir(data_dir))
+    return dataset_decl(spec).problems(spec, Path(data_dir).expanduser().resolve())
 
 
-def subset_problems(specs: list[Any], data_dir: Path | str | None) -> list[str]:
+def subset_problems(specs: list[Any], data_dir: Path | str, cache_dir: Path | str) -> list[str]:
     """Subset sizes (``spec.subset``) larger than their training set, for the dataset specs of a study's trials.
 
     The driver asks before any trial starts, so a gridded size that does not fit is reported once, up front,
@@ -619,7 +605,7 @@ def subset_problems(specs: list[Any], data_dir: Path | str | None) -> list[str]:
             wanted[key] = (whole, subset.size)
     problems = []
     for whole, size in wanted.values():
-        problem = subset_size_problem(load_dataset(whole, resolve_data_dir(data_dir)), size)
+        problem = subset_size_problem(load_dataset(whole, data_dir, cache_dir), size)
         if problem is not None:
             problems.append(problem)
     return problems

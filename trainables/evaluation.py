@@ -19,7 +19,7 @@ import torch
 from torchvision.utils import make_grid
 
 from study.contract import keys
-from trainables.data import ImageData, prepared_dir
+from trainables.data import ImageData
 from trainables.dynamics import Dynamics
 from trainables.guidance import classifier_grad, target_accuracy
 from trainables.lockstep import Lockstep
@@ -177,6 +177,12 @@ def generate_all(
     return iter([g._replace(seconds=s) for g, s in zip(together.values, together.seconds, strict=True)])
 
 
+def _cache(cache_dir: str | Path | None) -> Path:
+    if cache_dir is None:
+        raise ValueError("reference features are cached: pass cache_dir (the trial's Runtime.cache_dir) to score")
+    return Path(cache_dir)
+
+
 def score(
     generated: Generated,
     evaluation: Evaluation,
@@ -184,16 +190,16 @@ def score(
     extractor_weights: str | None,
     device: torch.device | str = "cpu",
     reference: ImageData | None = None,
-    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> EvalResult:
     """The Inception Score (and the ``extra_metrics``: FID, KID, memorization, precision, recall) of one
     evaluation's samples, from one feature pass.
 
     ``reference`` is the training data those scores compare against; what each needs (trainables/scores.py:
     the FID/KID reference features, the whole training set with its held-out set) is prepared here, its features
-    cached under ``prepared_dir(data_dir)``. ``extractor_weights`` (resolved by the driver) falls back to the
-    spec's path. A guided evaluation also reports the share of samples the trained classifier (``judge``, read
-    at t = 0) assigns to their target.
+    cached under ``cache_dir`` (the trial's ``Runtime.cache_dir``). ``extractor_weights`` (resolved by the driver)
+    falls back to the spec's path. A guided evaluation also reports the share of samples the trained classifier
+    (``judge``, read at t = 0) assigns to their target.
     """
     samples, nfe, labels, seconds = generated
     images = to_uint8(samples)
@@ -207,12 +213,12 @@ def score(
     if reference is not None and "reference" in wanted:
         ref = reference_features(
             reference.train, reference.key, isc.extractor, resolve_weights(isc.extractor, weights),
-            prepared_dir(data_dir), isc.reference_samples, eval_spec.batch_size,
+            _cache(cache_dir), isc.reference_samples, eval_spec.batch_size,
         )  # fmt: skip
     if reference is not None and "training_set" in wanted:
         train = training_set(
             reference.train, reference.held_out, reference.key, isc.extractor,
-            resolve_weights(isc.extractor, weights), prepared_dir(data_dir), eval_spec.batch_size,
+            resolve_weights(isc.extractor, weights), _cache(cache_dir), eval_spec.batch_size,
         )  # fmt: skip
     settings = ScoreSettings(
         isc.splits, isc.shuffle, getattr(isc, "bootstrap", 0), getattr(isc, "infinity_points", 0),

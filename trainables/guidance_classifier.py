@@ -146,7 +146,7 @@ def ensure_noisy_classifier(
     path, meta_path = cache_dir / f"noisy-classifier-{key}.pt", cache_dir / f"noisy-classifier-{key}.json"
     if path.exists() and meta_path.exists():
         return ClassifierJob(key, path, False, json.loads(meta_path.read_text()))
-    data = load_dataset(spec.dataset, Path(data_dir))
+    data = load_dataset(spec.dataset, data_dir, cache_dir)
     if data.num_classes < 2:
         raise ValueError(f"classifier guidance needs class labels; dataset {spec.dataset.kind!r} has none")
     log.info("training the noisy classifier %s (once; cached at %s)", key, path)

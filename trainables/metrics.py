@@ -538,13 +538,15 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import TypeAdapter
 
     from study.contract.spec.datasets import DatasetSpec
-    from trainables.data import DATASETS, load_dataset, resolve_data_dir
+    from trainables.data import DATASETS, load_dataset
 
     parser = argparse.ArgumentParser(prog="python -m trainables.metrics", description=main.__doc__)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10")
     parser.add_argument("--root", help="dataset root (image_folder: required)")
     parser.add_argument("--resolution", type=int, help="dataset resolution (image_folder: required)")
-    parser.add_argument("--data-dir", help="data directory (default: STUDY_DATA_DIR or studies/.data)")
+    parser.add_argument("--data-dir", default="studies/.data", help="data directory (default: studies/.data)")
+    parser.add_argument("--cache-dir", default="studies/.cache",
+                        help="where a prepared image folder is cached (default: studies/.cache)")  # fmt: skip
     parser.add_argument("--extractor", choices=sorted(EXTRACTORS), default=INCEPTION)
     parser.add_argument("--weights", help="extractor weights file (default: torch hub's checkpoints folder)")
     parser.add_argument("--splits", type=int, default=10)
@@ -558,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = TypeAdapter(DatasetSpec).validate_python(
         {"kind": args.dataset, **{k: v for k, v in fields.items() if v is not None}}
     )
-    data = load_dataset(spec, resolve_data_dir(args.data_dir))
+    data = load_dataset(spec, args.data_dir, args.cache_dir)
     images = reference_uint8(data.train)[: args.num_samples]
     score = inception_score(images, args.extractor, args.weights, args.splits, not args.no_shuffle, args.batch_size)
     print(f"IS ({args.extractor}, {len(images)} {data.name} training images, {args.splits} splits, "

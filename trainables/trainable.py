@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,13 +69,13 @@ class Runtime:
     parent_run_id: str
     instance: str
     study: str
-    data_dir: str
+    data_dir: str  # datasets (StudyPaths.data)
+    cache_dir: str  # derived data: prepared image folders, FID/KID reference features (StudyPaths.cache)
+    _: KW_ONLY
     extractor_weights: str | None = None
     log_images: bool = True
     # guidance: trained noisy classifier weights by ``guidance_classifier.classifier_key(spec)`` (trained by the driver)
     classifier_weights: dict[str, str] | None = None
-    # derived data (prepared image folders, FID/KID reference features): the driver's resolved cache directory
-    cache_dir: str | None = None
     # where tracking writes go while the tracking store is down (study.contract.runlog.Spool); None: a failure raises
     spool_dir: str | None = None
 
@@ -198,14 +197,12 @@ def run_epoch(
 def build(trial: Trial, runtime: Runtime, tracker: Tracker) -> TrialContext:
     """Data, dynamics (fitted to the data where it needs it), network, EMA and optimiser of one trial."""
     spec = trial.spec
-    if runtime.cache_dir:  # the driver's cache, also on a worker node whose environment does not carry it
-        os.environ["STUDY_CACHE_DIR"] = runtime.cache_dir
     tr = spec.training
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
     device = _device(spec)
     for message in inactive_switches(spec.performance, device):
         log.warning("%s: %s", trial.name, message)
-    data = load_dataset(spec.dataset, Path(runtime.data_dir))
+    data = load_dataset(spec.dataset, runtime.data_dir, runtime.cache_dir)
     num_classes = data.num_classes if spec.class_conditional else 0
     dynamics = build_dynamics(spec.dynamics)
     fit_data = getattr(dynamics, "fit_data", None)
@@ -361,7 +358,7 @@ def evaluate_epoch(
     unguided: dict[str, float] = {}  # sampler id -> seconds, for the guidance time overhead
     for evaluation, samples in zip(evaluations, generated, strict=True):
         res = score(samples, evaluation, ev, ctx.runtime.extractor_weights, ctx.device, ctx.data,
-                    ctx.runtime.data_dir)  # fmt: skip
+                    ctx.runtime.cache_dir)  # fmt: skip
         metrics |= res.metrics(isc.extractor, ev.num_samples)
         history.add(res.sampler_id, epoch, res.logits)
         history.add_scores(res.sampler_id, epoch, res.scores)

@@ -11,8 +11,8 @@ Every dataset takes ``subset: {size, seed}`` (``SubsetSpec``): a fixed, seeded s
 training-set size can be a grid axis (``dataset.subset.size: [64, 256, 1347]``). That the size fits the training
 set is checked where the data is loaded (``trainables.data.training_subset``): the count is known only then.
 
-Relative ``root`` paths are resolved against the data directory the driver hands to trials
-(``STUDY_DATA_DIR``, default ``<storage>/.data``), so one spec works on every machine.
+Relative ``root`` paths are resolved against the data directory the driver hands to trials in their runtime
+(``--data-dir``, default ``$STUDY_DATA_DIR``, else ``<storage>/.data``), so one spec works on every machine.
 """
 
 from __future__ import annotations
