@@ -1,5 +1,5 @@
-"""The plateau rule (analysis/plateau.py) applied to a study read back from MLflow: one verdict per curve, and per
-arm of seeds.
+"""The plateau rule (study/statistics/plateau.py) applied to a study read back from MLflow: one verdict per curve,
+and per arm of seeds.
 
 A curve is one (trial, evaluation, extractor, sample count). Where the trial kept its per-image logits, the curve
 carries the paired bootstrap covariance (every epoch of a trial starts from the same noise) and the verdict is the
@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.onset import FractionCurve, Onset, OnsetRule, assess_onset
-from analysis.plateau import Curve, PlateauRule, Verdict, assess, two_sided
 from analysis.runs import StudyRuns
-from analysis.stats import BootstrapSettings, PairedBootstrap, split_std_to_se
+from study.statistics.onset import FractionCurve, Onset, OnsetRule, assess_onset
+from study.statistics.plateau import Curve, PlateauRule, Verdict, assess, two_sided
+from study.statistics.stats import BootstrapSettings, PairedBootstrap, split_std_to_se
 
 CurveKey = tuple[str, str, str, int]  # (trial, evaluation, extractor, n_samples)
 CURVE_KEYS = ["trial", "evaluation", "extractor", "n_samples"]
@@ -108,7 +108,7 @@ def trial_onset_rule(params: Mapping[str, str]) -> tuple[str, OnsetRule]:
 
 
 def onset_verdicts(study: StudyRuns, draws: int = 200) -> tuple[dict[CurveKey, Onset], dict[CurveKey, FractionCurve]]:
-    """The memorization-onset rule (analysis/onset.py) on every (trial, evaluation, extractor, n) curve of the
+    """The memorization-onset rule (study/statistics/onset.py) on every (trial, evaluation, extractor, n) curve of the
     memorized fraction the trial's rule reads (``evaluation.onset.score``), from the logged mean, SE and held-out
     level: the numbers the trial's stopper decided on. Empty when no trial logged a memorization score."""
     m = study.metrics

@@ -8,7 +8,7 @@ Layout written into ``out_dir``::
     figures/loss.png          training loss per trial (log y)
     figures/generalization.png (memorization logged) IS and the memorized fraction on one time axis per trial
     generalization_window.csv (memorization logged) per trial and evaluation: IS plateau epoch and memorization
-                              onset epoch with their ranges (analysis/onset.py)
+                              onset epoch with their ranges (study/statistics/onset.py)
     convergence.csv           one row per (trial, evaluation, extractor, n_samples) curve: state, plateau epoch and
                               its range, IS with its interval at the plateau and at the end, IS-infinity
     arms.csv                  (seed axis only) plateau epochs across seeds per arm
@@ -42,7 +42,6 @@ from analysis.figures import (
     plot_scores,
 )  # fmt: skip
 from analysis.findings import Finding, findings, findings_table, ranking_table, window_findings
-from analysis.plateau import PlateauRule
 from analysis.runs import StudyRuns, load_study
 from analysis.tables import (
     arm_table,
@@ -64,6 +63,7 @@ from study.contract.experiment import run_link, view_link
 from study.contract.keys import chart_view_id
 from study.contract.store import connect
 from study.contract.tracking import Tracker, retry
+from study.statistics.plateau import PlateauRule
 
 __all__ = ["write_report", "render_report", "ARTIFACT_PATH"]
 

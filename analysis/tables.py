@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.convergence import CURVE_KEYS, SEED_AXIS, CurveKey, arm_curve, arms, difference, verdict_of
-from analysis.onset import Onset
-from analysis.plateau import Curve, Verdict
 from analysis.runs import StudyRuns
+from study.statistics.onset import Onset
+from study.statistics.plateau import Curve, Verdict
 
 __all__ = [
     "convergence_table", "arm_table", "compute_table", "savings_table", "differences_table", "display_convergence",

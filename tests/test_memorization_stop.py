@@ -1,6 +1,7 @@
-"""The ``memorization`` stopping rule (trainables/stopping.py) on the memorization-onset rule (analysis/onset.py):
-declared in the spec (``evaluation.onset``, ``training.stop.memorization``), fed by the scores the trial computed,
-rebuilt identically from the logged distances on restore, and logged per evaluation by a trial."""
+"""The ``memorization`` stopping rule (trainables/stopping.py) on the memorization-onset rule
+(study/statistics/onset.py): declared in the spec (``evaluation.onset``, ``training.stop.memorization``), fed by
+the scores the trial computed, rebuilt identically from the logged distances on restore, and logged per evaluation
+by a trial."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import pytest
 import torch
 from conftest import micro_spec, sqlite_trial_runtime
 
-from analysis.onset import ONSET_STATES, OnsetRule, assess_onset
 from study.contract import keys
 from study.contract.spec.load import expand
 from study.contract.spec.study import OnsetSpec, StudySpec
+from study.statistics.onset import ONSET_STATES, OnsetRule, assess_onset
 from trainables.scores import ScoreSettings, TrainingSet, compute_scores
 from trainables.stopping import (
     STOPPING_RULES,

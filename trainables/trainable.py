@@ -22,12 +22,12 @@ import ray
 import torch
 from torch.utils.data import DataLoader
 
-from analysis.plateau import STATES, Verdict
 from study.contract import keys
 from study.contract.runlog import TrialRun
 from study.contract.spec import StudySpec, Trial
 from study.contract.store import connect
 from study.contract.tracking import Tracker
+from study.statistics.plateau import STATES, Verdict
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
@@ -185,7 +185,7 @@ def run_epoch(
     outcome = EpochOutcome(epoch, metrics[keys.TRAIN_LOSS], {})
     if math.isfinite(outcome.loss) and _evaluation_due(ctx.spec, epoch):
         scores, verdicts = evaluate_epoch(ctx, run, guides, history, epoch)
-        found = onsets(ctx.spec, history)  # the memorization-onset rule (analysis/onset.py) where it is logged
+        found = onsets(ctx.spec, history)  # the memorization-onset rule (study/statistics/onset.py) where it is logged
         metrics |= scores | onset_metrics(found)
         outcome = EpochOutcome(epoch, outcome.loss, verdicts, found)
     stop = first_stop(outcome, ctx.spec)

@@ -3,7 +3,7 @@
 Score keys name what a number is (DESIGN: comparability): ``<score>/<extractor>/n<N>/<evaluation>/<stat>``,
 e.g. ``is/digits-cnn/n400/ddim-20/mean``. Evaluation ids are ``<sampler id>[:<guidance>-<scale>]``. Stats of a
 score (``IS_STATS``): ``mean`` and ``std`` (torch-fidelity's mean and split std, as in the literature), ``se``,
-``ci_low``/``ci_high`` (bootstrap over the generated images, analysis/stats.py: they cover IS at this n, not
+``ci_low``/``ci_high`` (bootstrap over the generated images, study/statistics/stats.py: they cover IS at this n, not
 the generator's IS at any n) and ``inf`` (IS-infinity, Chong & Forsyth 2020) with ``inf_ci_low``/``inf_ci_high``.
 FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics). The memorization scores
 (trainables/scores.py) are fractions: ``memorization_pixel`` / ``memorization_feature`` (``mean``, ``se``,
@@ -240,8 +240,8 @@ def convergence_key(evaluation: str, stat: Literal["state", "plateau_epoch"]) ->
 
 
 def onset_key(evaluation: str, stat: Literal["state", "epoch", "rise"]) -> str:
-    """The memorization-onset rule's verdict (analysis/onset.py) on one evaluation's memorized-fraction curve at each
-    evaluated epoch (state: an index into ``analysis.onset.ONSET_STATES``; epoch: the onset epoch, NaN before)."""
+    """The memorization-onset rule's verdict (study/statistics/onset.py) on one evaluation's memorized-fraction
+    curve at each evaluated epoch (state: an index into ``ONSET_STATES``; epoch: the onset epoch, NaN before)."""
     return f"onset/{evaluation}/{stat}"
 
 

@@ -17,7 +17,7 @@ from study.contract.spec.performance import PerformanceSpec
 from study.contract.spec.samplers import SamplerSpec
 
 StudyName = str
-# The memorization-onset rule's defaults (analysis/onset.py calibrates them and reads them from here)
+# The memorization-onset rule's defaults (study/statistics/onset.py calibrates them and reads them from here)
 ONSET_MARGIN = 0.05  # fraction units: five percentage points of the generated images
 ONSET_PERSISTENCE = 2  # consecutive evaluations resolved above the margin
 TRAINING_SECTIONS = ("dataset", "dynamics", "network", "class_conditional", "training")
@@ -29,7 +29,7 @@ def is_training_path(path: str) -> bool:
 
 
 class PlateauSpec(Strict):
-    """The plateau rule (analysis/plateau.py): the margin delta is stated here, before looking, in score units
+    """The plateau rule (study/statistics/plateau.py): the margin delta is stated here, before looking, in score units
     (``0.25``) or relative to the curve's latest score (``"2%"``); None takes the extractor's default
     (``InceptionScoreSpec.default_margin``). The other defaults are the calibrated ones."""
 
@@ -63,7 +63,7 @@ class PlateauSpec(Strict):
         return v
 
     def rule_fields(self) -> dict[str, Any]:
-        """The rule's parameters (``analysis.plateau.PlateauRule(**...)``); the margin is resolved by
+        """The rule's parameters (``study.statistics.plateau.PlateauRule(**...)``); the margin is resolved by
         ``EvaluationSpec`` (the extractor's default when unstated)."""
         fields = self.model_dump(exclude={"margin"})
         m = self.margin
@@ -75,7 +75,7 @@ class PlateauSpec(Strict):
 
 
 class OnsetSpec(Strict):
-    """The memorization-onset rule (analysis/onset.py) of the stopper and the report: the memorized fraction of
+    """The memorization-onset rule (study/statistics/onset.py) of the stopper and the report: the memorized fraction of
     ``score`` (one of ``inception_score.extra_metrics``) risen above its held-out level by more than ``margin``, in
     fraction units (0.05 = 5 percentage points of the generated images), stated before looking. The other defaults
     are the calibrated ones (the rule's docstring gives the rates)."""
@@ -89,7 +89,7 @@ class OnsetSpec(Strict):
     warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="evaluations at or before this epoch are ignored")
 
     def rule_fields(self) -> dict[str, Any]:
-        """The rule's parameters (``analysis.onset.OnsetRule(**...)``)."""
+        """The rule's parameters (``study.statistics.onset.OnsetRule(**...)``)."""
         return self.model_dump(exclude={"score"})
 
 

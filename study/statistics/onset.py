@@ -86,8 +86,8 @@ from typing import Literal
 
 import numpy as np
 
-from analysis.plateau import checkpoint_noise_independent, one_sided, two_sided
 from study.contract.spec.study import ONSET_MARGIN, ONSET_PERSISTENCE
+from study.statistics.plateau import checkpoint_noise_independent, one_sided, two_sided
 
 __all__ = [
     "DEFAULT_MARGIN", "DEFAULT_PERSISTENCE", "OnsetRule", "FractionCurve", "Onset", "OnsetState", "ONSET_STATES",

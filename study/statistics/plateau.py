@@ -183,7 +183,7 @@ class Curve:
     @classmethod
     def from_bootstrap(cls, epochs: np.ndarray, boot: object, budget: float | None = None) -> Curve:
         """The curve of evaluations that share their initial noise, from their paired bootstrap
-        (``analysis.stats.PairedBootstrap``: the same replicates the stopper and the report use)."""
+        (``study.statistics.stats.PairedBootstrap``: the same replicates the stopper and the report use)."""
         lo, hi = boot.ci()  # type: ignore[attr-defined]
         return cls(np.asarray(epochs, dtype=float), boot.estimates, boot.cov(), boot.centred(), True, lo, hi,  # type: ignore[attr-defined]
                    budget)  # fmt: skip
@@ -194,7 +194,7 @@ class Curve:
         replicates: int = 1000, seed: int = 0, budget: float | None = None,
     ) -> Curve:  # fmt: skip
         """The IS curve of evaluations that share their initial noise, with the paired bootstrap covariance."""
-        from analysis.stats import bootstrap_is
+        from study.statistics.stats import bootstrap_is
 
         return cls.from_bootstrap(epochs, bootstrap_is(logits, splits, shuffle, replicates, seed), budget)
 
@@ -274,7 +274,8 @@ def checkpoint_noise(s: np.ndarray, cov: np.ndarray) -> np.ndarray:
 
 def checkpoint_noise_independent(s: np.ndarray, var: np.ndarray) -> np.ndarray:
     """``checkpoint_noise`` of B curves whose measurement errors are independent, each curve with its own
-    variances ``var`` (B, K) (binomial fractions, analysis/onset.py): Var d_k = var_{k-1} + 4 var_k + var_{k+1}."""
+    variances ``var`` (B, K) (binomial fractions, study/statistics/onset.py):
+    Var d_k = var_{k-1} + 4 var_k + var_{k+1}."""
     s, var = np.atleast_2d(s), np.atleast_2d(var)
     if s.shape[1] < 3:
         return np.zeros(s.shape[0])
