@@ -365,7 +365,7 @@ def render_report(
     if not arm.empty:
         arm.to_csv(out_dir / "arms.csv", index=False)
     onset_found, fractions = onset_verdicts(study)
-    memorization = {t: trial_onset_rule(study.params.get(t, {})) for t in {k[0] for k in onset_found}}
+    memorization = {t: trial_onset_rule(study.specs.get(t)) for t in {k[0] for k in onset_found}}
     window = window_table(study, found, onset_found, {t: s for t, (s, _) in memorization.items()})
     if not window.empty:
         window.to_csv(out_dir / "generalization_window.csv", index=False)
@@ -375,7 +375,7 @@ def render_report(
     figures = [IS_FIGURE, LOSS_FIGURE]
     plot_is_vs_epoch(study.scores, found, out_dir / IS_FIGURE, title=f"{study_name}: Inception Score vs epoch",
                      trials=trials, statuses=statuses, references=study.references,
-                     splits={t: bootstrap_of(study.params.get(t, {})).splits for t in trials})
+                     splits={t: bootstrap_of(study.specs.get(t)).splits for t in trials})
     plot_loss(study.losses, out_dir / LOSS_FIGURE, title=f"{study_name}: training loss", trials=trials)
     if not arm.empty:
         plot_arms(study.scores, arms(study), out_dir / ARMS_FIGURE, title=f"{study_name}: arms (mean over seeds)")
@@ -384,7 +384,7 @@ def render_report(
         figures.append(SCORES_FIGURE)
     if plot_generalization(study.scores, found, onset_found, fractions, out_dir / WINDOW_FIGURE,
                            title=f"{study_name}: generalization window (IS and memorization)",
-                           splits={t: bootstrap_of(study.params.get(t, {})).splits for t in trials}):  # fmt: skip
+                           splits={t: bootstrap_of(study.specs.get(t)).splits for t in trials}):  # fmt: skip
         figures.append(WINDOW_FIGURE)
     figures += _sample_figures(study, found, out_dir)
 

@@ -32,7 +32,7 @@ import numpy as np
 from study.contract import keys
 from study.contract.keys import Status
 from study.statistics.neighbours import bootstrap_fraction, copy_flags
-from study.statistics.onset import ONSET_STATES, FractionCurve, Onset, OnsetRule, assess_onset
+from study.statistics.onset import FractionCurve, Onset, OnsetRule, assess_onset
 from study.statistics.plateau import Curve, PlateauRule, Verdict, assess
 from study.statistics.stats import BootstrapSettings, PairedBootstrap
 
@@ -185,12 +185,12 @@ def bootstrap_settings(spec: Any) -> BootstrapSettings:
 
 def plateau_rule(spec: Any) -> PlateauRule:
     """The plateau rule a trial decides with: ``evaluation.plateau``, its margin resolved by the spec."""
-    return PlateauRule(**spec.evaluation.plateau.rule_fields())
+    return PlateauRule.of(spec.evaluation.plateau)
 
 
 def onset_rule(spec: Any) -> OnsetRule:
     """The memorization-onset rule a trial decides with: ``evaluation.onset``."""
-    return OnsetRule(**spec.evaluation.onset.rule_fields())
+    return OnsetRule.of(spec.evaluation.onset)
 
 
 def onsets(spec: Any, history: EvaluationHistory) -> dict[str, Onset]:
@@ -202,7 +202,7 @@ def onset_metrics(found: Mapping[str, Onset]) -> dict[str, float]:
     """The onset verdicts as metrics at the evaluated epoch (``keys.onset_key``): state, onset epoch, rise."""
     out: dict[str, float] = {}
     for ev, v in found.items():
-        out[keys.onset_key(ev, "state")] = ONSET_STATES.index(v.state)
+        out[keys.onset_key(ev, "state")] = keys.ONSET_STATES.index(v.state)
         out[keys.onset_key(ev, "epoch")] = v.epoch if v.epoch is not None else math.nan
         out[keys.onset_key(ev, "rise")] = v.rise
     return out

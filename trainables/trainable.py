@@ -27,7 +27,7 @@ from study.contract.runlog import TrialRun
 from study.contract.spec import StudySpec, Trial
 from study.contract.store import connect
 from study.contract.tracking import Tracker
-from study.statistics.plateau import STATES, Verdict
+from study.statistics.plateau import Verdict
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
@@ -370,7 +370,7 @@ def evaluate_epoch(
     guides.check_frozen()
     verdicts = _verdicts(ctx, history)
     for eval_id, v in verdicts.items():
-        metrics[keys.convergence_key(eval_id, "state")] = STATES.index(v.state)
+        metrics[keys.convergence_key(eval_id, "state")] = keys.PLATEAU_STATES.index(v.state)
         metrics[keys.convergence_key(eval_id, "plateau_epoch")] = v.epoch if v.epoch is not None else math.nan
     return metrics, verdicts
 

@@ -11,7 +11,8 @@ FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics). The
 ``precision`` / ``recall`` (``mean``, ``se``, ``ci_low``/``ci_high``). Per-image arrays a score keeps sit in the
 evaluation's npz under ``score_array(score, name)`` (``memorization_pixel.nn1``).
 
-The trial status vocabulary (``Status``) is shared by the trial, the runner and the report.
+The trial status vocabulary (``Status``) is shared by the trial, the runner and the report; the rules' verdict
+vocabularies (``PLATEAU_STATES``, ``ONSET_STATES``) by the statistics, the trial that logs them and the report.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ ENDED: tuple[str, ...] = ("finished", "converged", "diverged")
 MLFLOW_RUN_STATUS: dict[str, str] = {
     "running": "RUNNING", "finished": "FINISHED", "converged": "FINISHED", "diverged": "FAILED", "errored": "FAILED",
 }  # fmt: skip
+
+# The decision rules' verdicts (study/statistics/plateau.py, study/statistics/onset.py): a trial logs each as its
+# index here (``convergence_key(ev, "state")``, ``onset_key(ev, "state")``), the report reads them back by name.
+PlateauState = Literal["rising", "plateaued", "peaked", "undetermined"]
+PLATEAU_STATES: tuple[PlateauState, ...] = get_args(PlateauState)
+OnsetState = Literal["onset", "no onset", "undetermined"]
+ONSET_STATES: tuple[OnsetState, ...] = get_args(OnsetState)
 
 # ---------------------------------------------------------------------------------------------------- tags
 
@@ -235,7 +243,8 @@ def parse_reference_key(key: str) -> tuple[str, str, int, str, str] | None:
 
 
 def convergence_key(evaluation: str, stat: Literal["state", "plateau_epoch"]) -> str:
-    """The plateau rule's verdict on one evaluation curve at each evaluated epoch (state: STATE_CODES)."""
+    """The plateau rule's verdict on one evaluation curve at each evaluated epoch (state: an index into
+    ``PLATEAU_STATES``)."""
     return f"convergence/{evaluation}/{stat}"
 
 
