@@ -29,10 +29,10 @@ from analysis.convergence import (
     seed_mean,
     verdict_of,
 )
-from analysis.onset import Onset
-from analysis.plateau import Verdict
 from analysis.runs import StudyRuns
 from analysis.tables import keyed
+from study.statistics.onset import Onset
+from study.statistics.plateau import Verdict
 
 __all__ = ["ClaimCheck", "check_claims", "claims_table"]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.convergence import bootstrap_of
 from analysis.runs import StudyRuns
 
 __all__ = ["IncomparableStudies", "comparison_mode", "merge_studies"]
@@ -34,7 +35,7 @@ class IncomparableStudies(ValueError):
 def _signatures(study: StudyRuns) -> set[tuple[str, int, int]]:
     out = set()
     for row in study.scores[["trial", "extractor", "n_samples"]].drop_duplicates().itertuples(index=False):
-        splits = int(study.params.get(row.trial, {}).get("evaluation.inception_score.splits", 10))
+        splits = bootstrap_of(study.specs.get(row.trial)).splits
         out.add((str(row.extractor), int(row.n_samples), splits))
     return out
 
@@ -87,7 +88,7 @@ def merge_studies(studies: list[StudyRuns], mode: str) -> StudyRuns:
         scores["extractor"] = scores["extractor"].astype(str) + " IS-infinity"
         scores["n_samples"] = 0
     trials = pd.concat([frame(s, s.trials) for s in studies], ignore_index=True)
-    params = {f"{s.study_name}/{t}": p for s in studies for t, p in s.params.items()}
+    specs = {f"{s.study_name}/{t}": p for s in studies for t, p in s.specs.items()}
     logits = {} if mode == "is_inf" else {
         (f"{s.study_name}/{t}", e): v for s in studies for (t, e), v in s.logits.items()
     }  # fmt: skip
@@ -97,7 +98,7 @@ def merge_studies(studies: list[StudyRuns], mode: str) -> StudyRuns:
         parent_run_id=None, axes=axes, scores=scores,
         losses=pd.concat([frame(s, s.losses) for s in studies], ignore_index=True), trials=trials,
         description=f"Comparison of {', '.join(names)} ({mode.replace('_', '-').upper()} mode).",
-        metrics=pd.concat([frame(s, s.metrics) for s in studies], ignore_index=True), params=params,
+        metrics=pd.concat([frame(s, s.metrics) for s in studies], ignore_index=True), specs=specs,
         references=first.references if mode == "is" else {}, sample_size_runs=[], logits=logits,
     )  # fmt: skip
 

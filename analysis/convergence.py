@@ -1,11 +1,12 @@
-"""The plateau rule (analysis/plateau.py) applied to a study read back from MLflow: one verdict per curve, and per
-arm of seeds.
+"""The plateau rule (study/statistics/plateau.py) applied to a study read back from MLflow: one verdict per curve,
+and per arm of seeds.
 
 A curve is one (trial, evaluation, extractor, sample count). Where the trial kept its per-image logits, the curve
 carries the paired bootstrap covariance (every epoch of a trial starts from the same noise) and the verdict is the
 one the trial itself reached when it decided to stop; otherwise (runs logged before logits were kept, imported
 numbers) it enters by its summary statistics: the logged bootstrap SE, or the split std converted to a standard
-error (``split_std / sqrt(S - 1)``). Each trial is judged with its own rule parameters (``training.stop.plateau``).
+error (``split_std / sqrt(S - 1)``). Each trial is judged with its own rule parameters (``evaluation.plateau`` of
+its logged spec).
 
 Arms: trials that differ only in ``training.seed`` form an arm. The arm's curve is the mean over its seeds with a
 95 % t-interval across seeds (seeds are independent: between-seed spread usually dominates, STATISTICS.md 2).
@@ -16,63 +17,68 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.onset import FractionCurve, Onset, OnsetRule, assess_onset
-from analysis.plateau import Curve, PlateauRule, Verdict, assess, two_sided
 from analysis.runs import StudyRuns
-from analysis.stats import BootstrapSettings, PairedBootstrap, split_std_to_se
+from study.contract.spec.study import EvaluationSpec, OnsetSpec, StudySpec
+from study.statistics.onset import FractionCurve, Onset, OnsetRule, assess_onset
+from study.statistics.plateau import Curve, PlateauRule, Verdict, assess, two_sided
+from study.statistics.stats import BootstrapSettings, PairedBootstrap, split_std_to_se
 
 CurveKey = tuple[str, str, str, int]  # (trial, evaluation, extractor, n_samples)
 CURVE_KEYS = ["trial", "evaluation", "extractor", "n_samples"]
 SEED_AXIS = "seed"
-_RULE_PREFIX = "evaluation.plateau."
 
 
-def trial_rule(params: Mapping[str, str]) -> PlateauRule:
-    """The plateau rule a trial was run with: its logged ``evaluation.plateau.*`` params (the margin resolved when
-    the spec was read), else its extractor's default margin, else the default rule."""
-    from study.contract.spec.study import InceptionScoreSpec, PlateauSpec
+def _section(spec: StudySpec | None, name: str) -> Any:
+    """A section of a trial's typed spec (``StudyRuns.specs``); None where the trial logged none (a required section
+    that did not validate is absent from a spec read field by field: ``analysis.runs.logged_spec``)."""
+    return getattr(spec, name, None)
 
-    found = {k[len(_RULE_PREFIX):]: v for k, v in params.items() if k.startswith(_RULE_PREFIX)}
-    extractor = params.get("evaluation.inception_score.extractor")
-    if "margin" not in found and extractor not in InceptionScoreSpec.DEFAULT_MARGINS:
+
+def trial_rule(spec: StudySpec | None) -> PlateauRule:
+    """The plateau rule a trial was run with: its ``evaluation.plateau`` (the margin resolved when the spec was
+    read), else its extractor's default margin (runs logged before the margin was stated), else the default
+    rule (no margin and no extractor logged)."""
+    evaluation = _section(spec, "evaluation")
+    if evaluation is None:
         return PlateauRule()
-    # runs logged before the margin was stated get their extractor's default margin
-    margin = found.get("margin", str(InceptionScoreSpec.DEFAULT_MARGINS.get(str(extractor), 0.0)))
-    rest = {k: v for k, v in found.items() if k != "margin"}
-    spec = PlateauSpec.model_validate(rest | {"margin": margin if margin.endswith("%") else float(margin)})
-    return PlateauRule(**spec.rule_fields())
+    plateau, isc = evaluation.plateau, evaluation.inception_score
+    if plateau.margin is None:
+        if "extractor" not in isc.model_fields_set:
+            return PlateauRule()
+        plateau = plateau.model_copy(update={"margin": isc.default_margin})
+    return PlateauRule.of(plateau)
 
 
-def bootstrap_of(params: Mapping[str, str]) -> BootstrapSettings:
+def bootstrap_of(spec: StudySpec | None) -> BootstrapSettings:
     """The trial's bootstrap settings, as its stopper used them (``trainables.stopping.bootstrap_settings``)."""
-    from study.contract.spec.study import InceptionScoreSpec
-
-    p = "evaluation.inception_score."
-    isc = InceptionScoreSpec.model_validate(
-        {f: params[p + f] for f in ("splits", "shuffle", "bootstrap") if p + f in params}
-    )  # fmt: skip
-    return BootstrapSettings(isc.splits, isc.shuffle, isc.decision_replicates, int(params.get("evaluation.seed", 0)))
+    evaluation = _section(spec, "evaluation")
+    if evaluation is None:
+        evaluation = EvaluationSpec.model_construct()  # the defaults (no sampler: none is read)
+    isc = evaluation.inception_score
+    return BootstrapSettings(isc.splits, isc.shuffle, isc.decision_replicates, evaluation.seed)
 
 
-def budget_of(params: Mapping[str, str], last_epoch: float) -> float:
+def budget_of(spec: StudySpec | None, last_epoch: float) -> float:
     """The trial's training budget in epochs (the stopper's horizon); the last evaluated epoch when unknown."""
-    return float(params.get("training.epochs", last_epoch))
+    epochs = getattr(_section(spec, "training"), "epochs", None)
+    return float(last_epoch if epochs is None else epochs)
 
 
 def curve_of(study: StudyRuns, key: CurveKey, rows: pd.DataFrame) -> Curve:
     """The curve of one (trial, evaluation, extractor, n): paired from logits when all its epochs kept them, with
     the bootstrap draws the trial's stopper made (one evaluation at a time, the same seed)."""
     trial, evaluation, _, n = key
-    params = study.params.get(trial, {})
-    settings = bootstrap_of(params)
+    spec = study.specs.get(trial)
+    settings = bootstrap_of(spec)
     rows = rows.sort_values("epoch")
     epochs = rows["epoch"].to_numpy(dtype=float)
-    budget = budget_of(params, float(epochs[-1]) if len(epochs) else 0.0)
+    budget = budget_of(spec, float(epochs[-1]) if len(epochs) else 0.0)
     kept = study.logits.get((trial, evaluation), {})
     if len(epochs) and all(int(e) in kept and kept[int(e)].shape[0] == n for e in epochs):
         boot = PairedBootstrap.stack([settings.bootstrap([kept[int(e)]]) for e in epochs])
@@ -90,25 +96,20 @@ def verdicts(study: StudyRuns, draws: int = 200) -> tuple[dict[CurveKey, Verdict
     for key, g in study.scores.groupby(CURVE_KEYS, sort=True):
         k: CurveKey = (str(key[0]), str(key[1]), str(key[2]), int(key[3]))
         curves[k] = curve_of(study, k, g)
-        out[k] = assess(curves[k], trial_rule(study.params.get(k[0], {})), draws=draws)
+        out[k] = assess(curves[k], trial_rule(study.specs.get(k[0])), draws=draws)
     return out, curves
 
 
-_ONSET_PREFIX = "evaluation.onset."
-
-
-def trial_onset_rule(params: Mapping[str, str]) -> tuple[str, OnsetRule]:
-    """(memorization score, onset rule) a trial was run with: its logged ``evaluation.onset.*`` params, else the
-    spec's defaults (runs logged before the rule existed)."""
-    from study.contract.spec.study import OnsetSpec
-
-    spec = OnsetSpec.model_validate({k[len(_ONSET_PREFIX) :]: v for k, v in params.items()
-                                     if k.startswith(_ONSET_PREFIX)})  # fmt: skip
-    return spec.score, OnsetRule(**spec.rule_fields())
+def trial_onset_rule(spec: StudySpec | None) -> tuple[str, OnsetRule]:
+    """(memorization score, onset rule) a trial was run with: its ``evaluation.onset``, else the spec's defaults
+    (runs logged before the rule existed)."""
+    evaluation = _section(spec, "evaluation")
+    onset = evaluation.onset if evaluation is not None else OnsetSpec()
+    return onset.score, OnsetRule.of(onset)
 
 
 def onset_verdicts(study: StudyRuns, draws: int = 200) -> tuple[dict[CurveKey, Onset], dict[CurveKey, FractionCurve]]:
-    """The memorization-onset rule (analysis/onset.py) on every (trial, evaluation, extractor, n) curve of the
+    """The memorization-onset rule (study/statistics/onset.py) on every (trial, evaluation, extractor, n) curve of the
     memorized fraction the trial's rule reads (``evaluation.onset.score``), from the logged mean, SE and held-out
     level: the numbers the trial's stopper decided on. Empty when no trial logged a memorization score."""
     m = study.metrics
@@ -120,7 +121,7 @@ def onset_verdicts(study: StudyRuns, draws: int = 200) -> tuple[dict[CurveKey, O
     for (trial, score, extractor, n, evaluation), g in m.groupby(
         ["trial", "score", "extractor", "n_samples", "evaluation"], sort=True
     ):
-        wanted, rule = trial_onset_rule(study.params.get(str(trial), {}))
+        wanted, rule = trial_onset_rule(study.specs.get(str(trial)))
         if score != wanted:
             continue
         wide = g.pivot_table(index="epoch", columns="stat", values="value", aggfunc="last").sort_index()
@@ -200,15 +201,19 @@ def arm_curve(scores: pd.DataFrame, trials: list[str]) -> ArmCurve:
 
 # ------------------------------------------------------------------------------------------ paired differences
 
-_PAIRING_PARAMS = ("evaluation.seed", "evaluation.num_samples", "evaluation.batch_size", "dataset.resolution",
-                   "dataset.kind", "evaluation.inception_score.extractor")  # fmt: skip
+def _pairing(spec: StudySpec | None) -> tuple[Any, ...]:
+    """What decides whether two trials' evaluations share their initial noise (``paired``)."""
+    evaluation, dataset = _section(spec, "evaluation"), _section(spec, "dataset")
+    isc = getattr(evaluation, "inception_score", None)
+    return (getattr(evaluation, "seed", None), getattr(evaluation, "num_samples", None),
+            getattr(evaluation, "batch_size", None), getattr(dataset, "resolution", None),
+            getattr(dataset, "kind", None), getattr(isc, "extractor", None))  # fmt: skip
 
 
 def paired(study: StudyRuns, trial_a: str, trial_b: str) -> bool:
     """Whether two trials' evaluations start from the same initial noise: same evaluation seed, sample count,
     batch size (the noise is drawn batch by batch from one generator) and image shape, scored alike."""
-    pa, pb = study.params.get(trial_a, {}), study.params.get(trial_b, {})
-    return all(pa.get(k) == pb.get(k) for k in _PAIRING_PARAMS)
+    return _pairing(study.specs.get(trial_a)) == _pairing(study.specs.get(trial_b))
 
 
 @dataclass(frozen=True)
@@ -248,7 +253,7 @@ def difference(
     same_checkpoint = a[0] == b[0] and epoch == eb
     tau = 0.0 if same_checkpoint or noise is None else math.hypot(noise.get(a, 0.0), noise.get(b, 0.0))
     la, lb = study.logits.get(a, {}).get(epoch), study.logits.get(b, {}).get(eb)
-    settings = bootstrap_of(study.params.get(a[0], {}))
+    settings = bootstrap_of(study.specs.get(a[0]))
     z = two_sided(level, None)
     if la is not None and lb is not None and la.shape[0] == lb.shape[0] and paired(study, a[0], b[0]):
         boot = settings.bootstrap([la, lb])

@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.convergence import arm_curve
-from analysis.onset import FractionCurve, Onset
-from analysis.plateau import Verdict, two_sided
-from analysis.stats import split_std_to_se
+from study.statistics.onset import FractionCurve, Onset
+from study.statistics.plateau import Verdict, two_sided
+from study.statistics.stats import split_std_to_se
 
 __all__ = ["plot_is_vs_epoch", "plot_loss", "plot_arms", "plot_scores", "plot_generalization", "trial_palette"]
 

@@ -31,9 +31,9 @@ from analysis.convergence import (
     seed_mean,
     verdict_of,
 )  # fmt: skip
-from analysis.plateau import Verdict
 from analysis.runs import StudyRuns
 from analysis.tables import keyed
+from study.statistics.plateau import Verdict
 
 __all__ = ["Finding", "findings", "findings_table", "ranking_table", "window_findings"]
 

@@ -10,7 +10,7 @@ Layout written into ``out_dir``::
     figures/copies.png        (memorization images logged) per trial, its most-copied generated images above their
                               nearest training images at the onset and the latest evaluation
     generalization_window.csv (memorization logged) per trial and evaluation: IS plateau epoch and memorization
-                              onset epoch with their ranges (analysis/onset.py)
+                              onset epoch with their ranges (study/statistics/onset.py)
     convergence.csv           one row per (trial, evaluation, extractor, n_samples) curve: state, plateau epoch and
                               its range, IS with its interval at the plateau and at the end, IS-infinity
     arms.csv                  (seed axis only) plateau epochs across seeds per arm
@@ -47,7 +47,6 @@ from analysis.figures import (
     plot_scores,
 )  # fmt: skip
 from analysis.findings import Finding, findings, findings_table, ranking_table, window_findings
-from analysis.plateau import PlateauRule
 from analysis.runs import StudyRuns, load_study
 from analysis.tables import (
     arm_table,
@@ -70,6 +69,7 @@ from study.contract.experiment import run_link, view_link
 from study.contract.keys import chart_view_id
 from study.contract.store import connect
 from study.contract.tracking import Tracker, retry
+from study.statistics.plateau import PlateauRule
 
 __all__ = ["write_report", "render_report", "ARTIFACT_PATH"]
 
@@ -349,7 +349,7 @@ def _copies_figure(study: StudyRuns, onsets: dict, out_dir: Path) -> list[str]:
 
     rows = {}
     for (trial, evaluation, _, _), o in sorted(onsets.items()):
-        score = trial_onset_rule(study.params.get(trial, {}))[0]
+        score = trial_onset_rule(study.specs.get(trial))[0]
         onset = o.epoch if o.state == "onset" and o.epoch is not None else None
 
         def chosen(logged: list[int], onset: int | None = onset) -> list[int]:
@@ -432,7 +432,7 @@ def render_report(
     diffs.to_csv(out_dir / "differences.csv", index=False)
     if not arm.empty:
         arm.to_csv(out_dir / "arms.csv", index=False)
-    memorization = {t: trial_onset_rule(study.params.get(t, {})) for t in {k[0] for k in onset_found}}
+    memorization = {t: trial_onset_rule(study.specs.get(t)) for t in {k[0] for k in onset_found}}
     window = window_table(study, found, onset_found, {t: s for t, (s, _) in memorization.items()})
     if not window.empty:
         window.to_csv(out_dir / "generalization_window.csv", index=False)
@@ -442,7 +442,7 @@ def render_report(
     figures = [IS_FIGURE, LOSS_FIGURE]
     plot_is_vs_epoch(study.scores, found, out_dir / IS_FIGURE, title=f"{study_name}: Inception Score vs epoch",
                      trials=trials, statuses=statuses, references=study.references,
-                     splits={t: bootstrap_of(study.params.get(t, {})).splits for t in trials})
+                     splits={t: bootstrap_of(study.specs.get(t)).splits for t in trials})
     plot_loss(study.losses, out_dir / LOSS_FIGURE, title=f"{study_name}: training loss", trials=trials)
     if not arm.empty:
         plot_arms(study.scores, arms(study), out_dir / ARMS_FIGURE, title=f"{study_name}: arms (mean over seeds)")
@@ -451,7 +451,7 @@ def render_report(
         figures.append(SCORES_FIGURE)
     if plot_generalization(study.scores, found, onset_found, fractions, out_dir / WINDOW_FIGURE,
                            title=f"{study_name}: generalization window (IS and memorization)",
-                           splits={t: bootstrap_of(study.params.get(t, {})).splits for t in trials}):  # fmt: skip
+                           splits={t: bootstrap_of(study.specs.get(t)).splits for t in trials}):  # fmt: skip
         figures.append(WINDOW_FIGURE)
         figures += _copies_figure(study, onset_found, out_dir)
     figures += _sample_figures(study, found, out_dir)

@@ -28,21 +28,26 @@ import json
 import logging
 import math
 import tempfile
+import types
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from study.contract import keys
 from study.contract.keys import AXIS_PREFIX, TAG_AXES, TAG_ROLE, TAG_STATUS, TAG_TRIAL
 from study.contract.keys import TAG_STUDY as TAG_NAME
-from study.contract.runlog import load_run_arrays
+from study.contract.runlog import load_run_arrays, unflatten
+from study.contract.spec.study import StudySpec
 from study.contract.store import connect
 from study.contract.tracking import RunRecord, Tracker
 
-__all__ = ["StudyRuns", "load_study", "SCORE_COLUMNS", "LOSS_COLUMNS", "TRIAL_COLUMNS", "METRIC_COLUMNS"]
+__all__ = ["StudyRuns", "load_study", "logged_spec", "SCORE_COLUMNS", "LOSS_COLUMNS", "TRIAL_COLUMNS", "METRIC_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +79,9 @@ class StudyRuns:
       (``None`` if there is none); ``description``: the parent's ``study.description`` tag, if any.
     * ``metrics``: every score statistic (IS, FID, KID, ...), long: ``trial, score, extractor, n_samples,
       evaluation, stat, epoch, value``.
-    * ``params``: each trial's logged parameters (its resolved config, flattened); ``logits``: per-image IS logits
-      by (trial, evaluation) and epoch, where the trial kept them.
+    * ``specs``: each trial's spec, typed (``StudySpec``), rebuilt from the resolved config it logged
+      (``logged_spec``; None when it logged none); ``logits``: per-image IS logits by (trial, evaluation) and
+      epoch, where the trial kept them.
     """
 
     study_name: str
@@ -88,11 +94,57 @@ class StudyRuns:
     trials: pd.DataFrame
     description: str | None = None
     metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=METRIC_COLUMNS))
-    params: dict[str, dict[str, str]] = field(default_factory=dict)
+    specs: dict[str, StudySpec | None] = field(default_factory=dict)
     references: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)  # (extractor, n) -> real/noise
     sample_size_runs: list[str] = field(default_factory=list)  # runs of ``study sample-size``
     logits: dict[tuple[str, str], dict[int, np.ndarray]] = field(default_factory=dict)
     tracker: Tracker | None = field(default=None, compare=False, repr=False)  # where images are read from
+
+
+def logged_spec(params: dict[str, str], tags: dict[str, str]) -> StudySpec | None:
+    """The typed spec a trial ran with, from the resolved config it logged (``TrialRun.open``: its params, and tags
+    for values too long for a param). Validated whole; where that fails (a run logged under an older spec, a
+    record written by hand), each section and value on its own (``_lenient``): what validates is the logged value,
+    the rest the model's default, a required field that did not validate is absent. None when nothing was logged."""
+    config = unflatten(params, tags, set(StudySpec.model_fields), verbatim=("grid",))
+    if not config:
+        return None
+    try:
+        return StudySpec.model_validate(config)
+    except ValidationError as e:
+        log.info("a trial's logged config is not a valid spec today (%d problem(s)); read field by field",
+                 e.error_count())  # fmt: skip
+        return _lenient(StudySpec, config)
+
+
+def _lenient(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+    """``data`` as ``model``: validated whole, else field by field (a nested model recursively, a value against
+    its annotation and constraints); an unknown or invalid value is left out (the default stands)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        pass
+    values: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name not in data:
+            continue
+        value, sub = data[name], _model_of(info.annotation)
+        if sub is not None and isinstance(value, dict):
+            values[name] = _lenient(sub, value)
+            continue
+        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        try:
+            values[name] = TypeAdapter(annotation).validate_python(value)
+        except ValidationError:
+            log.info("logged %s.%s=%r is not valid today; its default stands", model.__name__, name, value)
+    return model.model_construct(**values)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds (``X`` or ``X | None``), else None."""
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    found = [a for a in (args or (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return found[0] if len(found) == 1 and all(a in (found[0], type(None)) for a in (args or (annotation,))) else None
 
 
 def _history(client: Tracker, run_id: str, key: str) -> dict[int, float]:
@@ -229,7 +281,7 @@ def load_study(
     axis_cols = {a: (f"axis.{a}" if a in reserved else a) for a in all_axes}
 
     score_rows, loss_rows, trial_rows, metric_rows = [], [], [], []
-    params: dict[str, dict[str, str]] = {}
+    specs: dict[str, StudySpec | None] = {}
     logits: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     for trial, trial_runs in sorted(trials_runs.items()):
         trial_runs.sort(key=lambda r: r.start_time or 0)
@@ -248,7 +300,7 @@ def load_study(
             if with_logits:
                 for ev, by_epoch in _run_logits(client, run, {r["evaluation"] for r in scores}).items():
                     logits.setdefault((trial, ev), {}).update({e: x for e, x in by_epoch.items() if e < c})
-        params[trial] = dict(newest.params)
+        specs[trial] = logged_spec(newest.params, newest.tags)
         tags = newest.tags
         stop_epoch = tags.get(keys.TAG_STOP_EPOCH)
         trial_rows.append({
@@ -273,7 +325,7 @@ def load_study(
         parent_run_id=parent.run_id if parent else None, axes=ax,
         scores=scores, losses=losses, trials=trials,
         description=parent.tags.get(keys.TAG_DESCRIPTION) if parent else None,
-        metrics=metrics, params=params, logits=logits, references=_references(parent),
+        metrics=metrics, specs=specs, logits=logits, references=_references(parent),
         sample_size_runs=sample_size, tracker=tracker,
     )
 

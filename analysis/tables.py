@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.convergence import CURVE_KEYS, SEED_AXIS, CurveKey, arm_curve, arms, difference, verdict_of
-from analysis.onset import Onset
-from analysis.plateau import Curve, Verdict
 from analysis.runs import StudyRuns
+from study.statistics.onset import Onset
+from study.statistics.plateau import Curve, Verdict
 
 __all__ = [
     "convergence_table", "arm_table", "compute_table", "savings_table", "differences_table", "display_convergence",
@@ -143,6 +143,7 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
     rows = []
     for t in study.trials.to_dict("records"):
         trial = t["trial"]
+        spec = study.specs.get(trial)
         lo = study.losses[study.losses["trial"] == trial]
         sc = study.scores[study.scores["trial"] == trial]
         epochs = pd.concat([lo["epoch"], sc["epoch"]])
@@ -160,7 +161,7 @@ def compute_table(study: StudyRuns) -> pd.DataFrame:
             per_epoch = float(epoch_secs.mean())
         base = {"trial": trial, "status": t["status"], **{a: t[a] for a in axes}, "device": t.get("device", ""),
                 "starts": t.get("starts", 1),
-                "lockstep": study.params.get(trial, {}).get("performance.batch_evaluations") == "True",
+                "lockstep": bool(getattr(getattr(spec, "performance", None), "batch_evaluations", False)),
                 "epochs_trained": last_epoch, "train_seconds_total": total, "seconds_per_epoch": per_epoch,
                 "train_minutes_per_90_epochs": per_epoch * 90 / 60}
         if sc.empty:
@@ -237,9 +238,9 @@ def savings_table(study: StudyRuns, compute: pd.DataFrame) -> pd.DataFrame:
     the measured rates: skipped epochs x seconds per epoch, skipped evaluations x their mean sampling seconds)."""
     rows = []
     for t in study.trials.to_dict("records"):
-        trial, params = t["trial"], study.params.get(t["trial"], {})
-        budget = int(params["training.epochs"]) if params.get("training.epochs", "").isdigit() else None
-        every = int(params.get("training.eval_every", "1") or 1)
+        trial, training = t["trial"], getattr(study.specs.get(t["trial"]), "training", None)
+        budget: int | None = getattr(training, "epochs", None)
+        every: int = getattr(training, "eval_every", None) or 1
         c = compute[compute["trial"] == trial]
         trained = c["epochs_trained"].dropna()
         trained = int(trained.iloc[0]) if len(trained) else None

@@ -274,8 +274,8 @@ def decision_row(quick: bool) -> dict[str, Any]:
     """The plateau decision at the paper's scale: n = 10,000 images, Inception's 1,008 classes, K = 18 evaluations
     of one curve. Each evaluation's bootstrap is drawn once, when it is added (``EvaluationHistory``); the decision
     then stacks the kept replicates. Before, every decision re-bootstrapped all K epochs."""
-    from analysis.plateau import PlateauRule, assess
-    from analysis.stats import BootstrapSettings
+    from study.statistics.plateau import PlateauRule, assess
+    from study.statistics.stats import BootstrapSettings
     from trainables.stopping import EvaluationHistory
 
     n, classes, k, reps = (2000, 1008, 18, 200) if quick else (10_000, 1008, 18, 1000)

@@ -8,8 +8,8 @@ Phases (one function each): resolve the study and its trial, load a Ray Tune che
 max(N) images ONCE from the evaluation's initial noise, run ONE feature pass, score the first N images for every N,
 plot, write the CSV, log an MLflow run. Scores at each N follow shared/STATISTICS.md section 1:
 
-* ``is_mean`` / ``is_std``: torch-fidelity's split procedure on the first N images (``analysis.stats``); the split
-  std is the spread of IS on N/S images, not the uncertainty of the mean.
+* ``is_mean`` / ``is_std``: torch-fidelity's split procedure on the first N images (``study.statistics.stats``); the
+  split std is the spread of IS on N/S images, not the uncertainty of the mean.
 * ``is_ci_low`` / ``is_ci_high``: the 95 % bootstrap interval of the mean over those N images.
 * ``is_inf_fit``: IS-infinity (Chong & Forsyth 2020, "Effectively Unbiased FID and Inception Score and where to
   find them", arXiv 1911.07023) is fitted once on all max(N) images, as the trials' ``is/.../inf`` is: IS of ONE
@@ -352,7 +352,7 @@ def extract(images: torch.Tensor, ctx: Any, weights: str | None) -> Features:
 
 def score(features: Features, sizes: list[int], spec: StudySpec, seed: int) -> tuple[pd.DataFrame, Any]:
     """The table (``COLUMNS``, one row per N, the first N images each) and IS-infinity of all max(N) images."""
-    from analysis.stats import bootstrap_is, inception_score, is_infinity
+    from study.statistics.stats import bootstrap_is, inception_score, is_infinity
 
     isc = spec.evaluation.inception_score
     inf = is_infinity(features.logits[: sizes[-1]], isc.infinity_points or 15, seed=seed)

@@ -1,4 +1,5 @@
-"""Synthetic IS curves with a known answer, for calibrating the plateau rule and the stopper (analysis/plateau.py).
+"""Synthetic IS curves with a known answer, for calibrating the plateau rule and the stopper
+(study/statistics/plateau.py).
 
 Everything is in score (IS) units (shared/STATISTICS.md section 3): s_k = f(e_k) + m_k + eps_k.
 eps ~ N(0, se^2 [(1 - rho) I + rho J]) is the measurement error with se = 0.12 sqrt(400 / n) (digits IS at n = 400)
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.plateau import PEAKED, PLATEAUED, PlateauRule, assess, decide_batch, one_sided, plateau_epochs
-from analysis.plateau import Curve as RuleCurve
+from study.statistics.plateau import PEAKED, PLATEAUED, PlateauRule, assess, decide_batch, one_sided, plateau_epochs
+from study.statistics.plateau import Curve as RuleCurve
 
 EPOCHS = 240.0
 DELTA = 0.15
@@ -76,7 +77,7 @@ class Cell:
         """(true change D of the long tail at the end of the budget, q x its SE under the true noise): q is the
         rule's Bonferroni quantile, Student t on the tail's residual degrees of freedom when there is training noise
         for the rule to estimate."""
-        from analysis.plateau import tail_starts
+        from study.statistics.plateau import tail_starts
 
         e = self.epochs()
         i = tail_starts(e, EPOCHS, rule)[0]  # the long tail

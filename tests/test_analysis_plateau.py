@@ -1,4 +1,4 @@
-"""Plateau rule v3 (analysis/plateau.py) on curves with a known answer, in score units; its calibration over all
+"""Plateau rule v3 (study/statistics/plateau.py) on curves with a known answer, in score units; its calibration over all
 the stopper's looks is in test_plateau_calibration.py."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.plateau import Curve, PlateauRule, assess, streak
+from study.statistics.plateau import Curve, PlateauRule, assess, streak
 
 EPOCHS = np.arange(10, 250, 10, dtype=float)  # 24 evaluations over a 240-epoch budget
 RULE = PlateauRule(margin=0.15)

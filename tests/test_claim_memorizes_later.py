@@ -8,9 +8,9 @@ import math
 import pandas as pd
 
 from analysis.claims import check_claims, onset_range
-from analysis.onset import Onset
 from analysis.runs import StudyRuns
 from study.contract.spec.claims import ClaimSpec
+from study.statistics.onset import Onset
 
 EPOCHS = [10, 20, 30, 40, 50, 60]
 

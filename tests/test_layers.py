@@ -1,4 +1,5 @@
-"""The layers, read from the code: no import loop between modules, and a contract that imports nothing above it.
+"""The layers, read from the code: no import loop between modules, a contract that imports nothing above it, and
+statistics that import nothing of the project but the contract.
 
 The graph is computed with ``ast`` from every ``import`` in ``study/``, ``trainables/`` and ``analysis/``, at module
 level and inside functions alike (a lazy import is still a dependency). Importing ``a.b.c`` also runs the packages
@@ -28,6 +29,15 @@ CONTRACT_MODULES = [
     "study.contract.store",
     "study.contract.experiment",
     "study.contract.memory_backend",
+]
+STATISTICS = "study.statistics"
+# The statistics under both the trial and the report: numpy/scipy on the contract, no torch, no trial library.
+STATISTICS_MODULES = [
+    "study.statistics",
+    "study.statistics.plateau",
+    "study.statistics.onset",
+    "study.statistics.stats",
+    "study.statistics.neighbours",
 ]
 
 
@@ -173,3 +183,39 @@ def test_the_cli_refuses_a_wrong_argument_before_loading_torch() -> None:
         "print(json.dumps({'codes': [code, missing], 'torch': 'torch' in sys.modules}))"
     )
     assert loaded == {"codes": [2, 2], "torch": False}
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_statistics_import_only_the_contract_in_their_code() -> None:
+    """Statically (lazy imports included): ``study.statistics`` names nothing of the project but the contract and
+    itself, nor torch; its ``__init__`` imports nothing. Every module that decides (the stoppers, the scores, the
+    report) finds the statistics there, and nowhere else."""
+    graph = import_graph()
+    modules = _modules()
+    assert set(STATISTICS_MODULES) == {m for m in modules if _within(m, STATISTICS)}
+    project = {m for m in graph if m.split(".")[0] in PACKAGES}
+    for module in STATISTICS_MODULES:
+        imported = _imported(module, modules[module], set(graph))
+        above = {t for t in imported & project if t != "study" and not (_within(t, CONTRACT) or _within(t, STATISTICS))}
+        assert not above, f"{module} imports {sorted(above)}: the statistics sit on the contract only"
+        assert not {t for t in imported if t.split(".")[0] in ("torch", "torchvision", "ray", "mlflow", "pandas")}
+    assert _imported(STATISTICS, modules[STATISTICS], set(graph)) <= {"__future__"}
+    users = {
+        m for m, edges in graph.items()
+        if not _within(m, STATISTICS) and any(_within(e, STATISTICS) for e in edges)
+    }
+    assert {"trainables.stopping", "trainables.scores", "analysis.convergence"} <= users
+
+
+def test_importing_the_statistics_loads_no_torch_and_nothing_above_the_contract() -> None:
+    loaded = _loaded_after(
+        "import importlib, json, sys\n"
+        f"for m in {STATISTICS_MODULES!r}: importlib.import_module(m)\n"
+        "print(json.dumps({'modules': sorted(sys.modules)}))"
+    )["modules"]
+    assert "torch" not in loaded and "ray" not in loaded and "mlflow" not in loaded and "pandas" not in loaded
+    project = [m for m in loaded if m.split(".")[0] in PACKAGES or m == "bench"]
+    assert [m for m in project if m != "study" and not (_within(m, CONTRACT) or _within(m, STATISTICS))] == []

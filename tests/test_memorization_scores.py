@@ -1,4 +1,4 @@
-"""Nearest-neighbour scores (trainables/scores.py, analysis/neighbours.py): the memorized fraction in pixel and
+"""Nearest-neighbour scores (trainables/scores.py, study/statistics/neighbours.py): the memorized fraction in pixel and
 feature space (planted copies are found within the interval; training images score ~100 %, held-out ~0 %),
 precision and recall as torch-fidelity computes them, and a trial that logs them with their distances."""
 
@@ -13,11 +13,11 @@ import torch
 from conftest import micro_spec, sqlite_trial_runtime
 from torch_fidelity.metric_prc import prc_features_to_metric
 
-from analysis.neighbours import COPY_RATIO, bootstrap_fraction, copy_flags
 from study.contract import keys
 from study.contract.runlog import load_run_arrays
 from study.contract.spec.load import expand
 from study.contract.store import connect
+from study.statistics.neighbours import COPY_RATIO, bootstrap_fraction, copy_flags
 from trainables.data import digits_tensors
 from trainables.metrics import image_metrics, reference_features, to_uint8, training_set
 from trainables.scores import (

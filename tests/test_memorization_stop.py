@@ -1,6 +1,7 @@
-"""The ``memorization`` stopping rule (trainables/stopping.py) on the memorization-onset rule (analysis/onset.py):
-declared in the spec (``evaluation.onset``, ``training.stop.memorization``), fed by the scores the trial computed,
-rebuilt identically from the logged distances on restore, and logged per evaluation by a trial."""
+"""The ``memorization`` stopping rule (trainables/stopping.py) on the memorization-onset rule
+(study/statistics/onset.py): declared in the spec (``evaluation.onset``, ``training.stop.memorization``), fed by
+the scores the trial computed, rebuilt identically from the logged distances on restore, and logged per evaluation
+by a trial."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import pytest
 import torch
 from conftest import micro_spec, sqlite_trial_runtime
 
-from analysis.onset import ONSET_STATES, OnsetRule, assess_onset
 from study.contract import keys
 from study.contract.spec.load import expand
 from study.contract.spec.study import OnsetSpec, StudySpec
+from study.statistics.onset import OnsetRule, assess_onset
 from trainables.scores import ScoreSettings, TrainingSet, compute_scores
 from trainables.stopping import (
     STOPPING_RULES,
@@ -34,7 +35,7 @@ def _spec(**over: object) -> StudySpec:
 
 
 def test_the_spec_declares_the_rule_once_and_the_stop_is_opt_in() -> None:
-    assert OnsetRule(**OnsetSpec().rule_fields()) == OnsetRule()  # the spec's defaults are the rule's
+    assert OnsetRule.of(OnsetSpec()) == OnsetRule()  # the spec's defaults are the rule's
     spec = _spec()
     assert spec.training.stop is None and onset_rule(spec) == OnsetRule()
     assert list(STOPPING_RULES) == ["diverged", "plateau", "memorization", "budget"]
@@ -76,7 +77,7 @@ def test_the_stopper_ends_a_trial_at_the_onset_and_only_when_asked() -> None:
     assert "onset at epoch 45" in stop.reason, stop.reason
     # the curve the stopper looked at is logged: state, onset epoch, rise
     m = onset_metrics(found)
-    assert m[keys.onset_key("ddim-3", "state")] == ONSET_STATES.index("onset")
+    assert m[keys.onset_key("ddim-3", "state")] == keys.ONSET_STATES.index("onset")
     assert m[keys.onset_key("ddim-3", "epoch")] == 45 and m[keys.onset_key("ddim-3", "rise")] == pytest.approx(0.29)
     # not opted in: the same curve does not stop the trial; no memorization score logged: no verdicts
     plain = _spec(**{"evaluation.inception_score": {"extra_metrics": ["memorization_feature"]},

@@ -1,5 +1,5 @@
 """Calibration of the memorization-onset rule and of its stopper as it is used (every look), by simulation in
-fraction units (analysis/onset.py; shared/STATISTICS.md section 3). The rates go into the rule's docstring. Run
+fraction units (study/statistics/onset.py; shared/STATISTICS.md section 3). The rates go into the rule's docstring. Run
 with ``-s`` to see them.
 
 True memorized fraction p(e) = B0 + m_k + A ramp(e): flat at the held-out level B0 until the onset epoch (40 % of
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.onset import ONSET, FractionCurve, OnsetRule, _epoch_range, crossing, onset_state
+from study.statistics.onset import ONSET, FractionCurve, OnsetRule, _epoch_range, crossing, onset_state
 
 EPOCHS = 240.0
 ONSET_AT = 0.4 * EPOCHS
@@ -153,7 +153,7 @@ def test_rises_well_beyond_the_margin_are_detected_near_their_true_crossing() ->
 
 
 def test_the_verdict_on_one_curve_states_the_onset_epoch_and_the_rise() -> None:
-    from analysis.onset import assess_onset
+    from study.statistics.onset import assess_onset
 
     e = np.arange(5, 125, 5, dtype=float)
     f = np.where(e >= 60, 0.3, 0.01)

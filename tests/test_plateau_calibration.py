@@ -1,6 +1,6 @@
 """Calibration of the plateau rule and of the stopper as it is used (every look), by simulation in IS units
 (tests/plateau_sim.py; shared/STATISTICS.md section 3). The rates go into the rule's docstring
-(analysis/plateau.py). Run with ``-s`` to see them.
+(study/statistics/plateau.py). Run with ``-s`` to see them.
 
 Checkpoint jitter (0, 1, 2 and 5 times the measurement SE) is noise the rule is not told about; n runs from 100 to
 25,600 images per evaluation; K from 8 to 24 evaluations over a 240-epoch budget; delta = 0.15 IS."""
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from plateau_sim import DELTA, EPOCHS, Cell, coverage, false_stops, simulate
 
-from analysis.plateau import PEAKED, PLATEAUED, UNDETERMINED, PlateauRule
+from study.statistics.plateau import PEAKED, PLATEAUED, UNDETERMINED, PlateauRule
 
 B = 1000  # curves per cell: a 5 % rate is measured to +-0.7 % (one standard error)
 RULE = PlateauRule(margin=DELTA)
@@ -113,7 +113,7 @@ def test_plateau_epoch_ranges_cover_the_flattening_epoch() -> None:
 def test_flat_curves_are_rarely_called_rising_or_peaked() -> None:
     """A flat curve is called ``rising`` in at most 5 % of curves in every cell (measured: 4.5 %) and ``peaked`` in
     at most 6 % (measured: 5.4 %, at n = 100 with training noise of 5 SE = 1.2 IS, eight times the margin)."""
-    from analysis.plateau import RISING
+    from study.statistics.plateau import RISING
 
     rates = []
     for i, c in enumerate(_grid("flat", (0.0,))):

@@ -1,4 +1,5 @@
-"""Closed forms and coverage for analysis/stats.py: IS from logits, bootstrap and paired intervals, IS-infinity."""
+"""Closed forms and coverage for study/statistics/stats.py: IS from logits, bootstrap and paired intervals,
+IS-infinity."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from torch_fidelity.metric_isc import isc_features_to_metric
 
-from analysis.stats import bootstrap_is, inception_score, is_infinity, split_std_to_se
+from study.statistics.stats import bootstrap_is, inception_score, is_infinity, split_std_to_se
 
 CLASSES = 10
 
@@ -109,7 +110,7 @@ def test_is_infinity_recovers_the_population_score() -> None:
 def test_bootstraps_of_single_evaluations_stack_into_the_paired_bootstrap() -> None:
     """The stopper draws each epoch's replicates once, when the epoch is added: with one seed they are the
     columns of the joint paired bootstrap, bit for bit (the same image indices for every evaluation)."""
-    from analysis.stats import PairedBootstrap
+    from study.statistics.stats import PairedBootstrap
 
     rng = np.random.default_rng(0)
     mats = [rng.normal(size=(300, 10)) * s for s in (1.0, 1.5, 2.0)]

@@ -12,15 +12,15 @@ uint8 [H, W, C]): the trial logs each at every evaluation under ``keys.score_ima
 Adding a score is a function here, an entry in ``SCORES`` and its name in the spec's ``extra_metrics`` literal.
 
 * ``is``: torch-fidelity's mean and split std (the literature's numbers), plus ``se`` / ``ci_low`` / ``ci_high``
-  from the bootstrap over the generated images and ``inf`` (IS-infinity), both from analysis/stats.py.
+  from the bootstrap over the generated images and ``inf`` (IS-infinity), both from study/statistics/stats.py.
 * ``fid``: Frechet distance to the training set's statistics (``value``).
 * ``kid``: torch-fidelity's KID (``mean`` and ``std`` over its subsets).
 * ``memorization_pixel`` / ``memorization_feature``: the fraction of generated images that copy a training image
-  (nearest training image closer than a third of the second nearest; Yoon et al. 2023, analysis/neighbours.py),
+  (nearest training image closer than a third of the second nearest; Yoon et al. 2023, study/statistics/neighbours.py),
   in pixel space and in the extractor's ``fid`` feature space: ``mean``, ``se``, ``ci_low`` / ``ci_high``
   (bootstrap over the generated images) and ``held_out``, the same fraction for the held-out images (real images
   the model never saw: the criterion's false-copy baseline, the memorization-onset rule's baseline,
-  analysis/onset.py) with ``held_out_se`` (bootstrap over the held-out images). Arrays: ``nn1``, ``nn2``,
+  study/statistics/onset.py) with ``held_out_se`` (bootstrap over the held-out images). Arrays: ``nn1``, ``nn2``,
   ``nn_index`` (generated -> train) and ``held_out_nn1``, ``held_out_nn2`` (held-out -> train). Image: ``copies``
   (``copies_grid``), the ``ScoreSettings.copies`` generated images with the smallest ratio nn1 / nn2 (the most
   copy-like first, ties by index) in the top row, each one's nearest training image below it. Both scores show
@@ -49,9 +49,9 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import calc_cdist_full, prc_features_to_metric
 from torchvision.utils import make_grid
 
-from analysis.neighbours import bootstrap_fraction, copy_flags
-from analysis.stats import bootstrap_is, is_infinity
 from study.contract import keys
+from study.statistics.neighbours import bootstrap_fraction, copy_flags
+from study.statistics.stats import bootstrap_is, is_infinity
 
 Tensor = torch.Tensor
 # bootstrap resamples behind IS-infinity's interval: each refits 15 subset sizes, so fewer than the IS bootstrap's
@@ -215,7 +215,7 @@ def _memorization(
     generated: Tensor, train: Tensor, held_out: Tensor | None, cfg: ScoreSettings,
     pixels: tuple[Tensor, Tensor] | None = None,
 ) -> ScoreOutput:  # fmt: skip
-    """The copy fraction (analysis/neighbours.py) of ``generated`` against ``train``, its bootstrap over the
+    """The copy fraction (study/statistics/neighbours.py) of ``generated`` against ``train``, its bootstrap over the
     generated images, the held-out baseline, the distances as arrays and, given ``pixels`` (the generated and
     training uint8 images, in the order of ``generated`` and ``train``), the ``copies`` image."""
     d1, d2, idx = nearest_two(generated, train)

@@ -4,10 +4,10 @@ After every epoch the trial asks the rules in registry order; the first that fir
 
 * ``diverged``: the epoch's training loss is not finite (status ``diverged``; the study goes on).
 * ``plateau`` (opt-in, ``training.stop``): every (or any) evaluation curve has been plateaued or peaked under the
-  plateau rule (analysis/plateau.py, ``evaluation.plateau``) at ``persistence`` consecutive evaluations: the
+  plateau rule (study/statistics/plateau.py, ``evaluation.plateau``) at ``persistence`` consecutive evaluations: the
   report's own rule on the same data and the same bootstrap draws (status ``converged``). The persistence is
   what calibrates the stopper over all its looks (the rule's docstring gives the rates).
-* ``memorization`` (opt-in, ``training.stop.memorization``): the memorization-onset rule (analysis/onset.py,
+* ``memorization`` (opt-in, ``training.stop.memorization``): the memorization-onset rule (study/statistics/onset.py,
   ``evaluation.onset``) says ``onset`` on any evaluation's memorized-fraction curve: the fraction rose beyond the
   stated margin above its held-out level, resolved at the rule's ``persistence`` consecutive evaluations (status
   ``converged``, the harness's status for a trial a rule stopped early; the stop-rule tag says ``memorization``).
@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from analysis.neighbours import bootstrap_fraction, copy_flags
-from analysis.onset import ONSET_STATES, FractionCurve, Onset, OnsetRule, assess_onset
-from analysis.plateau import Curve, PlateauRule, Verdict, assess
-from analysis.stats import BootstrapSettings, PairedBootstrap
 from study.contract import keys
 from study.contract.keys import Status
+from study.statistics.neighbours import bootstrap_fraction, copy_flags
+from study.statistics.onset import FractionCurve, Onset, OnsetRule, assess_onset
+from study.statistics.plateau import Curve, PlateauRule, Verdict, assess
+from study.statistics.stats import BootstrapSettings, PairedBootstrap
 
 FRACTION_FIELDS = ("mean", "se", "held_out", "held_out_se")  # what the onset rule reads of a memorization score
 
@@ -52,7 +52,7 @@ class Stop:
 @dataclass
 class EvaluationHistory:
     """Per-image IS logits of every evaluation so far, {evaluation id: {epoch: [N, classes] float16}}, and each
-    epoch's bootstrap replicates, drawn once when the epoch is added (``analysis.stats.bootstrap_is`` draws the
+    epoch's bootstrap replicates, drawn once when the epoch is added (``study.statistics.stats.bootstrap_is`` draws the
     same image indices for every evaluation of one seed, so the columns stack into the paired bootstrap of the
     whole curve: a decision costs one bootstrap per new evaluation, not one per evaluated epoch)."""
 
@@ -185,12 +185,12 @@ def bootstrap_settings(spec: Any) -> BootstrapSettings:
 
 def plateau_rule(spec: Any) -> PlateauRule:
     """The plateau rule a trial decides with: ``evaluation.plateau``, its margin resolved by the spec."""
-    return PlateauRule(**spec.evaluation.plateau.rule_fields())
+    return PlateauRule.of(spec.evaluation.plateau)
 
 
 def onset_rule(spec: Any) -> OnsetRule:
     """The memorization-onset rule a trial decides with: ``evaluation.onset``."""
-    return OnsetRule(**spec.evaluation.onset.rule_fields())
+    return OnsetRule.of(spec.evaluation.onset)
 
 
 def onsets(spec: Any, history: EvaluationHistory) -> dict[str, Onset]:
@@ -202,7 +202,7 @@ def onset_metrics(found: Mapping[str, Onset]) -> dict[str, float]:
     """The onset verdicts as metrics at the evaluated epoch (``keys.onset_key``): state, onset epoch, rise."""
     out: dict[str, float] = {}
     for ev, v in found.items():
-        out[keys.onset_key(ev, "state")] = ONSET_STATES.index(v.state)
+        out[keys.onset_key(ev, "state")] = keys.ONSET_STATES.index(v.state)
         out[keys.onset_key(ev, "epoch")] = v.epoch if v.epoch is not None else math.nan
         out[keys.onset_key(ev, "rise")] = v.rise
     return out

@@ -21,12 +21,12 @@ import ray
 import torch
 from torch.utils.data import DataLoader
 
-from analysis.plateau import STATES, Verdict
 from study.contract import keys
 from study.contract.runlog import TrialRun
 from study.contract.spec import StudySpec, Trial
 from study.contract.store import connect
 from study.contract.tracking import Tracker
+from study.statistics.plateau import Verdict
 from trainables.data import ImageData, load_dataset
 from trainables.dynamics import build_dynamics
 from trainables.ema import EMA
@@ -185,7 +185,7 @@ def run_epoch(
     outcome = EpochOutcome(epoch, metrics[keys.TRAIN_LOSS], {})
     if math.isfinite(outcome.loss) and _evaluation_due(ctx.spec, epoch):
         scores, verdicts = evaluate_epoch(ctx, run, guides, history, epoch)
-        found = onsets(ctx.spec, history)  # the memorization-onset rule (analysis/onset.py) where it is logged
+        found = onsets(ctx.spec, history)  # the memorization-onset rule (study/statistics/onset.py) where it is logged
         metrics |= scores | onset_metrics(found)
         outcome = EpochOutcome(epoch, outcome.loss, verdicts, found)
     stop = first_stop(outcome, ctx.spec)
@@ -381,7 +381,7 @@ def evaluate_epoch(
     guides.check_frozen()
     verdicts = _verdicts(ctx, history)
     for eval_id, v in verdicts.items():
-        metrics[keys.convergence_key(eval_id, "state")] = STATES.index(v.state)
+        metrics[keys.convergence_key(eval_id, "state")] = keys.PLATEAU_STATES.index(v.state)
         metrics[keys.convergence_key(eval_id, "plateau_epoch")] = v.epoch if v.epoch is not None else math.nan
     return metrics, verdicts
 

@@ -3,7 +3,7 @@
 Score keys name what a number is (DESIGN: comparability): ``<score>/<extractor>/n<N>/<evaluation>/<stat>``,
 e.g. ``is/digits-cnn/n400/ddim-20/mean``. Evaluation ids are ``<sampler id>[:<guidance>-<scale>]``. Stats of a
 score (``IS_STATS``): ``mean`` and ``std`` (torch-fidelity's mean and split std, as in the literature), ``se``,
-``ci_low``/``ci_high`` (bootstrap over the generated images, analysis/stats.py: they cover IS at this n, not
+``ci_low``/``ci_high`` (bootstrap over the generated images, study/statistics/stats.py: they cover IS at this n, not
 the generator's IS at any n) and ``inf`` (IS-infinity, Chong & Forsyth 2020) with ``inf_ci_low``/``inf_ci_high``.
 FID is ``value``; KID ``mean``/``std`` (torch-fidelity's subset statistics). The memorization scores
 (trainables/scores.py) are fractions: ``memorization_pixel`` / ``memorization_feature`` (``mean``, ``se``,
@@ -13,7 +13,8 @@ evaluation's npz under ``score_array(score, name)`` (``memorization_pixel.nn1``)
 are logged at each evaluation under ``score_image_key(score, image, evaluation)``
 (``memorization_pixel.copies/ddim-20``: the most-copied generated images beside their nearest training images).
 
-The trial status vocabulary (``Status``) is shared by the trial, the runner and the report.
+The trial status vocabulary (``Status``) is shared by the trial, the runner and the report; the rules' verdict
+vocabularies (``PLATEAU_STATES``, ``ONSET_STATES``) by the statistics, the trial that logs them and the report.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ ENDED: tuple[str, ...] = ("finished", "converged", "diverged")
 MLFLOW_RUN_STATUS: dict[str, str] = {
     "running": "RUNNING", "finished": "FINISHED", "converged": "FINISHED", "diverged": "FAILED", "errored": "FAILED",
 }  # fmt: skip
+
+# The decision rules' verdicts (study/statistics/plateau.py, study/statistics/onset.py): a trial logs each as its
+# index here (``convergence_key(ev, "state")``, ``onset_key(ev, "state")``), the report reads them back by name.
+PlateauState = Literal["rising", "plateaued", "peaked", "undetermined"]
+PLATEAU_STATES: tuple[PlateauState, ...] = get_args(PlateauState)
+OnsetState = Literal["onset", "no onset", "undetermined"]
+ONSET_STATES: tuple[OnsetState, ...] = get_args(OnsetState)
 
 # ---------------------------------------------------------------------------------------------------- tags
 
@@ -237,13 +245,14 @@ def parse_reference_key(key: str) -> tuple[str, str, int, str, str] | None:
 
 
 def convergence_key(evaluation: str, stat: Literal["state", "plateau_epoch"]) -> str:
-    """The plateau rule's verdict on one evaluation curve at each evaluated epoch (state: STATE_CODES)."""
+    """The plateau rule's verdict on one evaluation curve at each evaluated epoch (state: an index into
+    ``PLATEAU_STATES``)."""
     return f"convergence/{evaluation}/{stat}"
 
 
 def onset_key(evaluation: str, stat: Literal["state", "epoch", "rise"]) -> str:
-    """The memorization-onset rule's verdict (analysis/onset.py) on one evaluation's memorized-fraction curve at each
-    evaluated epoch (state: an index into ``analysis.onset.ONSET_STATES``; epoch: the onset epoch, NaN before)."""
+    """The memorization-onset rule's verdict (study/statistics/onset.py) on one evaluation's memorized-fraction
+    curve at each evaluated epoch (state: an index into ``ONSET_STATES``; epoch: the onset epoch, NaN before)."""
     return f"onset/{evaluation}/{stat}"
 
 

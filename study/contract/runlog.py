@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import shutil
 import tempfile
 import uuid
@@ -60,6 +61,48 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 PARAM_MAX_CHARS = 250  # longer values (JSON lists of samplers, claims) are tags: see ``split_params``
+_LITERALS = {"None": None, "True": True, "False": False}
+_NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|-?Infinity|NaN")
+
+
+def _value(text: str) -> Any:
+    """One flattened value back: ``None``/``True``/``False``, a number, a JSON list, else the string."""
+    if text in _LITERALS:
+        return _LITERALS[text]
+    if text[:1] in "[{" or _NUMBER.fullmatch(text):
+        try:
+            return json.loads(text)
+        except ValueError:  # a string that looks like JSON, or a list truncated to a tag's length
+            return text
+    return text
+
+
+def unflatten(
+    params: dict[str, str], tags: dict[str, str] | None = None, sections: set[str] | None = None,
+    verbatim: tuple[str, ...] = (),
+) -> dict[str, Any]:  # fmt: skip
+    """The nested config a trial logged with ``flatten`` and ``split_params``: its params, its free text back from
+    its tag (``TEXT_PARAMS``) and its tags that hold a value too long for a param (over ``PARAM_MAX_CHARS``; only
+    keys under ``sections``, the config's top-level names, when given). Under a key of ``verbatim`` the rest of the
+    dotted path is one key (a mapping whose keys contain dots, such as ``grid``). Values are decoded (``_value``);
+    validating the result against the spec's model gives the typed config back."""
+    tags = tags or {}
+    long = {k: v for k, v in tags.items() if len(v) > PARAM_MAX_CHARS and k not in TEXT_PARAMS.values()
+            and (sections is None or k.split(".")[0] in sections)}  # fmt: skip
+    text = {k: tags[tag] for k, tag in TEXT_PARAMS.items() if tag in tags}
+    out: dict[str, Any] = {k: v for k, v in text.items() if k not in params}
+    for key, value in (params | long).items():
+        parts = key.split(".")
+        if parts[0] in verbatim and len(parts) > 1:
+            parts = [parts[0], ".".join(parts[1:])]
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[parts[-1]] = _value(value)
+    return out
 
 
 TEXT_PARAMS = {"description": TAG_DESCRIPTION}  # free text: a tag, never a param

@@ -17,9 +17,6 @@ from study.contract.spec.performance import PerformanceSpec
 from study.contract.spec.samplers import SamplerSpec
 
 StudyName = str
-# The memorization-onset rule's defaults (analysis/onset.py calibrates them and reads them from here)
-ONSET_MARGIN = 0.05  # fraction units: five percentage points of the generated images
-ONSET_PERSISTENCE = 2  # consecutive evaluations resolved above the margin
 TRAINING_SECTIONS = ("dataset", "dynamics", "network", "class_conditional", "training")
 
 
@@ -28,19 +25,26 @@ def is_training_path(path: str) -> bool:
     return path.split(".")[0] in TRAINING_SECTIONS
 
 
-class PlateauSpec(Strict):
-    """The plateau rule (analysis/plateau.py): the margin delta is stated here, before looking, in score units
-    (``0.25``) or relative to the curve's latest score (``"2%"``); None takes the extractor's default
-    (``InceptionScoreSpec.default_margin``). The other defaults are the calibrated ones."""
+class PlateauParameters(Strict):
+    """The plateau rule's parameters besides its margin, declared once: ``evaluation.plateau`` (``PlateauSpec``)
+    states them, the rule (``study.statistics.plateau.PlateauRule``) is built on them. The defaults are the
+    calibrated ones (study/statistics/plateau.py)."""
 
-    margin: float | str | None = Field(
-        None, description="delta: IS units (0.25) or a share of the latest score ('2%'); default per extractor"
-    )
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="one-sided confidence of each side of the test")
     tail_share: float = Field(0.2, ge=0.0, le=1.0, description="the tail spans at least this share of the budget")
     min_tail: int = Field(3, ge=3, le=1000, description="... and at least this many evaluations")
     warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="evaluations at or before this epoch are ignored")
     persistence: int = Field(3, ge=1, le=100, description="the stopper: consecutive plateaued/peaked evaluations")
+
+
+class PlateauSpec(PlateauParameters):
+    """The plateau rule (study/statistics/plateau.py): the margin delta is stated here, before looking, in score
+    units (``0.25``) or relative to the curve's latest score (``"2%"``); None takes the extractor's default
+    (``InceptionScoreSpec.default_margin``). The other parameters are ``PlateauParameters``."""
+
+    margin: float | str | None = Field(
+        None, description="delta: IS units (0.25) or a share of the latest score ('2%'); default per extractor"
+    )
 
     @field_validator("margin")
     @classmethod
@@ -62,35 +66,34 @@ class PlateauSpec(Strict):
             raise ValueError(f"the margin must be a positive number of score units, got {v}")
         return v
 
-    def rule_fields(self) -> dict[str, Any]:
-        """The rule's parameters (``analysis.plateau.PlateauRule(**...)``); the margin is resolved by
-        ``EvaluationSpec`` (the extractor's default when unstated)."""
-        fields = self.model_dump(exclude={"margin"})
+    def resolved_margin(self) -> tuple[float, bool]:
+        """(margin, relative): in score units, or a fraction of the latest score for a percentage. The margin is
+        resolved by ``EvaluationSpec`` (the extractor's default when unstated)."""
         m = self.margin
         if m is None:
             raise ValueError("the plateau margin is unresolved: read it from an EvaluationSpec")
-        if isinstance(m, str):
-            return fields | {"margin": float(m[:-1]) / 100, "relative": True}
-        return fields | {"margin": float(m), "relative": False}
+        return (float(m[:-1]) / 100, True) if isinstance(m, str) else (float(m), False)
 
 
-class OnsetSpec(Strict):
-    """The memorization-onset rule (analysis/onset.py) of the stopper and the report: the memorized fraction of
-    ``score`` (one of ``inception_score.extra_metrics``) risen above its held-out level by more than ``margin``, in
-    fraction units (0.05 = 5 percentage points of the generated images), stated before looking. The other defaults
-    are the calibrated ones (the rule's docstring gives the rates)."""
+class OnsetParameters(Strict):
+    """The memorization-onset rule's parameters, declared once: ``evaluation.onset`` (``OnsetSpec``) states them,
+    the rule (``study.statistics.onset.OnsetRule``) is built on them. The defaults are the calibrated ones (the
+    rule's docstring gives the rates)."""
+
+    margin: float = Field(0.05, gt=0.0, lt=1.0, description="delta in fraction units (0.05 = 5 points)")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="one-sided confidence of each evaluation's test")
+    persistence: int = Field(2, ge=1, le=100, description="consecutive evaluations above delta")
+    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="evaluations at or before this epoch are ignored")
+
+
+class OnsetSpec(OnsetParameters):
+    """The memorization-onset rule (study/statistics/onset.py) of the stopper and the report: the memorized fraction
+    of ``score`` (one of ``inception_score.extra_metrics``) risen above its held-out level by more than ``margin``,
+    in fraction units (0.05 = 5 percentage points of the generated images), stated before looking."""
 
     score: Literal["memorization_feature", "memorization_pixel"] = Field(
         "memorization_feature", description="the memorized fraction the rule reads"
     )
-    margin: float = Field(ONSET_MARGIN, gt=0.0, lt=1.0, description="delta in fraction units (0.05 = 5 points)")
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="one-sided confidence of each evaluation's test")
-    persistence: int = Field(ONSET_PERSISTENCE, ge=1, le=100, description="consecutive evaluations above delta")
-    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="evaluations at or before this epoch are ignored")
-
-    def rule_fields(self) -> dict[str, Any]:
-        """The rule's parameters (``analysis.onset.OnsetRule(**...)``)."""
-        return self.model_dump(exclude={"score"})
 
 
 class StopSpec(Strict):

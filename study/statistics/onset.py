@@ -23,8 +23,9 @@ without a logged held-out level (a dataset with no held-out split) is ``undeterm
 
 The margin
 ----------
-delta is stated before looking, in fraction units (``evaluation.onset.margin``, default ``DEFAULT_MARGIN`` =
-0.05: five percentage points of the generated images). Standard errors and training noise never enter it.
+delta is stated before looking, in fraction units (``evaluation.onset.margin``; the default, declared with the
+other parameters in ``OnsetParameters``, is five percentage points of the generated images). Standard errors and
+training noise never enter it.
 
 The rule
 --------
@@ -82,40 +83,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-from analysis.plateau import checkpoint_noise_independent, one_sided, two_sided
-from study.contract.spec.study import ONSET_MARGIN, ONSET_PERSISTENCE
+from study.contract.keys import ONSET_STATES, OnsetState
+from study.contract.spec.study import OnsetParameters, OnsetSpec
+from study.statistics.plateau import checkpoint_noise_independent, one_sided, two_sided
 
-__all__ = [
-    "DEFAULT_MARGIN", "DEFAULT_PERSISTENCE", "OnsetRule", "FractionCurve", "Onset", "OnsetState", "ONSET_STATES",
-    "assess_onset", "resolved", "onset_state",
-]  # fmt: skip
+__all__ = ["OnsetRule", "FractionCurve", "Onset", "assess_onset", "resolved", "onset_state"]
 
-OnsetState = Literal["onset", "no onset", "undetermined"]
-ONSET_STATES: tuple[OnsetState, ...] = ("onset", "no onset", "undetermined")
-ONSET, NO_ONSET, UNDETERMINED = range(3)
-# declared once, in the spec (the contract); calibrated here (module docstring)
-DEFAULT_MARGIN, DEFAULT_PERSISTENCE = ONSET_MARGIN, ONSET_PERSISTENCE
+# the codes of onset_state: indices into the contract's ONSET_STATES, in its order
+ONSET, NO_ONSET, UNDETERMINED = range(len(ONSET_STATES))
 
 
-@dataclass(frozen=True)
-class OnsetRule:
-    """Parameters of the rule in the module docstring (the defaults are the calibrated ones)."""
+class OnsetRule(OnsetParameters):
+    """The rule in the module docstring: the spec's parameters (``OnsetParameters``, declared once with their
+    calibrated defaults) and whether the SE carries the checkpoint noise estimated from the curve. A trial's rule
+    is ``OnsetRule.of(spec.evaluation.onset)``."""
 
-    margin: float = DEFAULT_MARGIN
-    confidence: float = 0.95
-    persistence: int = DEFAULT_PERSISTENCE
-    warmup_epochs: int = 0
     checkpoint_noise: bool = True
 
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.margin) and 0 < self.margin < 1):
-            raise ValueError(f"the onset margin is a fraction in (0, 1) (0.05 = 5 points), got {self.margin}")
-        if self.persistence < 1 or self.warmup_epochs < 0 or not 0.5 < self.confidence < 1:
-            raise ValueError(f"onset rule parameters out of range: {self}")
+    @classmethod
+    def of(cls, spec: OnsetSpec) -> OnsetRule:
+        """The rule ``evaluation.onset`` states."""
+        return cls(**spec.model_dump(include=set(OnsetParameters.model_fields)))
 
     def describe(self) -> str:
         """One-line statement of the rule with its parameters (goes into reports)."""

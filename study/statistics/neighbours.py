@@ -11,7 +11,7 @@ bootstrap over the generated images (pure numpy, so the report can recompute the
   twice (then both distances are 0 and the ratio is undefined).
 * **Bootstrap of a fraction over the generated images**: replicate b draws N image indices with replacement and
   takes the mean of the indicators. The draws depend on the seed and N only, so evaluations of one trial (image i
-  shares its initial noise at every epoch) are resampled with the same indices: paired, as analysis/stats.py's
+  shares its initial noise at every epoch) are resampled with the same indices: paired, as study/statistics/stats.py's
   IS bootstrap. With 0 or N flagged images the percentile interval collapses to the point (the bootstrap cannot
   see beyond the sample): read it as "none (all) of these N images".
 """

@@ -85,45 +85,40 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Literal
 
 import numpy as np
+from pydantic import Field
+
+from study.contract.keys import PLATEAU_STATES, PlateauState
+from study.contract.spec.study import PlateauParameters, PlateauSpec
 
 __all__ = [
     "Curve", "PlateauRule", "Verdict", "assess", "decide_batch", "plateau_epochs", "checkpoint_noise",
-    "checkpoint_noise_independent", "State",
-    "STATES", "STATE_CODES",
+    "checkpoint_noise_independent",
 ]  # fmt: skip
 
-State = Literal["rising", "plateaued", "peaked", "undetermined"]
-STATES: tuple[State, ...] = ("rising", "plateaued", "peaked", "undetermined")
-STATE_CODES = {s: i for i, s in enumerate(STATES)}
-RISING, PLATEAUED, PEAKED, UNDETERMINED = range(4)
+# the codes of decide_batch: indices into the contract's PLATEAU_STATES, in its order
+RISING, PLATEAUED, PEAKED, UNDETERMINED = range(len(PLATEAU_STATES))
 SMOOTH = 3  # evaluations in the running mean that locates the plateau's start
 
 
-@dataclass(frozen=True)
-class PlateauRule:
-    """Parameters of the rule in the module docstring (the defaults are the calibrated ones)."""
+class PlateauRule(PlateauParameters):
+    """The rule in the module docstring: the spec's parameters (``PlateauParameters``, declared once with their
+    calibrated defaults) with the margin resolved, in score units or (``relative``) as a fraction of the latest
+    score, and whether the SE carries the checkpoint noise estimated from the curve. A trial's rule is
+    ``PlateauRule.of(spec.evaluation.plateau)``; ``margin``'s default serves runs that logged no margin and no
+    known extractor."""
 
-    margin: float = 0.15
+    margin: float = Field(0.15, gt=0.0, description="delta in score units, or a fraction of the latest score")
     relative: bool = False  # margin x |latest score| instead of score units
-    confidence: float = 0.95
-    tail_share: float = 0.2
-    min_tail: int = 3
-    warmup_epochs: int = 0
     checkpoint_noise: bool = True
-    persistence: int = 3  # the stopper: consecutive plateaued/peaked looks before it stops
 
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.margin) and self.margin > 0):
-            raise ValueError(f"the margin must be a positive number of score units (or a fraction), got {self.margin}")
-        if self.min_tail < 3:
-            raise ValueError(f"min_tail must be >= 3 (a slope and its noise), got {self.min_tail}")
-        if self.persistence < 1 or self.warmup_epochs < 0 or not 0 <= self.tail_share <= 1:
-            raise ValueError(f"plateau rule parameters out of range: {self}")
-        if not 0.5 < self.confidence < 1:
-            raise ValueError(f"confidence must be in (0.5, 1), got {self.confidence}")
+    @classmethod
+    def of(cls, spec: PlateauSpec) -> PlateauRule:
+        """The rule ``evaluation.plateau`` states (its margin resolved by the spec)."""
+        margin, relative = spec.resolved_margin()
+        fields = spec.model_dump(include=set(PlateauParameters.model_fields))
+        return cls(**fields, margin=margin, relative=relative)
 
     def delta(self, latest: float | np.ndarray) -> np.ndarray:
         """The margin in score units: fixed, or relative to the latest score."""
@@ -183,7 +178,7 @@ class Curve:
     @classmethod
     def from_bootstrap(cls, epochs: np.ndarray, boot: object, budget: float | None = None) -> Curve:
         """The curve of evaluations that share their initial noise, from their paired bootstrap
-        (``analysis.stats.PairedBootstrap``: the same replicates the stopper and the report use)."""
+        (``study.statistics.stats.PairedBootstrap``: the same replicates the stopper and the report use)."""
         lo, hi = boot.ci()  # type: ignore[attr-defined]
         return cls(np.asarray(epochs, dtype=float), boot.estimates, boot.cov(), boot.centred(), True, lo, hi,  # type: ignore[attr-defined]
                    budget)  # fmt: skip
@@ -194,7 +189,7 @@ class Curve:
         replicates: int = 1000, seed: int = 0, budget: float | None = None,
     ) -> Curve:  # fmt: skip
         """The IS curve of evaluations that share their initial noise, with the paired bootstrap covariance."""
-        from analysis.stats import bootstrap_is
+        from study.statistics.stats import bootstrap_is
 
         return cls.from_bootstrap(epochs, bootstrap_is(logits, splits, shuffle, replicates, seed), budget)
 
@@ -216,7 +211,7 @@ class Curve:
 class Verdict:
     """What the rule says about one curve. ``epoch``/``value``: the plateau start (None unless plateaued/peaked)."""
 
-    state: State
+    state: PlateauState
     epoch: int | None
     value: float | None
     epoch_low: int | None = None
@@ -274,7 +269,8 @@ def checkpoint_noise(s: np.ndarray, cov: np.ndarray) -> np.ndarray:
 
 def checkpoint_noise_independent(s: np.ndarray, var: np.ndarray) -> np.ndarray:
     """``checkpoint_noise`` of B curves whose measurement errors are independent, each curve with its own
-    variances ``var`` (B, K) (binomial fractions, analysis/onset.py): Var d_k = var_{k-1} + 4 var_k + var_{k+1}."""
+    variances ``var`` (B, K) (binomial fractions, study/statistics/onset.py):
+    Var d_k = var_{k-1} + 4 var_k + var_{k+1}."""
     s, var = np.atleast_2d(s), np.atleast_2d(var)
     if s.shape[1] < 3:
         return np.zeros(s.shape[0])
@@ -306,7 +302,7 @@ def tail_starts(epochs: np.ndarray, budget: float, rule: PlateauRule) -> list[in
 class Decision:
     """``decide_batch`` on B curves: state codes and the statistics of the tail behind each verdict."""
 
-    state: np.ndarray  # (B,) codes into STATES
+    state: np.ndarray  # (B,) codes into PLATEAU_STATES
     change: np.ndarray  # (B,) projected change D of the deciding tail
     se: np.ndarray  # (B,) its standard error (measurement and training noise)
     z: np.ndarray  # (B,) the one-sided quantile used
@@ -435,7 +431,7 @@ def assess(curve: Curve, rule: PlateauRule | None = None, draws: int = 200, seed
     if len(c.epochs) == 0:
         return Verdict("undetermined", None, None, reason="no finite score after warm-up", paired=c.paired, rule=text)
     d = decide_batch(c.epochs, c.estimates[None], c.cov, rule, c.horizon)
-    state: State = STATES[int(d.state[0])]
+    state: PlateauState = PLATEAU_STATES[int(d.state[0])]
     # the curve's training noise as reported and carried into comparisons: the whole curve's second differences
     tau = math.sqrt(float(checkpoint_noise(c.estimates[None], c.cov)[0]))
     peak = int(c.epochs[int(np.argmax(c.estimates))])
