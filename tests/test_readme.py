@@ -95,3 +95,25 @@ def test_readme_quotes_the_quickstart_run_record() -> None:
         assert f"{curve.split('_', 1)[1]} {c['state']}{epoch}" in section, curve
     h = record["headline"]
     assert f"{h['cosine_minus_linear']:+.2f} [{h['low']:+.2f}, {h['high']:+.2f}] IS at epoch {h['epoch']}" in section
+
+
+def test_readme_states_the_quickstart_seed_spread() -> None:
+    """The README's seed-to-seed spread of the quickstart is ``spread.json``'s (``bench.quickstart_record --spread``
+    over the seed records): each trial's stop epochs, how many seeds call each curve plateaued (and at which epochs),
+    and the range of the headline difference."""
+    import json
+
+    spread = json.loads((REPO / "docs" / "results" / "quickstart" / "spread.json").read_text())
+    text = (REPO / "README.md").read_text()
+    section = " ".join(text[text.index("What a user sees") : text.index("Run the tests:")].split())
+    seeds = spread["seeds"]
+    assert f"seeds {min(seeds)}-{max(seeds)}" in section
+    for trial, (lo, hi) in spread["stop_epoch"].items():
+        assert f"{trial.split('_', 1)[1]} after {lo}-{hi} epochs" in section, trial
+    for curve, n in spread["plateaued"].items():
+        span = spread["plateau_epoch"][curve]
+        at = f" (epochs {span[0]}-{span[1]})" if span else ""
+        assert f"{curve.split('_', 1)[1]} in {n} of {len(seeds)}{at}" in section, curve
+    h = spread["headline"]
+    lo, hi = h["cosine_minus_linear"]
+    assert f"{lo:+.2f} to {hi:+.2f} IS" in section and f"resolved in {h['resolved']} of {len(seeds)}" in section
