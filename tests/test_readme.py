@@ -117,3 +117,16 @@ def test_readme_states_the_quickstart_seed_spread() -> None:
     h = spread["headline"]
     lo, hi = h["cosine_minus_linear"]
     assert f"{lo:+.2f} to {hi:+.2f} IS" in section and f"resolved in {h['resolved']} of {len(seeds)}" in section
+
+
+def test_readme_quotes_the_test_command_records() -> None:
+    """How long the README's test command takes, idle and loaded, is the committed records'
+    (``bench/test_command_record.py``): wall time, pytest's summary and the commit."""
+    import json
+
+    text = " ".join((REPO / "README.md").read_text().split())
+    for kind in ("idle", "loaded"):
+        r = json.loads((REPO / "docs" / "results" / "test-command" / f"record-{kind}.json").read_text())
+        minutes, seconds = divmod(r["wall_seconds"], 60)
+        assert f"{minutes} min {seconds} s ({r['summary']}; commit {r['commit']})" in text, kind
+        assert r["cpu"] in text
