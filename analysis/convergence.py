@@ -56,12 +56,10 @@ def trial_rule(spec: StudySpec | None) -> PlateauRule:
 
 
 def bootstrap_of(spec: StudySpec | None) -> BootstrapSettings:
-    """The trial's bootstrap settings, as its stopper used them (``trainables.stopping.bootstrap_settings``)."""
+    """The trial's bootstrap settings, as its stopper used them (``BootstrapSettings.of``)."""
     evaluation = _section(spec, "evaluation")
-    if evaluation is None:
-        evaluation = EvaluationSpec.model_construct()  # the defaults (no sampler: none is read)
-    isc = evaluation.inception_score
-    return BootstrapSettings(isc.splits, isc.shuffle, isc.decision_replicates, evaluation.seed)
+    # no evaluation logged: the spec's defaults (no sampler: none is read)
+    return BootstrapSettings.of(evaluation if evaluation is not None else EvaluationSpec.model_construct())
 
 
 def budget_of(spec: StudySpec | None, last_epoch: float) -> float:

@@ -179,8 +179,7 @@ def first_stop(outcome: EpochOutcome, spec: Any) -> Stop | None:
 
 def bootstrap_settings(spec: Any) -> BootstrapSettings:
     """The bootstrap behind a trial's decisions (and its report's): the spec's IS settings and evaluation seed."""
-    isc = spec.evaluation.inception_score
-    return BootstrapSettings(isc.splits, isc.shuffle, isc.decision_replicates, spec.evaluation.seed)
+    return BootstrapSettings.of(spec.evaluation)
 
 
 def plateau_rule(spec: Any) -> PlateauRule:

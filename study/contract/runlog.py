@@ -62,7 +62,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 PARAM_MAX_CHARS = 250  # longer values (JSON lists of samplers, claims) are tags: see ``split_params``
 _LITERALS = {"None": None, "True": True, "False": False}
-_NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|-?Infinity|NaN")
+_NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # str() of an int or a finite float
 
 
 def _value(text: str) -> Any:

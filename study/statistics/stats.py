@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -177,6 +178,13 @@ class BootstrapSettings:
     shuffle: bool = True
     replicates: int = DEFAULT_REPLICATES
     seed: int = 0
+
+    @classmethod
+    def of(cls, evaluation: Any) -> BootstrapSettings:
+        """The bootstrap behind a trial's decisions (and its report's): an ``EvaluationSpec``'s IS settings and
+        evaluation seed."""
+        isc = evaluation.inception_score
+        return cls(isc.splits, isc.shuffle, isc.decision_replicates, evaluation.seed)
 
     def bootstrap(self, logits: Sequence[np.ndarray]) -> PairedBootstrap:
         return bootstrap_is(logits, self.splits, self.shuffle, self.replicates, self.seed)
